@@ -1,0 +1,88 @@
+"""`task_outcomes.md`: one appended section per finished task, and the PR body built from the same facts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+HEADER = "# Task outcomes\n\nWritten by Clarity: one section per finished task.\n"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckLine:
+    """One acceptance check's verdict."""
+
+    name: str
+    passed: bool
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one task."""
+
+    task_id: str
+    title: str
+    tool: str
+    attempts: int
+    duration: float
+    checks: tuple[CheckLine, ...] = ()
+    base_commit: str = ""
+    execution_id: str = ""
+    links: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    finished_at: float = 0.0
+
+
+def render(outcome: Outcome) -> str:
+    """The markdown section for one task (commit filled in when known)."""
+    when = datetime.fromtimestamp(outcome.finished_at or 0, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    lines = [
+        f"## {outcome.task_id} {outcome.title}", "",
+        f"- Status: completed at {when}",
+        f"- Tool: {outcome.tool}",
+        f"- Attempts: {outcome.attempts}",
+        f"- Duration: {outcome.duration:.1f}s",
+    ]
+    if outcome.base_commit:
+        # The task's own commit is the one that adds this section; its parent pins where it started.
+        lines.append(f"- Commit: the one adding this section, on top of {outcome.base_commit}")
+    if outcome.execution_id:
+        lines.append(f"- Execution: {outcome.execution_id}")
+    if outcome.checks:
+        lines += ["- Checks:"]
+        lines += [f"  - {'✅' if c.passed else '❌'} `{c.name}` ({c.duration:.1f}s)" for c in outcome.checks]
+    else:
+        lines.append("- Checks: none declared")
+    lines += [f"- [{label}]({url})" for label, url in outcome.links]
+    return "\n".join(lines) + "\n"
+
+
+def append(existing: bytes | None, outcome: Outcome) -> bytes:
+    """The outcomes file with `outcome` appended, keeping the existing bytes and line endings as they are."""
+    text = existing.decode("utf-8") if existing else ""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    if not text.strip():
+        text = HEADER
+    if not text.endswith(("\n", "\r\n")):
+        text += newline
+    section = render(outcome)
+    if newline != "\n":
+        section = section.replace("\n", newline)
+    return (text + newline + section).encode("utf-8")
+
+
+def pull_body(issue_number: int | None, is_pull_request: bool, scope: str, dashboard_url: str,
+              done: Sequence[tuple[str, str, str, int]], status: str) -> str:
+    """The execution PR's body: what was done, with commits and evidence. `done`: (id, title, sha, attempts)."""
+    lines = ["Opened by Clarity, working through `tasks_list.md` " + scope + "."]
+    if issue_number and not is_pull_request:
+        lines.append(f"\nRefs #{issue_number}.")
+    lines += ["", f"**Status:** {status} · [live execution]({dashboard_url})", "",
+              "| task | title | commit | attempts |", "|---|---|---|---|"]
+    lines += [f"| {tid} | {title} | {sha[:10]} | {attempts} |" for tid, title, sha, attempts in done]
+    if not done:
+        lines.append("| – | nothing finished yet | | |")
+    lines += ["", "Each task has a check run with its acceptance checks and log excerpt; "
+              "`task_outcomes.md` records every outcome."]
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""The optional per-repository `.github/clarity.yml` (DESIGN §6), validated into a frozen value."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+CONFIG_PATH = ".github/clarity.yml"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_KNOWN = {"tasks_file", "outcomes_file", "image", "setup", "gates", "agents", "retries", "on_failure",
+          "limits", "notify", "managers"}
+
+
+class ConfigError(ValueError):
+    """`.github/clarity.yml` is not valid; the message quotes the offending key."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepoConfig:
+    """What a repository tells Clarity about itself; defaults work without a file."""
+
+    tasks_file: str = "tasks_list.md"
+    outcomes_file: str = "task_outcomes.md"
+    image: str = "python:3.12-slim"
+    setup: tuple[str, ...] = ()
+    gates: tuple[str, ...] = ()
+    agent_default: str | None = None
+    agent_fallback: tuple[str, ...] = ()
+    agent_command: str | None = None
+    retries: int | None = None
+    on_failure: str = "stop"
+    timeout: float | None = None
+    managers: tuple[str, ...] = ()
+    notify: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_duration(value: Any, key: str) -> float:
+    """`15m`, `90s`, `1h`, `500ms` or a number of seconds → seconds."""
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ConfigError(f"{CONFIG_PATH}: `{key}` must be a duration like 90s, 15m or 1h, got {value!r}")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+
+
+def parse(text: str | bytes | None) -> RepoConfig:
+    """Parse and validate the YAML; None or empty means all defaults."""
+    if not text:
+        return RepoConfig()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{CONFIG_PATH}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return RepoConfig()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{CONFIG_PATH}: expected a mapping of settings at the top level")
+    agents = _mapping(data, "agents")
+    limits = _mapping(data, "limits")
+    on_failure = str(data.get("on_failure", "stop"))
+    if on_failure not in ("stop", "continue"):
+        raise ConfigError(f"{CONFIG_PATH}: `on_failure` must be `stop` or `continue`, got {on_failure!r}")
+    retries = data.get("retries")
+    if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10):
+        raise ConfigError(f"{CONFIG_PATH}: `retries` must be a whole number from 0 to 10, got {retries!r}")
+    return RepoConfig(
+        tasks_file=_path(data, "tasks_file", "tasks_list.md"),
+        outcomes_file=_path(data, "outcomes_file", "task_outcomes.md"),
+        image=str(data.get("image", "python:3.12-slim")),
+        setup=_strings(data, "setup"),
+        gates=_strings(data, "gates"),
+        agent_default=_optional_str(agents, "agents.default"),
+        agent_fallback=_strings(agents, "fallback", prefix="agents."),
+        agent_command=_optional_str(agents, "agents.command"),
+        retries=retries,
+        on_failure=on_failure,
+        timeout=parse_duration(limits["timeout"], "limits.timeout") if "timeout" in limits else None,
+        managers=_strings(data, "managers"),
+        notify=_strings(data, "notify"),
+        extra={k: v for k, v in data.items() if k not in _KNOWN},
+    )
+
+
+def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{CONFIG_PATH}: `{key}` must be a mapping")
+    return value
+
+
+def _strings(data: dict[str, Any], key: str, prefix: str = "") -> tuple[str, ...]:
+    value = data.get(key) or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{CONFIG_PATH}: `{prefix}{key}` must be a list of strings")
+    return tuple(value)
+
+
+def _optional_str(data: dict[str, Any], dotted: str) -> str | None:
+    value = data.get(dotted.rsplit(".", 1)[-1])
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{CONFIG_PATH}: `{dotted}` must be a string")
+    return value
+
+
+def _path(data: dict[str, Any], key: str, default: str) -> str:
+    value = str(data.get(key, default))
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ConfigError(f"{CONFIG_PATH}: `{key}` must be a path inside the repository, got {value!r}")
+    return value

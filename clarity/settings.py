@@ -1,0 +1,140 @@
+"""Settings read once from the environment (12-factor) into a frozen dataclass."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A missing or malformed setting; the message names the variable and what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the processes need to know about their environment."""
+
+    app_id: int
+    private_key: str = field(repr=False)
+    webhook_secret: str = field(repr=False)
+    github_api_url: str = "https://api.github.com"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = Path(".clarity")
+    public_url: str = "http://127.0.0.1:8000"
+    bot_login: str = "clarity[bot]"
+    default_agent: str = "command"
+    agent_command: str = ""
+    retries: int = 3
+    retry_backoff: float = 2.0
+    task_timeout: float = 900.0
+    delivery_ttl: int = 7 * 24 * 3600
+    log_level: str = "INFO"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        """Where cached clones live, one per repository."""
+        return self.data_dir / "workspaces"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Where prompts, logs and check outputs of every attempt are kept."""
+        return self.data_dir / "artifacts"
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The values the redactor must never let out."""
+        return tuple(v for v in (self.private_key, self.webhook_secret) if v)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate settings; raise SettingsError naming every bad variable at once."""
+        env = os.environ if env is None else env
+        problems: list[str] = []
+        reader = _Reader(env, problems)
+        settings = cls(
+            app_id=reader.integer("GITHUB_APP_ID", required=True, minimum=1),
+            private_key=reader.private_key(),
+            webhook_secret=reader.text("GITHUB_WEBHOOK_SECRET", required=True),
+            github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com"),
+            redis_url=reader.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix")),
+            data_dir=Path(reader.text("CLARITY_DATA_DIR") or ".clarity"),
+            public_url=reader.url("CLARITY_PUBLIC_URL", "http://127.0.0.1:8000"),
+            bot_login=reader.text("CLARITY_BOT_LOGIN") or "clarity[bot]",
+            default_agent=reader.text("CLARITY_DEFAULT_AGENT") or "command",
+            agent_command=reader.text("CLARITY_AGENT_COMMAND") or "",
+            retries=reader.integer("CLARITY_RETRIES", default=3, minimum=0),
+            retry_backoff=reader.number("CLARITY_RETRY_BACKOFF", default=2.0),
+            task_timeout=reader.number("CLARITY_TASK_TIMEOUT", default=900.0),
+            delivery_ttl=reader.integer("CLARITY_DELIVERY_TTL", default=7 * 24 * 3600, minimum=60),
+            log_level=(reader.text("CLARITY_LOG_LEVEL") or "INFO").upper(),
+        )
+        if problems:
+            raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
+        return settings
+
+
+@dataclass(slots=True)
+class _Reader:
+    """Collects problems instead of failing on the first, so one run names them all."""
+
+    env: Mapping[str, str]
+    problems: list[str]
+
+    def text(self, name: str, required: bool = False) -> str:
+        value = self.env.get(name, "").strip()
+        if required and not value:
+            self.problems.append(f"{name} is not set")
+        return value
+
+    def integer(self, name: str, default: int = 0, required: bool = False, minimum: int | None = None) -> int:
+        raw = self.text(name, required)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a whole number, got {raw!r}")
+            return default
+        if minimum is not None and value < minimum:
+            self.problems.append(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a number, got {raw!r}")
+            return default
+        if value < 0:
+            self.problems.append(f"{name} must not be negative, got {raw}")
+        return value
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+        raw = self.text(name) or default
+        scheme = raw.split("://", 1)[0] if "://" in raw else ""
+        if scheme not in schemes:
+            self.problems.append(f"{name} must be a {'/'.join(schemes)} URL, got {raw!r}")
+        return raw.rstrip("/") if scheme in ("http", "https") else raw
+
+    def private_key(self) -> str:
+        """GITHUB_PRIVATE_KEY (PEM, literal \\n allowed) or GITHUB_PRIVATE_KEY_PATH; never echoed back."""
+        pem = self.env.get("GITHUB_PRIVATE_KEY", "").strip()
+        path = self.env.get("GITHUB_PRIVATE_KEY_PATH", "").strip()
+        if not pem and path:
+            try:
+                pem = Path(path).read_text().strip()
+            except OSError as exc:
+                self.problems.append(f"GITHUB_PRIVATE_KEY_PATH cannot be read: {exc.strerror} ({path})")
+                return ""
+        if not pem:
+            self.problems.append("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH is not set")
+            return ""
+        pem = pem.replace("\\n", "\n")
+        if "-----BEGIN" not in pem or "PRIVATE KEY-----" not in pem:
+            source = "GITHUB_PRIVATE_KEY_PATH" if path and not self.env.get("GITHUB_PRIVATE_KEY") else "GITHUB_PRIVATE_KEY"
+            self.problems.append(f"{source} is not a PEM private key (expected '-----BEGIN ... PRIVATE KEY-----')")
+        return pem + "\n"

@@ -1,0 +1,108 @@
+"""Everything Clarity writes to GitHub: reactions, comments, check runs and pull requests.
+
+Every text passes the redactor and GitHub's size limits before it leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from githubkit import GitHub
+from githubkit.exception import RequestFailed
+
+from clarity.redaction import redact
+
+log = logging.getLogger(__name__)
+
+CHECK_TEXT_LIMIT = 65535
+COMMENT_LIMIT = 65536
+_TRUNCATED = "\n\n… (truncated)"
+
+
+def fit(text: str, limit: int) -> str:
+    """Redact, then cut to GitHub's limit keeping the start and saying so."""
+    text = redact(text)
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(_TRUNCATED)] + _TRUNCATED
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequestRef:
+    """The PR an execution reports into."""
+
+    number: int
+    url: str
+
+
+class Reporter:
+    """Writes to one repository as the installation."""
+
+    def __init__(self, gh: GitHub, repo: str) -> None:
+        self.gh = gh
+        self.repo = repo
+        self.owner, self.name = repo.split("/", 1)
+
+    def react(self, comment_id: int, content: str = "eyes") -> None:
+        """Acknowledge a comment with a reaction."""
+        self.gh.rest.reactions.create_for_issue_comment(self.owner, self.name, comment_id, content=content)
+
+    def comment(self, issue_number: int, body: str) -> str:
+        """Post a comment on an issue or PR; returns its URL."""
+        response = self.gh.rest.issues.create_comment(self.owner, self.name, issue_number,
+                                                      body=fit(body, COMMENT_LIMIT))
+        return response.parsed_data.html_url
+
+    def start_check(self, head_sha: str, name: str, details_url: str, external_id: str, summary: str) -> int:
+        """Create an in-progress check run; returns its id."""
+        response = self.gh.rest.checks.create(
+            self.owner, self.name, name=name[:255], head_sha=head_sha, status="in_progress",
+            started_at=_now(), details_url=details_url, external_id=external_id,
+            output={"title": fit(name, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)})
+        return response.parsed_data.id
+
+    def finish_check(self, check_run_id: int, conclusion: str, title: str, summary: str, text: str = "") -> None:
+        """Complete a check run with its evidence."""
+        output = {"title": fit(title, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)}
+        if text:
+            output["text"] = fit(text, CHECK_TEXT_LIMIT)
+        self.gh.rest.checks.update(self.owner, self.name, check_run_id, status="completed",
+                                   conclusion=conclusion, completed_at=_now(), output=output)
+
+    def find_pull(self, head_branch: str) -> PullRequestRef | None:
+        """The open PR whose head is `head_branch` in this repository, if any."""
+        pulls = self.gh.rest.pulls.list(self.owner, self.name, state="open",
+                                        head=f"{self.owner}:{head_branch}").parsed_data
+        for pull in pulls:
+            if pull.head.ref == head_branch:
+                return PullRequestRef(pull.number, pull.html_url)
+        return None
+
+    def ensure_pull(self, head: str, base: str, title: str, body: str, draft: bool) -> PullRequestRef:
+        """Open the execution's PR, or refresh the one that already exists for the branch."""
+        existing = self.find_pull(head)
+        if existing:
+            self.update_pull(existing.number, body=body)
+            return existing
+        try:
+            pull = self.gh.rest.pulls.create(self.owner, self.name, title=fit(title, 256), head=head,
+                                             base=base, body=fit(body, COMMENT_LIMIT), draft=draft).parsed_data
+        except RequestFailed as exc:
+            if exc.response.status_code != 422:
+                raise
+            # Lost a race with another writer: the PR exists now.
+            existing = self.find_pull(head)
+            if not existing:
+                raise
+            return existing
+        return PullRequestRef(pull.number, pull.html_url)
+
+    def update_pull(self, number: int, body: str) -> None:
+        """Refresh a PR's body with the latest evidence."""
+        self.gh.rest.pulls.update(self.owner, self.name, number, body=fit(body, COMMENT_LIMIT))

@@ -1,0 +1,51 @@
+"""What Clarity reads from GitHub about a repository: permissions, default branch, pull requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from githubkit import GitHub
+from githubkit.exception import RequestFailed
+
+
+@dataclass(frozen=True, slots=True)
+class PullHead:
+    """Where a pull request's changes live."""
+
+    head_ref: str
+    head_repo: str
+    base_ref: str
+    state: str
+
+
+def permission(gh: GitHub, repo: str, login: str) -> str:
+    """The user's repository role (`admin`, `maintain`, `write`, `triage`, `read`, `none`)."""
+    owner, name = repo.split("/", 1)
+    try:
+        data = gh.rest.repos.get_collaborator_permission_level(owner, name, login).parsed_data
+    except RequestFailed as exc:
+        if exc.response.status_code == 404:
+            return "none"
+        raise
+    role = getattr(data, "role_name", None) or data.permission
+    return str(role)
+
+
+def default_branch(gh: GitHub, repo: str) -> str:
+    """The repository's default branch."""
+    owner, name = repo.split("/", 1)
+    return gh.rest.repos.get(owner, name).parsed_data.default_branch
+
+
+def pull_head(gh: GitHub, repo: str, number: int) -> PullHead:
+    """Head and base of a pull request."""
+    owner, name = repo.split("/", 1)
+    pull = gh.rest.pulls.get(owner, name, number).parsed_data
+    head_repo = pull.head.repo.full_name if pull.head.repo else ""
+    return PullHead(pull.head.ref, head_repo, pull.base.ref, pull.state)
+
+
+def clone_url(gh: GitHub, repo: str) -> str:
+    """The HTTPS clone URL (credentials are never part of it)."""
+    owner, name = repo.split("/", 1)
+    return gh.rest.repos.get(owner, name).parsed_data.clone_url

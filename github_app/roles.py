@@ -1,0 +1,37 @@
+"""Who may do what (DESIGN §5): a commenter's repository permission mapped to a Clarity role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """Clarity's roles, from least to most powerful."""
+
+    VIEWER = "viewer"
+    TEAM_MEMBER = "team_member"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        """Order for comparisons: viewer < team_member < manager < admin."""
+        return list(Role).index(self)
+
+
+_FROM_PERMISSION = {"admin": Role.ADMIN, "maintain": Role.TEAM_MEMBER, "write": Role.TEAM_MEMBER}
+
+
+def role_for(permission: str, login: str, managers: Iterable[str] = ()) -> Role:
+    """Map a repository permission (and `.github/clarity.yml` managers) to a role; read/none → viewer."""
+    role = _FROM_PERMISSION.get(permission.lower(), Role.VIEWER)
+    if role is Role.TEAM_MEMBER and login.lower() in {m.lower() for m in managers}:
+        return Role.MANAGER
+    return role
+
+
+def refusal(permission: str, login: str) -> str:
+    """The reply for someone who may not steer Clarity on this repository."""
+    return (f"@{login} only people with write access to this repository can steer Clarity "
+            f"(your permission here is `{permission}`). Ask a maintainer to run the command.")

@@ -1,0 +1,192 @@
+"""The engine's controls: what run, stop, pause, resume, stop-point, retry and status do.
+
+Comment commands (and later the REST API) call these; each one changes state through the store
+and answers the person who asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from clarity.models import Execution
+from clarity.status import ExecutionStatus, TaskStatus
+from github_app import repos
+from github_app.commands import Command
+from github_app.reporting import Reporter
+from jobs import scheduler
+from jobs.context import Engine
+
+if TYPE_CHECKING:
+    from jobs.intake import CommentEvent
+
+S = ExecutionStatus
+RESUMABLE = (S.PAUSED, S.BLOCKED)
+
+
+def _link(eng: Engine, execution: Execution) -> str:
+    return f"[`{execution.id}`]({eng.dashboard_url(execution.id)})"
+
+
+def _scope(execution: Execution) -> str:
+    if execution.only:
+        return f"only task {execution.only}"
+    return f"until {execution.stop_point}" if execution.stop_point else "to the end of the list"
+
+
+def _current(eng: Engine, event: CommentEvent, statuses: tuple[ExecutionStatus, ...]) -> Execution | None:
+    """The newest execution of this issue/PR in one of `statuses`."""
+    found = eng.store.find(event.repo, event.issue_number, statuses)
+    return found[0] if found else None
+
+
+def _live_statuses() -> tuple[ExecutionStatus, ...]:
+    return tuple(s for s in ExecutionStatus if s.is_active) + (S.QUEUED,)
+
+
+def new_execution(event: CommentEvent, command: Command, branch: str, base: str) -> Execution:
+    """The record for a fresh `run`, before it is stored."""
+    return Execution(
+        id="", installation_id=event.installation_id, repo=event.repo, account=event.account,
+        issue_number=event.issue_number, is_pull_request=event.is_pull_request, branch=branch,
+        base_branch=base, requester=event.author, status=S.QUEUED, stop_point=command.until,
+        only=command.only, tool=command.tool, priority=command.priority or 5,
+        trigger_comment_id=event.comment_id,
+    )
+
+
+def run(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
+    """Start an execution, or resume this issue's paused/blocked one with the new scope."""
+    live = _current(eng, event, _live_statuses())
+    if live:
+        reporter.comment(event.issue_number, (
+            f"An execution is already working here: {_link(eng, live)} ({live.status.badge} {live.status}, "
+            f"{_scope(live)}). Change its stop point with `/clarity stop-point <id>` or end it with "
+            "`/clarity stop`."))
+        return f"refused: {live.id} already live"
+    previous = _current(eng, event, RESUMABLE)
+    if previous:
+        execution = eng.store.update(previous.id, stop_point=command.until, only=command.only,
+                                     tool=command.tool, priority=command.priority or previous.priority,
+                                     requester=event.author, trigger_comment_id=event.comment_id)
+        _reset_failed(eng, execution, None)
+        verb = "Resuming"
+    else:
+        if event.is_pull_request:
+            head = repos.pull_head(reporter.gh, event.repo, event.issue_number)
+            if head.head_repo and head.head_repo != event.repo:
+                reporter.comment(event.issue_number, (
+                    f"This pull request comes from the fork `{head.head_repo}`: Clarity can only push to "
+                    "branches of this repository. Open the PR from a branch here, or comment on an issue."))
+                return "refused: fork"
+            branch, base = head.head_ref, head.base_ref
+        else:
+            branch, base = f"clarity/issue-{event.issue_number}", repos.default_branch(reporter.gh, event.repo)
+        execution = eng.store.create(new_execution(event, command, branch, base), actor=event.author)
+        verb = "Starting"
+    execution = scheduler.submit(eng, execution, event.author)
+    if execution.status is S.QUEUED:
+        holder = eng.store.lease_holder(execution.repo) or "another execution"
+        reporter.comment(event.issue_number, (
+            f"Queued {_link(eng, execution)} ({_scope(execution)}): this repository runs one execution at a "
+            f"time and `{holder}` is working now. Position {scheduler.position(eng, execution)} in line."))
+        return f"queued {execution.id}"
+    reporter.comment(event.issue_number, (
+        f"{verb} execution {_link(eng, execution)} on branch `{execution.branch}`, {_scope(execution)}. "
+        "Progress appears as check runs and on the dashboard."))
+    return f"started {execution.id}"
+
+
+def stop(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
+    """End this issue's execution: at once if it is not running, else at the next safe point."""
+    target = _current(eng, event, _live_statuses() + RESUMABLE)
+    if not target:
+        reporter.comment(event.issue_number, "Nothing to stop: no execution is live on this issue.")
+        return "nothing to stop"
+    if target.status in (S.QUEUED, *RESUMABLE):
+        eng.store.remove_waiting(target.repo, target.id)
+        eng.store.transition(target.id, S.STOPPED, event.author, f"stopped by @{event.author}")
+        reporter.comment(event.issue_number, f"Stopped {_link(eng, target)}.")
+    else:
+        eng.store.set_flag(target.id, "stop", event.author)
+        reporter.comment(event.issue_number, (
+            f"Stopping {_link(eng, target)}: the running attempt is cancelled and its uncommitted changes "
+            "are discarded."))
+    return f"stop {target.id}"
+
+
+def pause(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
+    """Pause after the current task."""
+    target = _current(eng, event, _live_statuses())
+    if not target:
+        reporter.comment(event.issue_number, "Nothing to pause: no execution is running on this issue.")
+        return "nothing to pause"
+    eng.store.set_flag(target.id, "pause", event.author)
+    reporter.comment(event.issue_number, f"{_link(eng, target)} will pause after the current task.")
+    return f"pause {target.id}"
+
+
+def resume(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
+    """Continue a paused or blocked execution where it stopped."""
+    target = _current(eng, event, RESUMABLE)
+    if not target:
+        reporter.comment(event.issue_number, "Nothing to resume: no paused or blocked execution on this issue.")
+        return "nothing to resume"
+    _reset_failed(eng, target, None)
+    if target.stop_point and eng.store.flag(target.id, "stop_point_reached"):
+        target = eng.store.update(target.id, stop_point=None)
+    target = scheduler.submit(eng, target, event.author)
+    reporter.comment(event.issue_number, f"Resuming {_link(eng, target)}, {_scope(target)}.")
+    return f"resume {target.id}"
+
+
+def set_stop_point(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
+    """Move the stop point of the live (or paused) execution."""
+    target = _current(eng, event, _live_statuses() + RESUMABLE)
+    if not target:
+        reporter.comment(event.issue_number, "No execution here to change: start one with `/clarity run`.")
+        return "no execution"
+    eng.store.update(target.id, stop_point=command.task_id)
+    reporter.comment(event.issue_number, f"{_link(eng, target)} now stops after task {command.task_id}.")
+    return f"stop-point {target.id} {command.task_id}"
+
+
+def retry(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
+    """Re-run a blocked execution's failed task (or the named one)."""
+    target = _current(eng, event, RESUMABLE)
+    if not target:
+        reporter.comment(event.issue_number, "Nothing to retry: no blocked or paused execution on this issue.")
+        return "nothing to retry"
+    _reset_failed(eng, target, command.task_id)
+    target = scheduler.submit(eng, target, event.author)
+    what = f"task {command.task_id}" if command.task_id else "the failed task"
+    reporter.comment(event.issue_number, f"Retrying {what} in {_link(eng, target)}.")
+    return f"retry {target.id}"
+
+
+def _reset_failed(eng: Engine, execution: Execution, task_id: str | None) -> None:
+    """Make failed/skipped tasks eligible again (all of them, or just `task_id`)."""
+    for progress in eng.store.tasks(execution.id).values():
+        if progress.status in (TaskStatus.FAILED, TaskStatus.SKIPPED) and task_id in (None, progress.task_id):
+            eng.store.put_task(execution.id, dataclasses.replace(progress, status=TaskStatus.PENDING,
+                                                                 attempts=0, last_error=""))
+
+
+def status_text(eng: Engine, repo: str, issue_number: int) -> str:
+    """A compact status reply: the newest execution of this issue with its task table."""
+    found = eng.store.find(repo, issue_number)
+    if not found:
+        return "No execution on this issue yet. Start one with `/clarity run until <task id>`."
+    execution = found[0]
+    lines = [
+        f"**Execution {_link(eng, execution)}**: {execution.status.badge} {execution.status}, "
+        f"{_scope(execution)}, {execution.tasks_completed}/{execution.tasks_total} tasks done"
+        + (f", working on {execution.current_task}" if execution.current_task else "")
+        + (f". {execution.reason}" if execution.reason else ""), "",
+        "| task | title | status | attempts |", "|---|---|---|---|",
+    ]
+    for progress in eng.store.tasks(execution.id).values():
+        lines.append(f"| {progress.task_id} | {progress.title} | {progress.status} | {progress.attempts} |")
+    if execution.pr_url:
+        lines += ["", f"Pull request: {execution.pr_url}"]
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""Intake job: a webhook delivery → commands → permission → acknowledgement → engine action."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from githubkit.exception import RequestFailed
+
+from clarity import repoconfig
+from github_app import commands, repos, roles
+from github_app.client import describe_error
+from github_app.commands import Command, Reply, Verb
+from github_app.reporting import Reporter
+from jobs import control
+from jobs.context import Engine, engine as default_engine
+
+log = logging.getLogger(__name__)
+
+
+class PayloadError(ValueError):
+    """A delivery that does not have the shape GitHub sends."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommentEvent:
+    """The parts of an `issue_comment` delivery the engine needs."""
+
+    delivery: str
+    installation_id: int
+    repo: str
+    account: str
+    issue_number: int
+    is_pull_request: bool
+    locked: bool
+    comment_id: int
+    body: str
+    author: str
+    author_is_bot: bool
+
+
+def handle_delivery(event: str, delivery: str, body: str) -> str:
+    """RQ job entry point: process one verified delivery; returns what was done (kept by RQ)."""
+    eng = default_engine()
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        log.warning("delivery %s: body is not JSON (%s)", delivery, exc)
+        return "ignored: body is not JSON"
+    if event != "issue_comment":
+        return f"ignored: event {event}"
+    try:
+        comment = parse_comment(delivery, payload)
+    except PayloadError as exc:
+        log.warning("delivery %s: %s", delivery, exc)
+        return f"ignored: {exc}"
+    if comment is None:
+        return "ignored: not a new comment"
+    return handle_comment(eng, comment)
+
+
+def parse_comment(delivery: str, payload: dict[str, Any]) -> CommentEvent | None:
+    """Extract a created comment from an `issue_comment` payload; None for other actions."""
+    if payload.get("action") != "created":
+        return None
+    try:
+        issue, comment, repo = payload["issue"], payload["comment"], payload["repository"]
+        installation = payload.get("installation") or {}
+        if "id" not in installation:
+            raise PayloadError("payload has no installation id (is the app installed?)")
+        return CommentEvent(
+            delivery=delivery,
+            installation_id=int(installation["id"]),
+            repo=str(repo["full_name"]),
+            account=str(repo["owner"]["login"]),
+            issue_number=int(issue["number"]),
+            is_pull_request=bool(issue.get("pull_request")),
+            locked=bool(issue.get("locked")),
+            comment_id=int(comment["id"]),
+            body=str(comment.get("body") or ""),
+            author=str(comment["user"]["login"]),
+            author_is_bot=comment["user"].get("type") == "Bot",
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PayloadError(f"malformed issue_comment payload: missing or bad {exc}") from None
+
+
+def handle_comment(eng: Engine, event: CommentEvent) -> str:
+    """Parse commands from a comment and act on each; every accepted command is acknowledged."""
+    if event.author_is_bot or event.author.lower() == eng.settings.bot_login.lower():
+        return "ignored: comment by a bot"
+    if event.locked:
+        return "ignored: conversation is locked"
+    items = commands.parse(event.body)
+    if not items:
+        return "ignored: no command"
+    gh = eng.github.client(event.installation_id)
+    reporter = Reporter(gh, event.repo)
+    permission = repos.permission(gh, event.repo, event.author)
+    managers = _managers(eng, gh, event.repo)
+    role = roles.role_for(permission, event.author, managers)
+    if role.rank < roles.Role.TEAM_MEMBER.rank:
+        reporter.comment(event.issue_number, roles.refusal(permission, event.author))
+        return f"refused: {event.author} has {permission}"
+    reporter.react(event.comment_id, "eyes")
+    done = []
+    for item in items:
+        try:
+            done.append(_act(eng, reporter, event, item))
+        except RequestFailed as exc:
+            log.error("delivery %s: %s", event.delivery, describe_error(exc))
+            done.append(f"error: {describe_error(exc)}")
+    return "; ".join(done)
+
+
+def _managers(eng: Engine, gh: Any, repo: str) -> tuple[str, ...]:
+    """Managers named in `.github/clarity.yml` on the default branch (none if absent or invalid)."""
+    try:
+        owner, name = repo.split("/", 1)
+        data = gh.rest.repos.get_content(owner, name, repoconfig.CONFIG_PATH).json()
+        raw = base64.b64decode(data["content"]) if isinstance(data, dict) and "content" in data else b""
+        return repoconfig.parse(raw).managers
+    except (RequestFailed, repoconfig.ConfigError, ValueError, KeyError):
+        return ()
+
+
+def _act(eng: Engine, reporter: Reporter, event: CommentEvent, item: Command | Reply) -> str:
+    if isinstance(item, Reply):
+        reporter.comment(event.issue_number, item.text)
+        return "replied: " + (item.problem or "help")
+    if item.verb is Verb.HELP:
+        reporter.comment(event.issue_number, commands.help_text())
+        return "replied: help"
+    if item.verb is Verb.RUN:
+        return control.run(eng, reporter, event, item)
+    if item.verb is Verb.STATUS:
+        reporter.comment(event.issue_number, control.status_text(eng, event.repo, event.issue_number))
+        return "replied: status"
+    if item.verb is Verb.STOP:
+        return control.stop(eng, reporter, event, item)
+    if item.verb is Verb.PAUSE:
+        return control.pause(eng, reporter, event, item)
+    if item.verb is Verb.RESUME:
+        return control.resume(eng, reporter, event, item)
+    if item.verb is Verb.STOP_POINT:
+        return control.set_stop_point(eng, reporter, event, item)
+    if item.verb is Verb.RETRY:
+        return control.retry(eng, reporter, event, item)
+    raise AssertionError(f"unhandled verb {item.verb}")

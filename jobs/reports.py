@@ -1,0 +1,94 @@
+"""The words of an execution: check-run texts, the escalation and the end-of-run comments."""
+
+from __future__ import annotations
+
+import time
+
+from clarity.models import Execution
+from clarity.outcomes import CheckLine, Outcome
+from clarity.status import ExecutionStatus
+from clarity.tasklist import Task
+from jobs.attempts import TaskResult
+from runner.checks import CheckResult
+
+EXCERPT = 3000
+
+
+def check_name(task: Task) -> str:
+    """One check run per task, named so it reads well in GitHub's checks list."""
+    return f"Clarity: {task.id} {task.title}"[:100]
+
+
+def scope(ex: Execution) -> str:
+    """`until 1.2`, `only task 3` or `to the end of the list`."""
+    if ex.only:
+        return f"only task {ex.only}"
+    return f"until {ex.stop_point}" if ex.stop_point else "to the end of the list"
+
+
+def check_json(result: CheckResult) -> dict[str, object]:
+    """A check verdict for the task table."""
+    return {"name": result.name, "kind": result.kind, "passed": result.passed,
+            "exitCode": result.exit_code, "duration": round(result.duration, 3)}
+
+
+def outcome(ex: Execution, task: Task, agent: str, result: TaskResult, base_sha: str) -> Outcome:
+    """The `task_outcomes.md` section of a finished task."""
+    return Outcome(task_id=task.id, title=task.title, tool=agent, attempts=result.attempts,
+                   duration=result.duration, base_commit=base_sha, execution_id=ex.id,
+                   checks=tuple(CheckLine(r.name, r.passed, r.duration) for r in result.checks),
+                   finished_at=time.time())
+
+
+def _checks_table(results: tuple[CheckResult, ...]) -> str:
+    if not results:
+        return "No acceptance checks are declared for this task."
+    rows = ["| check | result | time |", "|---|---|---|"]
+    rows += [f"| `{r.name}` | {'✅ passed' if r.passed else '❌ failed'} | {r.duration:.1f}s |" for r in results]
+    return "\n".join(rows)
+
+
+def task_summary(task: Task, agent: str, result: TaskResult, sha: str) -> str:
+    """Check-run summary of a task that passed."""
+    return (f"Task **{task.id} {task.title}** passed its checks with `{agent}` in {result.attempts} attempt(s), "
+            f"{result.duration:.1f}s. Commit `{sha[:10]}`.\n\n{_checks_table(result.checks)}")
+
+
+def failure_summary(task: Task, result: TaskResult) -> str:
+    """Check-run summary of a task that ran out of attempts."""
+    return (f"Task **{task.id} {task.title}** did not pass after {result.attempts} attempts. Nothing was "
+            f"committed.\n\n{_checks_table(result.checks)}\n\n**Last error**\n\n```\n"
+            f"{result.last_error[-EXCERPT:]}\n```")
+
+
+def task_text(result: TaskResult, diff_stat: str) -> str:
+    """Check-run details: diff stat, check outputs and the agent's log excerpt."""
+    parts = []
+    if diff_stat:
+        parts.append(f"### Changes\n```\n{diff_stat}\n```")
+    for r in result.checks:
+        parts.append(f"### `{r.name}` ({'passed' if r.passed else 'failed'})\n```\n{r.output[-EXCERPT:]}\n```")
+    if result.agent_output:
+        parts.append(f"### Agent output (tail)\n```\n{result.agent_output[-EXCERPT:]}\n```")
+    return "\n\n".join(parts)
+
+
+def escalation(ex: Execution, task: Task, result: TaskResult, url: str) -> str:
+    """The comment that hands a failed task to a human, quoting the last error."""
+    return (f"@{ex.requester} task **{task.id} {task.title}** failed after {result.attempts} attempts "
+            f"(1 + {result.attempts - 1} retries), so execution [`{ex.id}`]({url}) is blocked and nothing of "
+            f"this task was committed.\n\nLast error:\n\n```\n{result.last_error[-EXCERPT:]}\n```\n\n"
+            "Fix the task or its checks, then comment `/clarity retry` — or `/clarity stop`.")
+
+
+def finished(ex: Execution, reason: str, url: str) -> str:
+    """The comment when an execution pauses, completes, blocks or stops."""
+    head = {ExecutionStatus.PAUSED: "paused", ExecutionStatus.COMPLETED: "completed",
+            ExecutionStatus.BLOCKED: "is blocked", ExecutionStatus.STOPPED: "stopped"}.get(ex.status, str(ex.status))
+    lines = [f"@{ex.requester} execution [`{ex.id}`]({url}) {head} {ex.status.badge}: {reason}.",
+             f"{ex.tasks_completed} of {ex.tasks_total} task(s) done."]
+    if ex.pr_url and not ex.is_pull_request:
+        lines.append(f"Pull request: {ex.pr_url}")
+    if ex.status is ExecutionStatus.PAUSED:
+        lines.append("Continue with `/clarity run` (to the end) or `/clarity run until <id>`.")
+    return "\n".join(lines)

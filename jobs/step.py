@@ -1,0 +1,298 @@
+"""The step job: ONE task of one execution, then re-enqueue (DESIGN §1).
+
+Git is the truth for progress: every step re-reads `tasks_list.md` from the branch, so a replayed
+step never repeats a pushed task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from githubkit.exception import RequestFailed
+
+from clarity import outcomes, repoconfig, tasklist
+from clarity.models import Execution
+from clarity.repoconfig import RepoConfig
+from clarity.status import ExecutionStatus, TaskStatus
+from clarity.tasklist import Task, TaskList, TaskListError
+from github_app import repos
+from github_app.client import describe_error
+from github_app.reporting import Reporter
+from jobs import reports, scheduler
+from jobs.attempts import AttemptPlan, Cancelled, TaskResult, attempt_task
+from jobs.context import Engine, engine as default_engine
+from runner.agents import AgentError
+from runner.sandbox import Limits, LocalSandbox
+from runner.workspace import GitError, Workspace
+
+log = logging.getLogger(__name__)
+S = ExecutionStatus
+HEARTBEAT = 15.0
+STOP_POLL = 0.5
+RUNNABLE = (S.INITIALIZING, S.AUTONOMOUS)
+
+
+class Blocked(Exception):
+    """The execution cannot go on without a human; the message says why."""
+
+
+def run_step(execution_id: str) -> str:
+    """RQ job entry point."""
+    return Step(default_engine(), execution_id).run()
+
+
+class Step:
+    """One step of one execution."""
+
+    def __init__(self, engine: Engine, execution_id: str) -> None:
+        self.eng = engine
+        self.store = engine.store
+        self.id = execution_id
+        self.cancel = threading.Event()
+
+    # -- the step -------------------------------------------------------------------------------
+    def run(self) -> str:
+        """Do the next task (or finish the execution) and say what happened."""
+        ex = self.store.get(self.id)
+        if ex.status not in RUNNABLE:
+            return f"nothing to do: execution is {ex.status}"
+        if not self.store.acquire_lease(ex.repo, ex.id, scheduler.LEASE_TTL):
+            scheduler.submit(self.eng, self.store.transition(ex.id, S.QUEUED, "engine", "lease lost"), "engine")
+            return "repository busy: back in line"
+        if self.store.flag(ex.id, "stop"):
+            return self._finish(ex, S.STOPPED, f"stopped by @{self.store.flag(ex.id, 'stop')}")
+        gh = self.eng.github.client(ex.installation_id)
+        self.reporter = Reporter(gh, ex.repo)
+        try:
+            with self._heartbeat(ex):
+                return self._advance(ex, gh)
+        except Cancelled:
+            return self._finish(self.store.get(self.id), S.STOPPED,
+                                f"stopped by @{self.store.flag(self.id, 'stop') or 'someone'}")
+        except (Blocked, TaskListError, repoconfig.ConfigError, AgentError) as exc:
+            return self._finish(self.store.get(self.id), S.BLOCKED, str(exc))
+        except (GitError, RequestFailed, OSError) as exc:
+            reason = describe_error(exc)
+            log.exception("execution %s: step failed: %s", self.id, reason)
+            return self._finish(self.store.get(self.id), S.BLOCKED, f"the engine hit an error: {reason}")
+
+    def _advance(self, ex: Execution, gh: object) -> str:
+        ws = Workspace(self.eng.settings.workspaces_dir / ex.repo,
+                       repos.clone_url(gh, ex.repo),  # type: ignore[arg-type]
+                       lambda: self.eng.github.installation_token(ex.installation_id))
+        workdir = ws.sync(ex.branch, ex.base_branch)
+        config = repoconfig.parse(ws.read(repoconfig.CONFIG_PATH))
+        raw = ws.read(config.tasks_file)
+        if raw is None:
+            raise Blocked(f"`{config.tasks_file}` does not exist on branch `{ex.branch}`")
+        text = raw.decode("utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8")
+        tasks = tasklist.parse(text, config.tasks_file)
+        scope = ex.only or ex.stop_point
+        if scope:
+            tasks.get(scope)  # unknown stop point → TaskListError naming it
+        if ex.status is S.INITIALIZING:
+            ex = self._initialize(ex, tasks)
+        task = self._next(ex, tasks)
+        if task is None:
+            return self._conclude(ex, tasks)
+        return self._do_task(ex, ws, workdir, config, text, task)
+
+    def _initialize(self, ex: Execution, tasks: TaskList) -> Execution:
+        order = self._order(ex, tasks)
+        for task_id in order:
+            if self.store.task(ex.id, task_id).status is not TaskStatus.COMPLETED:
+                self.store.put_task(ex.id, dataclasses.replace(self.store.task(ex.id, task_id),
+                                                               title=tasks.get(task_id).title))
+        total = ex.tasks_completed + len(order)
+        self.store.log(ex.id, f"{len(order)} task(s) to run: {' → '.join(order) or 'none'}")
+        return self.store.transition(ex.id, S.AUTONOMOUS, "engine", "initialized", tasks_total=total,
+                                     started_at=ex.started_at or time.time())
+
+    def _order(self, ex: Execution, tasks: TaskList) -> list[str]:
+        if ex.only:
+            return [t.id for t in tasks.leaves(under=ex.only) if not t.done]
+        return tasks.run_order(ex.stop_point)
+
+    def _unavailable(self, ex: Execution) -> frozenset[str]:
+        return frozenset(t.task_id for t in self.store.tasks(ex.id).values()
+                         if t.status in (TaskStatus.FAILED, TaskStatus.SKIPPED))
+
+    def _next(self, ex: Execution, tasks: TaskList) -> Task | None:
+        if self.store.flag(ex.id, "pause"):
+            return None
+        unavailable = self._unavailable(ex)
+        if not ex.only:
+            return tasks.next_task(ex.stop_point, unavailable)
+        for task in tasks.leaves(under=ex.only):
+            if not task.done and task.id not in unavailable and all(tasks.is_done(d) for d in task.depends):
+                return task
+        return None
+
+    def _conclude(self, ex: Execution, tasks: TaskList) -> str:
+        """Nothing eligible: paused at the stop point, completed, or blocked behind a failure."""
+        pause_by = self.store.flag(ex.id, "pause")
+        if pause_by:
+            self.store.clear_flag(ex.id, "pause")
+            return self._finish(ex, S.PAUSED, f"paused by @{pause_by}")
+        scope = ex.only or ex.stop_point
+        open_in_scope = [t.id for t in (tasks.leaves(under=ex.only) if ex.only else
+                                        [tasks.get(i) for i in tasks.run_order(ex.stop_point)]) if not t.done]
+        if not open_in_scope:
+            if not tasks.leaves() or all(t.done for t in tasks.leaves()):
+                return self._finish(ex, S.COMPLETED, "every task in the list is done")
+            self.store.set_flag(ex.id, "stop_point_reached", "engine")
+            return self._finish(ex, S.PAUSED, f"stop point {scope} reached")
+        failed = self._unavailable(ex)
+        waiting = ", ".join(open_in_scope[:5])
+        return self._finish(ex, S.BLOCKED, f"tasks {waiting} cannot run: they depend on "
+                                           f"failed or unfinished tasks ({', '.join(sorted(failed)) or 'none'})")
+
+    # -- one task -------------------------------------------------------------------------------
+    def _do_task(self, ex: Execution, ws: Workspace, workdir: Path, config: RepoConfig, text: str,
+                 task: Task) -> str:
+        settings = self.eng.settings
+        agent = task.tool or ex.tool or config.agent_default or settings.default_agent
+        command = config.agent_command or settings.agent_command
+        base_sha = ws.head_sha()
+        ex = self.store.update(ex.id, current_task=task.id)
+        self.store.transition(ex.id, S.TASK_EXECUTING, "engine", f"task {task.id}")
+        progress = self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title,
+                                              tool=agent)
+        check_id = self.reporter.start_check(base_sha, reports.check_name(task), self.eng.dashboard_url(ex.id),
+                                             f"{ex.id}:{task.id}", f"Running task {task.id} with `{agent}`.")
+        self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, check_run_id=check_id)
+        plan = AttemptPlan(
+            task=task, agent=agent, agent_options={"command": command} if command else {},
+            checks=task.checks + config.gates, workdir=workdir,
+            artifacts=settings.artifacts_dir / ex.id / task.id, repo=ex.repo, branch=ex.branch,
+            limits=Limits(timeout=task.timeout_seconds() or config.timeout or settings.task_timeout),
+            retries=config.retries if config.retries is not None else settings.retries,
+            backoff=settings.retry_backoff)
+        try:
+            result = attempt_task(plan, LocalSandbox(), self.cancel, self._hook(ex, task))
+        except (Cancelled, AgentError) as exc:
+            ws.discard()
+            self.reporter.finish_check(check_id, "cancelled" if isinstance(exc, Cancelled) else "failure",
+                                       reports.check_name(task), str(exc) or "Stopped before the task finished.")
+            self.store.set_task_status(ex.id, task.id, TaskStatus.PENDING)
+            raise
+        if not result.passed:
+            return self._task_failed(ex, ws, config, task, check_id, result)
+        return self._task_passed(ex, ws, config, text, task, check_id, result, agent, base_sha)
+
+    def _hook(self, ex: Execution, task: Task):  # type: ignore[no-untyped-def]
+        def on(event: str, attempt: int, detail: str) -> None:
+            if event == "attempt":
+                if attempt > 1:
+                    self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, attempts=attempt)
+                    self.store.transition(ex.id, S.TASK_EXECUTING, "engine", f"task {task.id} attempt {attempt}")
+                    self.store.incr(ex.id, "retry_count")
+                else:
+                    self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, attempts=1)
+                self.store.incr(ex.id, "attempts")
+                self.store.log(ex.id, f"task {task.id}: attempt {attempt} started", task=task.id)
+            elif event == "verifying":
+                self.store.set_task_status(ex.id, task.id, TaskStatus.VERIFYING)
+                self.store.log(ex.id, f"task {task.id}: agent done, running checks", task=task.id)
+            elif event == "failed":
+                self.store.incr(ex.id, "error_count")
+                self.store.log(ex.id, f"task {task.id}: attempt {attempt} failed\n{detail}", "warning", task.id)
+                self.store.set_task_status(ex.id, task.id, TaskStatus.ERROR_SOLVING, last_error=detail[-2000:])
+                self.store.transition(ex.id, S.ERROR_SOLVING, "engine", f"task {task.id} attempt {attempt} failed")
+        return on
+
+    def _task_passed(self, ex: Execution, ws: Workspace, config: RepoConfig, text: str, task: Task,
+                     check_id: int, result: TaskResult, agent: str, base_sha: str) -> str:
+        ws.write(config.tasks_file, tasklist.tick(text, [task.id]).encode("utf-8"))
+        outcome = reports.outcome(ex, task, agent, result, base_sha)
+        ws.write(config.outcomes_file, outcomes.append(ws.read(config.outcomes_file), outcome))
+        stat = ws.diff_stat()
+        sha = ws.commit(f"clarity: {task.id} {task.title}") or base_sha
+        ws.push(ex.branch)
+        self.store.set_task_status(ex.id, task.id, TaskStatus.COMPLETED, commit=sha, duration=result.duration,
+                                   attempts=result.attempts, last_error="",
+                                   checks=tuple(reports.check_json(r) for r in result.checks))
+        ex = self.store.update(ex.id, tasks_completed=ex.tasks_completed + 1, current_task=None)
+        self.reporter.finish_check(check_id, "success", f"Task {task.id} done in {result.attempts} attempt(s)",
+                                   reports.task_summary(task, agent, result, sha),
+                                   reports.task_text(result, stat))
+        self.store.log(ex.id, f"task {task.id}: done in {result.attempts} attempt(s), commit {sha[:10]}",
+                       task=task.id)
+        self._refresh_pull(ex, "running")
+        self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} completed")
+        scheduler.enqueue_step(self.eng, ex.id)
+        return f"task {task.id} completed"
+
+    def _task_failed(self, ex: Execution, ws: Workspace, config: RepoConfig, task: Task, check_id: int,
+                     result: TaskResult) -> str:
+        ws.discard()  # the broken attempt is never committed
+        self.store.set_task_status(ex.id, task.id, TaskStatus.FAILED, attempts=result.attempts,
+                                   duration=result.duration, last_error=result.last_error[-2000:])
+        self.reporter.finish_check(check_id, "failure", f"Task {task.id} failed after {result.attempts} attempts",
+                                   reports.failure_summary(task, result), reports.task_text(result, ""))
+        self.store.update(ex.id, current_task=None)
+        if config.on_failure == "continue":
+            self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} failed; continuing")
+            scheduler.enqueue_step(self.eng, ex.id)
+            return f"task {task.id} failed; continuing"
+        self.reporter.comment(ex.issue_number, reports.escalation(ex, task, result, self.eng.dashboard_url(ex.id)))
+        return self._finish(self.store.get(ex.id), S.BLOCKED,
+                            f"task {task.id} failed after {result.attempts} attempts", notify=False)
+
+    # -- endings --------------------------------------------------------------------------------
+    def _finish(self, ex: Execution, status: ExecutionStatus, reason: str, notify: bool = True) -> str:
+        if ex.status is not status:
+            ex = self.store.transition(ex.id, status, "engine", reason, current_task=None)
+        self.store.clear_flag(ex.id, "stop")
+        self.store.log(ex.id, f"execution {status}: {reason}")
+        scheduler.release(self.eng, ex)
+        if notify:
+            with contextlib.suppress(RequestFailed):
+                self._refresh_pull(ex, str(status))
+                self.reporter.comment(ex.issue_number, reports.finished(ex, reason, self.eng.dashboard_url(ex.id)))
+        return f"{status}: {reason}"
+
+    def _refresh_pull(self, ex: Execution, status: str) -> None:
+        """Open or refresh the execution's PR (on a PR, that PR is the one)."""
+        if ex.is_pull_request:
+            if ex.pr_number is None:
+                self.store.update(ex.id, pr_number=ex.issue_number)
+            return
+        done = [(t.task_id, t.title, t.commit, t.attempts) for t in self.store.tasks(ex.id).values()
+                if t.status is TaskStatus.COMPLETED]
+        if not done:
+            return
+        body = outcomes.pull_body(ex.issue_number, False, reports.scope(ex), self.eng.dashboard_url(ex.id),
+                                  done, status)
+        pull = self.reporter.ensure_pull(ex.branch, ex.base_branch, f"Clarity: tasks for #{ex.issue_number}",
+                                         body, draft=False)
+        if ex.pr_number != pull.number:
+            self.store.update(ex.id, pr_number=pull.number, pr_url=pull.url)
+
+    @contextlib.contextmanager
+    def _heartbeat(self, ex: Execution) -> Iterator[None]:
+        """Renew the repo lease and watch for a stop while the step works."""
+        done = threading.Event()
+
+        def beat() -> None:
+            renewed = time.monotonic()
+            while not done.wait(STOP_POLL):
+                if not self.cancel.is_set() and self.store.flag(ex.id, "stop"):
+                    self.cancel.set()
+                if time.monotonic() - renewed >= HEARTBEAT:
+                    self.store.renew_lease(ex.repo, ex.id, scheduler.LEASE_TTL)
+                    renewed = time.monotonic()
+
+        watcher = threading.Thread(target=beat, name=f"heartbeat-{ex.id}", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join(timeout=5)
