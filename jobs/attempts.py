@@ -90,8 +90,6 @@ def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, a
         checks=plan.task.checks, files=plan.task.files, attempt=attempt, previous_error=previous_error,
         repo=plan.repo, branch=plan.branch)
     prompt = agents.write_prompt(folder / "prompt.md", agent_task)
-    if previous_error:
-        agents.previous_error_file(prompt).write_text(previous_error)
     invocation = agents.build(plan.agent, agent_task, prompt, plan.workdir, plan.agent_options)
     result = sandbox.run(invocation.argv, plan.workdir, invocation.env, plan.limits, cancel=cancel)
     output = redact(result.output_tail(ERROR_CHARS))

@@ -1,0 +1,66 @@
+"""Shared fixtures: a real Redis (REDIS_URL if it answers, else a private server) and test settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from clarity import localredis
+from clarity.settings import Settings
+from clarity.store import Store
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+WEBHOOK_FIXTURES = SHARED / "fixtures" / "github-webhooks"
+WEBHOOK_SECRET = "test-webhook-secret-8c1f2e"
+TEST_DB = 13  # on a shared Redis, keep to one database and flush only that one
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis URL for the whole run; a private server is stopped at the end."""
+    wanted = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if localredis.reachable(wanted):
+        base = wanted.rsplit("/", 1)[0] if wanted.count("/") > 2 else wanted
+        yield f"{base}/{TEST_DB}"
+        return
+    handle = localredis.start_private()
+    try:
+        yield handle.url
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A decoded client on an empty test database."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> Store:
+    """A store on the empty test database."""
+    return Store(redis_client)
+
+
+@pytest.fixture(scope="session")
+def private_key_pem() -> str:
+    """An RSA key for the test app (generated once per run)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+@pytest.fixture
+def settings(redis_url: str, private_key_pem: str, tmp_path: Path) -> Settings:
+    """Valid settings pointing at the test Redis and a temporary data dir."""
+    return Settings(app_id=4242, private_key=private_key_pem, webhook_secret=WEBHOOK_SECRET,
+                    github_api_url="http://127.0.0.1:9/api/v3", redis_url=redis_url, data_dir=tmp_path / "data")

@@ -1,0 +1,85 @@
+"""task_outcomes.md sections, .github/clarity.yml validation and the redactor."""
+
+from __future__ import annotations
+
+import pytest
+
+from clarity import outcomes, repoconfig
+from clarity.outcomes import CheckLine, Outcome
+from clarity.redaction import MASK, Redactor
+
+OUTCOME = Outcome("1.2", "Add CI workflow", "aider", 2, 12.34, (CheckLine("pytest -q", True, 3.2),),
+                  base_commit="abc123", execution_id="e1", finished_at=0)
+
+
+def test_outcome_section_has_every_fact() -> None:
+    text = outcomes.render(OUTCOME)
+    for fact in ("## 1.2 Add CI workflow", "Tool: aider", "Attempts: 2", "Duration: 12.3s", "abc123",
+                 "✅ `pytest -q` (3.2s)", "Execution: e1"):
+        assert fact in text
+
+
+def test_append_keeps_existing_bytes_and_line_endings() -> None:
+    existing = b"# Task outcomes\r\n\r\n## 1.1 Old\r\n- Tool: x\r\n"
+    result = outcomes.append(existing, OUTCOME)
+    assert result.startswith(existing)
+    assert b"\n" not in result.replace(b"\r\n", b"")
+    assert outcomes.append(None, OUTCOME).startswith(b"# Task outcomes")
+
+
+def test_config_defaults_without_file() -> None:
+    config = repoconfig.parse(None)
+    assert (config.tasks_file, config.outcomes_file, config.on_failure, config.gates) == (
+        "tasks_list.md", "task_outcomes.md", "stop", ())
+
+
+def test_config_reads_the_documented_keys() -> None:
+    config = repoconfig.parse("""
+tasks_file: docs/tasks.md
+gates: [ruff check ., pytest -q]
+agents: {default: aider, fallback: [claude], command: "python3 a.py {prompt_file}"}
+retries: 2
+on_failure: continue
+limits: {timeout: 15m}
+managers: [grace]
+""")
+    assert config.tasks_file == "docs/tasks.md"
+    assert config.gates == ("ruff check .", "pytest -q")
+    assert (config.agent_default, config.agent_fallback, config.retries) == ("aider", ("claude",), 2)
+    assert config.timeout == 900 and config.on_failure == "continue" and config.managers == ("grace",)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("on_failure: maybe", "`on_failure` must be `stop` or `continue`, got 'maybe'"),
+    ("retries: many", "`retries` must be a whole number from 0 to 10, got 'many'"),
+    ("gates: {a: 1}", "`gates` must be a list of strings"),
+    ("limits: {timeout: soon}", "`limits.timeout` must be a duration like 90s, 15m or 1h, got 'soon'"),
+    ("tasks_file: ../../etc/passwd", "`tasks_file` must be a path inside the repository"),
+    ("agents: [aider]", "`agents` must be a mapping"),
+    ("gates: [unclosed", "line 1: not valid YAML"),
+    ("- just a list", "expected a mapping of settings at the top level"),
+])
+def test_config_errors_quote_the_offending_key(text: str, message: str) -> None:
+    with pytest.raises(repoconfig.ConfigError, match=".github/clarity.yml"):
+        repoconfig.parse(text)
+    with pytest.raises(repoconfig.ConfigError) as info:
+        repoconfig.parse(text)
+    assert message in str(info.value)
+
+
+def test_redactor_masks_known_values_and_token_shapes(private_key_pem: str) -> None:
+    redact = Redactor(["hook-secret-123"])
+    redact.add(private_key_pem)
+    text = (f"secret hook-secret-123 token ghs_{'a' * 36} pat github_pat_{'b' * 30} key sk-{'c' * 20} "
+            f"jwt eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxMiJ9.c2lnbmF0dXJlLWJ5dGVz\n{private_key_pem}"
+            "Authorization: Basic eC1hY2Nlc3MtdG9rZW46Z2hz")
+    cleaned = redact(text)
+    for leaked in ("hook-secret-123", "ghs_a", "github_pat_b", "sk-ccc", "eyJhbGci", "PRIVATE KEY",
+                   private_key_pem.splitlines()[1], "eC1hY2Nlc3MtdG9rZW46Z2hz"):
+        assert leaked not in cleaned
+    assert cleaned.count(MASK) >= 7
+
+
+def test_redactor_ignores_tiny_values() -> None:
+    redact = Redactor(["a", ""])
+    assert redact("a cat") == "a cat"

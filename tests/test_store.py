@@ -1,0 +1,96 @@
+"""The Redis store: records, transitions with events and audit, task tables, leases, dedupe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clarity.models import Execution, TaskProgress
+from clarity.status import ExecutionStatus as E
+from clarity.status import IllegalTransition
+from clarity.status import TaskStatus as T
+from clarity.store import EVENTS_CHANNEL, NotFound, Store
+
+
+def make(store: Store, repo: str = "acme/widgets", installation: int = 1) -> Execution:
+    return store.create(Execution(id="", installation_id=installation, repo=repo, account=repo.split("/")[0],
+                                  issue_number=3, is_pull_request=False, branch="clarity/issue-3",
+                                  base_branch="main", requester="ada", stop_point="1.2"), actor="ada")
+
+
+def test_create_and_read_back(store: Store) -> None:
+    ex = make(store)
+    again = store.get(ex.id)
+    assert again == ex
+    assert again.status is E.QUEUED and again.stop_point == "1.2" and again.pr_number is None
+    assert store.list() == [ex]
+    assert store.list(repo="acme/widgets") == [ex]
+    assert store.list(installation_id=2) == []
+
+
+def test_unknown_execution_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.get("nope")
+
+
+def test_transition_writes_publishes_and_audits(store: Store) -> None:
+    ex = make(store)
+    pubsub = store.r.pubsub()
+    pubsub.subscribe(EVENTS_CHANNEL)
+    pubsub.get_message(timeout=1)
+    updated = store.transition(ex.id, E.INITIALIZING, "ada", "started")
+    assert updated.status is E.INITIALIZING and store.get(ex.id).status is E.INITIALIZING
+    message = pubsub.get_message(timeout=2)
+    event = json.loads(message["data"])
+    assert event["kind"] == "execution.status" and event["from"] == "queued" and event["to"] == "initializing"
+    assert store.audit(1)[0]["actor"] == "ada"
+    assert [e["kind"] for e in store.log_lines(ex.id)] == ["execution.created", "execution.status"]
+
+
+def test_illegal_transition_changes_nothing(store: Store) -> None:
+    ex = make(store)
+    with pytest.raises(IllegalTransition):
+        store.transition(ex.id, E.COMPLETED, "engine")
+    assert store.get(ex.id).status is E.QUEUED
+
+
+def test_task_table_keeps_order_and_checks_transitions(store: Store) -> None:
+    ex = make(store)
+    store.put_task(ex.id, TaskProgress("1.2", "second"))
+    store.put_task(ex.id, TaskProgress("1.1", "first"))
+    store.set_task_status(ex.id, "1.2", T.IN_PROGRESS, attempts=1)
+    assert list(store.tasks(ex.id)) == ["1.2", "1.1"]
+    assert store.task(ex.id, "1.2").attempts == 1
+    with pytest.raises(IllegalTransition):
+        store.set_task_status(ex.id, "1.1", T.COMPLETED.__class__("verifying"))
+
+
+def test_lease_is_exclusive_renewable_and_released_only_by_holder(store: Store) -> None:
+    assert store.acquire_lease("acme/widgets", "a", 5)
+    assert not store.acquire_lease("acme/widgets", "b", 5)
+    assert store.renew_lease("acme/widgets", "a", 5)
+    assert not store.release_lease("acme/widgets", "b")
+    assert store.lease_holder("acme/widgets") == "a"
+    assert store.release_lease("acme/widgets", "a")
+    assert store.acquire_lease("acme/widgets", "b", 5)
+
+
+def test_lease_of_a_dead_holder_expires(store: Store) -> None:
+    assert store.acquire_lease("acme/x", "dead", 0.05)
+    import time
+    time.sleep(0.1)
+    assert store.acquire_lease("acme/x", "alive", 5)
+
+
+def test_delivery_is_claimed_once(store: Store) -> None:
+    assert store.claim_delivery("d-1", 60)
+    assert not store.claim_delivery("d-1", 60)
+    store.release_delivery("d-1")
+    assert store.claim_delivery("d-1", 60)
+
+
+def test_log_lines_are_redacted(store: Store) -> None:
+    ex = make(store)
+    store.log(ex.id, "token ghs_abcdefghijklmnopqrstuvwxyz0123456789 leaked")
+    assert "ghs_" not in json.dumps(store.log_lines(ex.id))

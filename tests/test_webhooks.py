@@ -1,0 +1,141 @@
+"""POST /webhooks: signature, dedupe, fast 202, routing of real GitHub payloads."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Queue
+
+from app import create_app
+from clarity.settings import Settings
+from jobs.intake import PayloadError, parse_comment
+from tests.conftest import WEBHOOK_FIXTURES, WEBHOOK_SECRET
+
+FIXTURES = sorted(WEBHOOK_FIXTURES.glob("*.payload.json"))
+
+
+def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def event_of(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
+@pytest.fixture
+def client(settings: Settings, redis_client: redis.Redis):
+    return create_app(settings).test_client()
+
+
+@pytest.fixture
+def intake(settings: Settings, redis_client: redis.Redis) -> Queue:
+    return Queue("clarity:intake", connection=redis.Redis.from_url(settings.redis_url))
+
+
+def post(client, body: bytes, event: str = "issue_comment", delivery: str | None = None,
+         signature: str | None = None):
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+               "Content-Type": "application/json",
+               "X-Hub-Signature-256": sign(body) if signature is None else signature}
+    return client.post("/webhooks", data=body, headers=headers)
+
+
+def comment_body() -> bytes:
+    return (WEBHOOK_FIXTURES / "issue_comment.created.payload.json").read_bytes()
+
+
+def test_signed_comment_is_queued_with_202(client, intake: Queue) -> None:
+    response = post(client, comment_body())
+    assert response.status_code == 202
+    assert intake.count == 1
+    job = intake.jobs[0]
+    assert job.func_name == "jobs.intake.handle_delivery"
+    assert job.args[0] == "issue_comment"
+
+
+@pytest.mark.parametrize("signature", ["", "sha256=" + "0" * 64, "sha1=abc", sign(b"other body"),
+                                       sign(comment_body(), "wrong-secret")])
+def test_bad_signature_is_refused_with_401_and_nothing_queued(client, intake: Queue, signature: str) -> None:
+    response = post(client, comment_body(), signature=signature)
+    assert response.status_code == 401
+    assert response.get_json()["message"] == "signature does not match"
+    assert intake.count == 0
+
+
+def test_missing_signature_header_is_401(client, intake: Queue) -> None:
+    response = client.post("/webhooks", data=comment_body(), headers={
+        "X-GitHub-Event": "issue_comment", "X-GitHub-Delivery": "d1"})
+    assert response.status_code == 401
+    assert intake.count == 0
+
+
+def test_same_delivery_twice_is_queued_once(client, intake: Queue) -> None:
+    first = post(client, comment_body(), delivery="dup-1")
+    second = post(client, comment_body(), delivery="dup-1")
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert second.get_json()["message"] == "duplicate delivery"
+    assert intake.count == 1
+
+
+def test_ping_is_answered_and_not_queued(client, intake: Queue) -> None:
+    body = (WEBHOOK_FIXTURES / "ping.payload.json").read_bytes()
+    response = post(client, body, event="ping")
+    assert response.status_code == 200
+    assert response.get_json()["message"] == "pong"
+    assert intake.count == 0
+
+
+def test_missing_event_headers_are_400(client) -> None:
+    body = comment_body()
+    response = client.post("/webhooks", data=body, headers={"X-Hub-Signature-256": sign(body)})
+    assert response.status_code == 400
+
+
+def test_oversized_body_is_refused_before_reading(client, intake: Queue) -> None:
+    body = b"{" + b" " * (26 * 1024 * 1024) + b"}"
+    response = client.post("/webhooks", data=body, headers={
+        "X-GitHub-Event": "issue_comment", "X-GitHub-Delivery": "big", "X-Hub-Signature-256": sign(body)})
+    assert response.status_code == 413
+    assert intake.count == 0
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
+def test_every_shared_payload_routes_or_is_ignored(client, intake: Queue, path: Path) -> None:
+    body = path.read_bytes()
+    response = post(client, body, event=event_of(path))
+    queued = event_of(path) == "issue_comment"
+    assert response.status_code == (202 if queued else 200 if event_of(path) == "ping" else 204)
+    assert intake.count == (1 if queued else 0)
+
+
+@pytest.mark.parametrize("path", [p for p in FIXTURES if event_of(p) == "issue_comment"], ids=lambda p: p.name)
+def test_issue_comment_payloads_parse_for_intake(path: Path) -> None:
+    payload = json.loads(path.read_text())
+    # These examples come from a repository webhook; an App delivery always names its installation.
+    payload.setdefault("installation", {"id": 77, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNzc="})
+    event = parse_comment("d", payload)
+    if payload["action"] == "created":
+        assert event is not None
+        assert event.repo == payload["repository"]["full_name"]
+        assert event.comment_id == payload["comment"]["id"]
+        assert event.installation_id == payload["installation"]["id"]
+    else:
+        assert event is None
+
+
+def test_malformed_comment_payload_names_what_is_missing() -> None:
+    payload = json.loads((WEBHOOK_FIXTURES / "issue_comment.created.payload.json").read_text())
+    payload["installation"] = {"id": 77}
+    del payload["comment"]
+    with pytest.raises(PayloadError, match="malformed issue_comment payload: missing or bad 'comment'"):
+        parse_comment("d", payload)
+    payload = json.loads((WEBHOOK_FIXTURES / "issue_comment.created.payload.json").read_text())
+    payload.pop("installation", None)
+    with pytest.raises(PayloadError, match="no installation id"):
+        parse_comment("d", payload)
