@@ -1,0 +1,442 @@
+"""The `/clarity` comment command grammar: one table drives both the parser and the help text.
+
+Pure and I/O free, after Atlantis' comment parser and Prow's plugin help. `parse` turns a comment body
+into Commands (accepted) and Replies (a precise problem plus the help text); `[]` means the comment is
+not for us. Each line is judged on its own, so one bad line never hides a good one.
+
+Decisions where the grammar is silent:
+- A command is a line whose first word is `/clarity` (any case, any leading whitespace); `/clarity`
+  later in a line, or glued to other text (`/clarity:run`, `/claritybot`), is not a command.
+- Ignored lines: fenced code (``` or ~~~, 3+ long, indented up to 3 spaces, info strings allowed,
+  closed by the same character at least as long; unclosed runs to the end), `>` quotes at any depth,
+  and HTML comment blocks (`<!--` at the start of a line up to the line holding `-->`), which GitHub
+  hides. A line right after a quote without `>` counts as the user's own line (no lazy continuation).
+- A single `.` ending the line is dropped (end of a sentence): `/clarity run until 2.3.` is `2.3`,
+  `/clarity pause.` is `pause`. Task ids also accept their own trailing dot (`1.` is task 1), and
+  `N.0` means `N`, `02` means `2`; ids are returned in that canonical form (the one clarity.tasklist
+  uses). Existence is checked later, not here.
+- Aliases: `to` and `stop after` mean `until`; `stop-point` is also `stop_point`, `stoppoint`,
+  `stop point` and `stop after` (`/clarity stop after 2.3` moves the stop point, it never stops).
+- `only X` runs just X and combines with `tool` and `priority`; with `until` it is an error.
+- Tool names are lower-cased (agents are named in lower case). `/clarity` alone and `/clarity help`
+  are `Command(Verb.HELP)`, so every Reply from `parse` is a problem and has `problem` set.
+- Work is capped: the first 65,536 characters (GitHub's maximum body) and the first 10 commands.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from typing import TypeVar
+
+PREFIX = "/clarity"
+MAX_BODY_CHARS = 65536
+MAX_COMMANDS = 10
+_HELP_INTRO = (
+    "**Clarity commands.** Write each command at the start of its own line; a comment may hold"
+    " several. Case does not matter. Lines in code blocks and `>` quotes are ignored."
+)
+_SHOWN_CHARS = 60  # echo at most this much of a bad word back to the user
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_FENCE_OPEN = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
+_FENCE_CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
+_QUOTE = re.compile(r" {0,3}>")
+_HTML_COMMENT = re.compile(r" {0,3}<!--")
+_TASK_ID = re.compile(r"[0-9]+(?:\.[0-9]+)*\.?")
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_NUMBER = re.compile(r"[0-9]{1,3}")
+
+
+class Verb(StrEnum):
+    """What a command asks Clarity to do."""
+
+    RUN = "run"
+    STOP_POINT = "stop-point"
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"
+    RETRY = "retry"
+    STATUS = "status"
+    HELP = "help"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One accepted command: its verb, where it was written, and its validated arguments."""
+
+    verb: Verb
+    line: int  # 1-based line number in the comment
+    text: str  # the line as written, without surrounding whitespace
+    until: str | None = None
+    only: str | None = None
+    tool: str | None = None
+    priority: int | None = None
+    task_id: str | None = None  # for stop-point and retry
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Text for the user: help or a precise problem (the Atlantis 'comment response')."""
+
+    text: str
+    line: int | None = None
+    problem: str | None = None
+
+
+class _Problem(Exception):
+    """A malformed command; the message is written for the person who typed it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ValueSpec:
+    """What the word after a keyword must be, how help shows it, and how it is read."""
+
+    placeholder: str  # as shown in usage: "<id>"
+    noun: str  # as named in problems: "task id"
+    example: str
+    read: Callable[[str], str | int]  # raises _Problem
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """A keyword option of a verb; the first spelling is canonical, the rest are aliases."""
+
+    field: str  # the Command field it fills
+    names: tuple[tuple[str, ...], ...]
+    value: ValueSpec
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerbSpec:
+    """One verb of the grammar: spellings, positional argument (fills `task_id`), options, help."""
+
+    verb: Verb
+    names: tuple[tuple[str, ...], ...]
+    summary: str
+    argument: ValueSpec | None = None
+    argument_required: bool = False
+    options: tuple[OptionSpec, ...] = ()
+    conflicts: tuple[tuple[str, str, str], ...] = ()  # (field, field, why they cannot be combined)
+
+
+_Named = TypeVar("_Named", VerbSpec, OptionSpec)
+
+
+def _code(text: str) -> str:
+    """Markdown code span for user text: safe against backticks and @mentions, and kept short."""
+    if len(text) > _SHOWN_CHARS:
+        text = text[:_SHOWN_CHARS] + "…"
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _canonical_id(word: str) -> str | None:
+    """`2.3.` → `2.3`, `1.0` → `1`, `02.3` → `2.3` (as clarity.tasklist spells ids); None if not an id."""
+    if not _TASK_ID.fullmatch(word):
+        return None
+    parts = [part.lstrip("0") or "0" for part in word.removesuffix(".").split(".")]
+    if len(parts) == 2 and parts[1] == "0":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _read_task_id(word: str) -> str:
+    """Read a task id, or say what a task id looks like."""
+    canonical = _canonical_id(word)
+    if canonical is None:
+        raise _Problem(f"{_code(word)} is not a task id; task ids are dotted numbers like `2.3.1.4`.")
+    return canonical
+
+
+def _read_tool(word: str) -> str:
+    """Read an agent name, lower-cased."""
+    if not _TOOL_NAME.fullmatch(word):
+        raise _Problem(
+            f"{_code(word)} is not a tool name; tool names use only letters, digits, `_`, `.` and `-`."
+        )
+    return word.lower()
+
+
+def _read_priority(word: str) -> int:
+    """Read a priority, a whole number from 1 to 10."""
+    # _NUMBER caps the length first: int() of a huge digit string is slow, then refused.
+    if not _NUMBER.fullmatch(word) or not 1 <= int(word) <= 10:
+        raise _Problem(f"priority must be a whole number from 1 to 10, got {_code(word)}.")
+    return int(word)
+
+
+TASK_ID = ValueSpec("<id>", "task id", "2.3.1.4", _read_task_id)
+TOOL_NAME = ValueSpec("<name>", "tool name", "aider", _read_tool)
+PRIORITY = ValueSpec("<1-10>", "priority from 1 to 10", "5", _read_priority)
+
+GRAMMAR: tuple[VerbSpec, ...] = (
+    VerbSpec(
+        Verb.RUN,
+        (("run",),),
+        "Start working through `tasks_list.md`, one task after another.",
+        options=(
+            OptionSpec(
+                "until",
+                (("until",), ("to",), ("stop", "after")),
+                TASK_ID,
+                "run the open tasks in order up to and including this one (every task under it if it"
+                " is a group), then pause",
+            ),
+            OptionSpec("only", (("only",),), TASK_ID, "run just this task"),
+            OptionSpec("tool", (("tool",),), TOOL_NAME, "use this agent instead of the configured one"),
+            OptionSpec("priority", (("priority",),), PRIORITY, "queue priority, a whole number from 1 to 10"),
+        ),
+        conflicts=(("only", "until", "`only` runs one task, `until` runs every task up to a stop point"),),
+    ),
+    VerbSpec(
+        Verb.STOP_POINT,
+        (("stop-point",), ("stop_point",), ("stoppoint",), ("stop", "point"), ("stop", "after")),
+        "Change the stop point of the running execution.",
+        argument=TASK_ID,
+        argument_required=True,
+    ),
+    VerbSpec(Verb.PAUSE, (("pause",),), "Pause the running execution after the task in progress."),
+    VerbSpec(Verb.RESUME, (("resume",),), "Resume a paused execution."),
+    VerbSpec(Verb.STOP, (("stop",),), "Stop the running execution after the task in progress."),
+    VerbSpec(
+        Verb.RETRY,
+        (("retry",),),
+        "Re-run a blocked or failed task (without an id: the one that blocked the execution).",
+        argument=TASK_ID,
+    ),
+    VerbSpec(Verb.STATUS, (("status",),), "Reply with the state of this repository's execution."),
+    VerbSpec(Verb.HELP, (("help",),), "Show this help."),
+)
+
+
+def _usage(spec: VerbSpec, name: tuple[str, ...]) -> str:
+    """The usage line of a verb under one of its spellings."""
+    parts = [PREFIX, *name]
+    if spec.argument is not None:
+        placeholder = spec.argument.placeholder
+        parts.append(placeholder if spec.argument_required else f"[{placeholder}]")
+    parts += [f"[{' '.join(option.names[0])} {option.value.placeholder}]" for option in spec.options]
+    return " ".join(parts)
+
+
+def _option_help(spec: VerbSpec, option: OptionSpec) -> str:
+    """One bullet of a verb's option list, with aliases and conflicts."""
+    placeholder = option.value.placeholder
+    forms = [f"`{' '.join(name)} {placeholder}`" for name in option.names]
+    text = f"- {forms[0]}: {option.summary}"
+    if len(forms) > 1:
+        text += "; also written " + " or ".join(forms[1:])
+    for first, second, _ in spec.conflicts:
+        if option.field in (first, second):
+            other = second if option.field == first else first
+            text += f"; cannot be combined with `{other}`"
+    return text + "."
+
+
+@cache
+def help_text(grammar: tuple[VerbSpec, ...] = GRAMMAR) -> str:
+    """Markdown help, generated from the same grammar table the parser reads."""
+    lines = [
+        _HELP_INTRO,
+        "",
+        "| command | what it does |",
+        "| --- | --- |",
+    ]
+    for spec in grammar:
+        summary = spec.summary
+        if len(spec.names) > 1:
+            summary += " Also " + ", ".join(f"`{_usage(spec, name)}`" for name in spec.names[1:]) + "."
+        lines.append(f"| `{_usage(spec, spec.names[0])}` | {summary} |")
+    for spec in grammar:
+        if spec.options:
+            lines += [
+                "",
+                f"Options of `{PREFIX} {' '.join(spec.names[0])}`, in any order, each at most once:",
+            ]
+            lines += [_option_help(spec, option) for option in spec.options]
+    lines += ["", "Task ids are dotted numbers like `2.3.1.4`; `1.` and `1.0` both mean task `1`."]
+    return "\n".join(lines)
+
+
+def _spelled(specs: Sequence[_Named], words: list[str], at: int) -> tuple[_Named, tuple[str, ...]] | None:
+    """The verb or option whose spelling the lower-cased `words` start with at `at`; longest wins."""
+    found: tuple[_Named, tuple[str, ...]] | None = None
+    for spec in specs:
+        for name in spec.names:
+            if tuple(words[at : at + len(name)]) == name and (found is None or len(name) > len(found[1])):
+                found = (spec, name)
+    return found
+
+
+def _find_verb(grammar: tuple[VerbSpec, ...], words: list[str]) -> tuple[VerbSpec, tuple[str, ...]]:
+    """The verb the words start with, or a problem naming the unknown one."""
+    found = _spelled(grammar, words, 0)
+    if found is not None:
+        return found
+    known = [name[0] for spec in grammar for name in spec.names if len(name) == 1]
+    guess = difflib.get_close_matches(words[0], known, n=1)
+    hint = f"; did you mean `{PREFIX} {guess[0]}`?" if guess else "."
+    raise _Problem(f"unknown command {_code(f'{PREFIX} {words[0]}')}{hint}")
+
+
+def _find_option(spec: VerbSpec, words: list[str], at: int) -> tuple[OptionSpec, tuple[str, ...]] | None:
+    """The option of `spec` spelled at `at`, if any."""
+    return _spelled(spec.options, words, at)
+
+
+def _unexpected(spec: VerbSpec, said: str, raw: list[str], at: int) -> _Problem:
+    """The problem with a word that is neither the argument nor an option of the verb."""
+    head = f"`{PREFIX} {said}`"
+    if not spec.options:
+        if spec.argument is None:
+            return _Problem(f"{head} takes no arguments, got {_code(' '.join(raw))}.")
+        count = "one" if spec.argument_required else "at most one"
+        return _Problem(f"{head} takes {count} {spec.argument.noun}, got {_code(' '.join(raw))}.")
+    word = raw[at]
+    takes_id = [" ".join(o.names[0]) for o in spec.options if o.value is TASK_ID]
+    if takes_id and _canonical_id(word) is not None:
+        keywords = " or ".join(f"`{name}`" for name in takes_id)
+        example = f"`{PREFIX} {said} {takes_id[0]} {word}`"
+        return _Problem(
+            f"{head} has no option {_code(word)}; put {keywords} before a task id, like {example}."
+        )
+    names = [f"`{' '.join(o.names[0])}`" for o in spec.options]
+    listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+    return _Problem(f"{head} has no option {_code(word)}; its options are {listed}.")
+
+
+def _read_arguments(spec: VerbSpec, said: str, raw: list[str], words: list[str]) -> dict[str, str | int]:
+    """Validate what follows the verb into Command fields."""
+    values: dict[str, str | int] = {}
+    at = 0
+    if spec.argument is not None:
+        if at < len(raw) and _find_option(spec, words, at) is None:
+            values["task_id"] = spec.argument.read(raw[at])
+            at += 1
+        elif spec.argument_required:
+            example = f"`{PREFIX} {said} {spec.argument.example}`"
+            raise _Problem(f"`{PREFIX} {said}` needs a {spec.argument.noun}, like {example}.")
+    while at < len(raw):
+        found = _find_option(spec, words, at)
+        if found is None:
+            raise _unexpected(spec, said, raw, at)
+        option, name = found
+        if option.field in values:
+            raise _Problem(_repeated(option))
+        value_at = at + len(name)
+        if value_at >= len(raw) or _find_option(spec, words, value_at) is not None:
+            typed = f"{said} {' '.join(name)}"
+            example = f"`{PREFIX} {typed} {option.value.example}`"
+            raise _Problem(f"`{PREFIX} {typed}` needs a {option.value.noun}, like {example}.")
+        values[option.field] = option.value.read(raw[value_at])
+        at = value_at + 1
+    for first, second, why in spec.conflicts:
+        if first in values and second in values:
+            raise _Problem(f"`{first}` and `{second}` cannot be combined: {why}.")
+    return values
+
+
+def _repeated(option: OptionSpec) -> str:
+    """The problem with an option given twice, naming its aliases so `to 1 until 2` makes sense."""
+    canonical = " ".join(option.names[0])
+    text = f"`{canonical}` is given more than once; give each option at most once"
+    if len(option.names) > 1:
+        aliases = " and ".join(f"`{' '.join(name)}`" for name in option.names[1:])
+        text += f" ({aliases} also mean `{canonical}`)"
+    return text + "."
+
+
+def _drop_final_period(raw: list[str]) -> list[str]:
+    """Drop one sentence-ending `.` from the last word, but never turn `2..` into the id `2.`."""
+    last = raw[-1]
+    if len(last) > 1 and last.endswith(".") and not last.endswith(".."):
+        return [*raw[:-1], last[:-1]]
+    return raw
+
+
+def _read_command(line: str, number: int, grammar: tuple[VerbSpec, ...]) -> Command | Reply | None:
+    """A Command or Reply for a line that starts with `/clarity`; None for any other line."""
+    raw = line.split()
+    if not raw:
+        return None
+    raw = _drop_final_period(raw)
+    if raw[0].lower() != PREFIX:
+        return None
+    text = line.strip()
+    raw = raw[1:]
+    if not raw:
+        return Command(Verb.HELP, number, text)
+    words = [word.lower() for word in raw]
+    try:
+        spec, name = _find_verb(grammar, words)
+        values = _read_arguments(spec, " ".join(name), raw[len(name) :], words[len(name) :])
+    except _Problem as problem:
+        return _reply(str(problem), number, grammar)
+    return Command(spec.verb, number, text, **values)  # type: ignore[arg-type]
+
+
+def _reply(problem: str, line: int, grammar: tuple[VerbSpec, ...]) -> Reply:
+    """A Reply that states the problem, then the help."""
+    return Reply(f"{problem}\n\n{help_text(grammar)}", line=line, problem=problem)
+
+
+class _Markdown:
+    """Tracks the Markdown blocks whose lines are not the commenter's own words to Clarity."""
+
+    __slots__ = ("fence", "in_html_comment")
+
+    def __init__(self) -> None:
+        self.fence: str | None = None  # the opening run of the open code fence
+        self.in_html_comment = False
+
+    def hides(self, line: str) -> bool:
+        """Whether `line` is code, quote or hidden comment; updates the block state."""
+        if self.fence is not None:
+            close = _FENCE_CLOSE.fullmatch(line)
+            if close and close[1][0] == self.fence[0] and len(close[1]) >= len(self.fence):
+                self.fence = None
+            return True
+        if self.in_html_comment:
+            self.in_html_comment = "-->" not in line
+            return True
+        if _QUOTE.match(line):
+            return True
+        opening = _FENCE_OPEN.fullmatch(line)
+        if opening and not (opening[1][0] == "`" and "`" in opening[2]):
+            self.fence = opening[1]
+            return True
+        comment = _HTML_COMMENT.match(line)
+        if comment:
+            self.in_html_comment = "-->" not in line[comment.end() :]
+            return True
+        return False
+
+
+def parse(body: str, grammar: tuple[VerbSpec, ...] = GRAMMAR) -> list[Command | Reply]:
+    """Commands and problem replies in a comment body, in line order; [] when it is not for us."""
+    items: list[Command | Reply] = []
+    markdown = _Markdown()
+    commands = 0
+    for number, line in enumerate(_LINE_END.split(body[:MAX_BODY_CHARS]), start=1):
+        if markdown.hides(line):
+            continue
+        item = _read_command(line, number, grammar)
+        if item is None:
+            continue
+        if commands == MAX_COMMANDS:
+            problem = (
+                f"a comment may hold at most {MAX_COMMANDS} commands; line {number} and later were not read."
+            )
+            items.append(_reply(problem, number, grammar))
+            break
+        commands += 1
+        items.append(item)
+    return items
