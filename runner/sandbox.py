@@ -1,0 +1,356 @@
+"""Run untrusted commands: a process group with rlimits, a wall clock, a scrubbed environment."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+DEFAULT_ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
+EXIT_NOT_FOUND = 127
+EXIT_NOT_EXECUTABLE = 126
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits for one run.
+
+    `processes` sets RLIMIT_NPROC, which counts every process of the user and is ignored for root:
+    it only means something when the worker runs as a dedicated non-root user. `memory_bytes` limits
+    the address space (RLIMIT_AS), which runtimes that reserve large virtual areas (JVM, Go) dislike.
+    `output_bytes` caps each of stdout and stderr; the tail is kept.
+    """
+
+    timeout: float = 900.0
+    cpu_seconds: int | None = 600
+    memory_bytes: int | None = 2 * 1024**3
+    file_size_bytes: int | None = 512 * 1024**2
+    open_files: int | None = 1024
+    processes: int | None = None
+    output_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a run produced: exit code (128+N when killed by signal N), output tails, timing, usage."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+    killed_by: str | None = None
+    usage: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited 0 on its own."""
+        return self.exit_code == 0 and not self.timed_out and self.killed_by is None
+
+    def output_tail(self, chars: int = 4000) -> str:
+        """The last `chars` characters of stdout then stderr, with a note when the run was killed."""
+        parts = [part.rstrip("\n") for part in (self.stdout, self.stderr) if part.strip()]
+        if self.killed_by:
+            parts.append(f"[killed: {self.killed_by} after {self.duration:.1f}s, exit code {self.exit_code}]")
+        text = "\n".join(parts)
+        if len(text) <= chars:
+            return text
+        return "[...]\n" + text[len(text) - chars :]
+
+
+class Sandbox(Protocol):
+    """Something that runs a command in a directory under limits and reports a Result."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        workdir: Path,
+        env: Mapping[str, str],
+        limits: Limits,
+        stdin: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Result:
+        """Run argv in workdir; never raise for a failing or missing command."""
+        ...
+
+
+def scrub_env(
+    parent: Mapping[str, str], allowlist: Sequence[str], explicit: Mapping[str, str]
+) -> dict[str, str]:
+    """The child's environment: allowlisted parent variables, then the explicit ones on top."""
+    child = {name: parent[name] for name in allowlist if name in parent}
+    child.update(explicit)
+    child.setdefault("PATH", FALLBACK_PATH)
+    return child
+
+
+def rlimits_for(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
+    """(resource, (soft, hard)) pairs for the limits, never above the current hard limit."""
+    wanted: list[tuple[int, int | None, int]] = [
+        (resource.RLIMIT_CPU, limits.cpu_seconds, 5),  # hard > soft: SIGXCPU first, SIGKILL later
+        (resource.RLIMIT_AS, limits.memory_bytes, 0),
+        (resource.RLIMIT_FSIZE, limits.file_size_bytes, 0),
+        (resource.RLIMIT_NOFILE, limits.open_files, 0),
+        (resource.RLIMIT_NPROC, limits.processes, 0),
+        (resource.RLIMIT_CORE, 0, 0),  # no core files in the workspace
+    ]
+    pairs = []
+    for res, value, headroom in wanted:
+        if value is None:
+            continue
+        _, current_hard = resource.getrlimit(res)
+        hard = value + headroom
+        if current_hard != resource.RLIM_INFINITY:
+            hard = min(hard, current_hard)
+        pairs.append((res, (min(value, hard), hard)))
+    return pairs
+
+
+class _TailBuffer:
+    """Keeps the last `cap` bytes written to it and counts what it dropped."""
+
+    __slots__ = ("cap", "data", "dropped")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        """Append a chunk, trimming the front once it holds well over the cap."""
+        self.data += chunk
+        if len(self.data) > 2 * self.cap + 65536:
+            self._trim()
+
+    def _trim(self) -> None:
+        excess = len(self.data) - self.cap
+        if excess > 0:
+            del self.data[:excess]
+            self.dropped += excess
+
+    def text(self) -> str:
+        """The kept tail as text, with a note saying how much was cut."""
+        self._trim()
+        body = self.data.decode("utf-8", errors="replace")
+        if self.dropped:
+            return f"[clarity: {self.dropped} earlier bytes of output truncated]\n{body}"
+        return body
+
+
+def _pump(stream: IO[bytes], sink: _TailBuffer) -> None:
+    fd = stream.fileno()
+    while chunk := os.read(fd, 65536):
+        sink.add(chunk)
+
+
+def _feed(stream: IO[bytes], data: bytes) -> None:
+    try:
+        stream.write(data)
+    except OSError:
+        pass  # the child closed its stdin; what it did not read it did not want
+    finally:
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _has_exited(pid: int) -> bool:
+    # WNOWAIT leaves the child a zombie, so its pid (the group id) cannot be reused before we kill the group.
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _describe_signal(sig: int, limits: Limits, usage: Mapping[str, float]) -> str:
+    if sig == signal.SIGXCPU:
+        return "cpu"
+    if sig == signal.SIGXFSZ:
+        return "file_size"
+    cpu_used = usage.get("ru_utime", 0.0) + usage.get("ru_stime", 0.0)
+    if sig == signal.SIGKILL and limits.cpu_seconds is not None and cpu_used >= limits.cpu_seconds:
+        return "cpu"
+    try:
+        return f"signal:{signal.Signals(sig).name}"
+    except ValueError:
+        return f"signal:{sig}"
+
+
+class LocalSandbox:
+    """Subprocess in its own session; rlimits; a wall clock that kills the whole group; scrubbed env.
+
+    Processes that leave the group on purpose (setsid, double fork into a new session) escape the
+    clean-up; the docker sandbox is the answer for that.
+    """
+
+    def __init__(
+        self,
+        env_allowlist: Sequence[str] = DEFAULT_ENV_ALLOWLIST,
+        kill_grace: float = 2.0,
+        parent_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.env_allowlist = tuple(env_allowlist)
+        self.kill_grace = kill_grace
+        self._parent_env = parent_env
+
+    def run(
+        self,
+        argv: Sequence[str],
+        workdir: Path,
+        env: Mapping[str, str],
+        limits: Limits,
+        stdin: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Result:
+        """Run argv in workdir under limits; a missing executable is exit code 127, never an exception."""
+        if not argv:
+            raise ValueError("empty argv")
+        if not Path(workdir).is_dir():
+            return Result(EXIT_NOT_EXECUTABLE, "", f"working directory does not exist: {workdir}\n", 0.0)
+        child_env = scrub_env(
+            os.environ if self._parent_env is None else self._parent_env, self.env_allowlist, env
+        )
+        temp_home = None
+        if "HOME" not in child_env:
+            temp_home = tempfile.mkdtemp(prefix="clarity-home-")
+            child_env["HOME"] = temp_home
+        try:
+            return self._run(list(argv), Path(workdir), child_env, limits, stdin, cancel)
+        finally:
+            if temp_home:
+                shutil.rmtree(temp_home, ignore_errors=True)
+
+    def _run(
+        self,
+        argv: list[str],
+        workdir: Path,
+        env: dict[str, str],
+        limits: Limits,
+        stdin: str | None,
+        cancel: threading.Event | None,
+    ) -> Result:
+        pairs = rlimits_for(limits)
+
+        def apply_limits() -> None:  # runs in the child between fork and exec: keep it tiny
+            for res, pair in pairs:
+                resource.setrlimit(res, pair)
+
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                # Python 3.11 has no other way to set rlimits in the child before exec. The hook only calls
+                # setrlimit with values computed beforehand: no imports, no logging, no locks to deadlock on.
+                preexec_fn=apply_limits,  # noqa: PLW1509
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            return Result(EXIT_NOT_FOUND, "", f"command not found: {argv[0]}\n", time.monotonic() - started)
+        except PermissionError:
+            return Result(
+                EXIT_NOT_EXECUTABLE, "", f"permission denied: {argv[0]}\n", time.monotonic() - started
+            )
+        except OSError as exc:
+            return Result(
+                EXIT_NOT_EXECUTABLE,
+                "",
+                f"cannot execute {argv[0]}: {exc.strerror}\n",
+                time.monotonic() - started,
+            )
+        return self._supervise(proc, started, limits, stdin, cancel)
+
+    def _supervise(
+        self,
+        proc: subprocess.Popen[bytes],
+        started: float,
+        limits: Limits,
+        stdin: str | None,
+        cancel: threading.Event | None,
+    ) -> Result:
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err = _TailBuffer(limits.output_bytes), _TailBuffer(limits.output_bytes)
+        threads = [
+            threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True),
+        ]
+        if stdin is not None and proc.stdin is not None:
+            threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin.encode()), daemon=True))
+        for thread in threads:
+            thread.start()
+
+        reason = self._wait(proc.pid, started + limits.timeout, cancel)
+        if reason is not None:
+            self._terminate(proc.pid)
+        _killpg(proc.pid, signal.SIGKILL)  # leftovers (a background `sleep &`) die with the run
+        _, status, rusage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        duration = time.monotonic() - started
+
+        held = False
+        for thread in threads:
+            thread.join(timeout=5.0)
+            held = held or thread.is_alive()
+        if not held:
+            proc.stdout.close()
+            proc.stderr.close()
+
+        usage = {
+            "ru_utime": rusage.ru_utime,
+            "ru_stime": rusage.ru_stime,
+            "ru_maxrss": float(rusage.ru_maxrss),
+        }
+        code = proc.returncode
+        killed_by = reason
+        if code < 0:
+            killed_by = killed_by or _describe_signal(-code, limits, usage)
+            code = 128 - code
+        stderr = err.text()
+        if held:
+            stderr += (
+                "\n[clarity: a process outside the group kept the output open; output may be incomplete]\n"
+            )
+        return Result(code, out.text(), stderr, duration, reason == "timeout", killed_by, usage)
+
+    @staticmethod
+    def _wait(pid: int, deadline: float, cancel: threading.Event | None) -> str | None:
+        """Wait for the leader; "timeout" or "cancelled" when we must stop it, None when it exited."""
+        delay = 0.001
+        while not _has_exited(pid):
+            now = time.monotonic()
+            if now >= deadline:
+                return "timeout"
+            if cancel is not None and cancel.is_set():
+                return "cancelled"
+            pause = min(delay, deadline - now)
+            if cancel is not None:
+                cancel.wait(pause)
+            else:
+                time.sleep(pause)
+            delay = min(delay * 2, 0.05)
+        return None
+
+    def _terminate(self, pid: int) -> None:
+        """SIGTERM the group, give the leader a short grace to exit; the caller SIGKILLs what is left."""
+        _killpg(pid, signal.SIGTERM)
+        self._wait(pid, time.monotonic() + self.kill_grace, None)

@@ -1,0 +1,317 @@
+"""The git workspace of one repository: sync a branch, read and write files, commit, push.
+
+The installation token travels only in the environment of the git processes that talk to the
+remote, as an `http.extraHeader` (the way actions/checkout passes it), never in a URL, an argv, the
+repository's config or an error message. Every git call ignores the user's and the system's git
+config and the repository's hooks, and the repository's own config is rewritten before git stages,
+resets or talks to the remote: an agent that ran in the worktree could otherwise have pointed
+`url.*.insteadOf` at a server of its own, or configured a filter command.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+from runner.sandbox import FALLBACK_PATH, Limits, LocalSandbox
+
+DEFAULT_EXCLUDES = (".aider*",)
+STDERR_TAIL = 2000
+_STALE_LOCKS = ("index.lock", "HEAD.lock", "config.lock", "shallow.lock")
+# Flags on every call: no credential helper, none of the repository's hooks, no fsmonitor command.
+_SAFE_FLAGS = ("-c", "credential.helper=", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message names the command and quotes the end of its stderr."""
+
+    def __init__(
+        self, message: str, command: str = "", returncode: int | None = None, stderr: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.command = command
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+def basic_auth_header(token: str) -> str:
+    """The HTTP header value GitHub accepts for an installation token over git smart HTTP."""
+    pair = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return f"Authorization: Basic {pair}"
+
+
+def _relative(relpath: str) -> str:
+    path = PurePosixPath(relpath)
+    if not relpath or path.is_absolute() or ".." in path.parts or (path.parts and path.parts[0] == ".git"):
+        raise ValueError(f"path `{relpath}` must be relative and stay inside the repository (not .git)")
+    return str(path)
+
+
+class Workspace:
+    """A cached clone of one repository, reused across runs; fetch instead of re-clone."""
+
+    def __init__(
+        self,
+        root: Path,
+        clone_url: str,
+        token_provider: Callable[[], str] | None,
+        author_name: str = "clarity[bot]",
+        author_email: str = "clarity[bot]@users.noreply.github.com",
+        network_timeout: float = 300.0,
+        local_timeout: float = 120.0,
+        extra_env: dict[str, str] | None = None,
+        excludes: Sequence[str] = DEFAULT_EXCLUDES,
+    ) -> None:
+        parts = urlsplit(clone_url)
+        if parts.username or parts.password:
+            raise ValueError("clone_url must not carry credentials; pass a token_provider")
+        self.root = Path(root)
+        self.clone_url = clone_url
+        self.token_provider = token_provider
+        self.author_name = author_name
+        self.author_email = author_email
+        self.network_timeout = network_timeout
+        self.local_timeout = local_timeout
+        self.extra_env = dict(extra_env or {})
+        self.excludes = tuple(excludes)
+        self.calls: list[tuple[str, ...]] = []  # argv of every git call, for logs and tests
+        self._secrets: set[str] = set()
+        self._runner = LocalSandbox(env_allowlist=(), parent_env={})
+
+    # -- running git -------------------------------------------------------------------------
+
+    def _env(self, network: bool, extra: dict[str, str] | None) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", FALLBACK_PATH),
+            "HOME": str(self.root.parent),
+            "LC_ALL": "C",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": self.author_name,
+            "GIT_AUTHOR_EMAIL": self.author_email,
+            "GIT_COMMITTER_NAME": self.author_name,
+            "GIT_COMMITTER_EMAIL": self.author_email,
+            **self.extra_env,
+        }
+        token = self.token_provider() if network and self.token_provider else ""
+        if token:
+            header = basic_auth_header(token)
+            self._secrets.update({token, header.split(" ", 2)[2]})
+            env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": "http.extraHeader",
+                    "GIT_CONFIG_VALUE_0": header,
+                }
+            )
+        env.update(extra or {})
+        return env
+
+    def redact(self, text: str) -> str:
+        """Text with every token this workspace has used replaced by ***."""
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def _git(
+        self,
+        args: Sequence[str],
+        check: bool = True,
+        *,
+        network: bool = False,
+        in_repo: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run git with safe flags, a timeout and the token only when `network`; GitError on failure."""
+        argv = ["git", *_SAFE_FLAGS, *(["-C", str(self.root)] if in_repo else []), *args]
+        self.calls.append(tuple(argv))
+        timeout = self.network_timeout if network else self.local_timeout
+        limits = Limits(
+            timeout=timeout,
+            cpu_seconds=None,
+            memory_bytes=None,
+            file_size_bytes=None,
+            open_files=None,
+            output_bytes=64 * 1024**2,
+        )
+        cwd = self.root if in_repo else Path("/")
+        result = self._runner.run(argv, cwd, self._env(network, env), limits)
+        completed = subprocess.CompletedProcess(argv, result.exit_code, result.stdout, result.stderr)
+        if result.timed_out:
+            raise self._error(f"timed out after {timeout:.0f}s", argv, result.exit_code, result.stderr)
+        if check and result.exit_code != 0:
+            raise self._error(f"exit code {result.exit_code}", argv, result.exit_code, result.stderr)
+        return completed
+
+    def _error(self, what: str, argv: Sequence[str], code: int, stderr: str) -> GitError:
+        command = self.redact(" ".join(argv[len(_SAFE_FLAGS) + 1 :]))
+        tail = self.redact(stderr.strip()[-STDERR_TAIL:])
+        message = f"`git {command}` failed ({what})" + (f": {tail}" if tail else "")
+        return GitError(message, command=f"git {command}", returncode=code, stderr=tail)
+
+    # -- syncing -----------------------------------------------------------------------------
+
+    def _check_branch(self, name: str) -> str:
+        if not name or name.startswith("-"):
+            raise GitError(f"`{name}` is not a valid branch name")
+        if self._git(["check-ref-format", "--branch", name], check=False, in_repo=False).returncode != 0:
+            raise GitError(f"`{name}` is not a valid branch name")
+        return name
+
+    def _prepare_repository(self) -> None:
+        """Make root a git repository with only our config, our excludes and no stale locks."""
+        git_dir = self.root / ".git"
+        if not git_dir.is_dir():
+            if self.root.exists():
+                shutil.rmtree(self.root)  # a half-made clone from a crashed run
+            self.root.mkdir(parents=True)
+            self._git(["-c", "init.defaultBranch=main", "init", "-q", str(self.root)], in_repo=False)
+        for lock in _STALE_LOCKS:
+            (git_dir / lock).unlink(missing_ok=True)
+        self._pin_config()
+        info = git_dir / "info"
+        info.mkdir(exist_ok=True)
+        (info / "exclude").write_text("".join(f"{pattern}\n" for pattern in self.excludes), encoding="utf-8")
+
+    def _pin_config(self) -> None:
+        """Rewrite .git/config from scratch: no hooks, remotes, rewrites, filters or includes but ours.
+
+        Called before every call that stages, commits or talks to the remote, because the agent ran in
+        this worktree in between and could have configured filters or URL rewrites of its own.
+        """
+        lines = [
+            "[core]",
+            "\trepositoryformatversion = 0",
+            "\tfilemode = true",
+            "\tbare = false",
+            "\tlogallrefupdates = true",
+            '[remote "origin"]',
+            f"\turl = {self.clone_url}",
+            "\tfetch = +refs/heads/*:refs/remotes/origin/*",
+        ]
+        (self.root / ".git" / "config").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def _fetch(self) -> None:
+        # The URL comes from us, not from .git/config: the token goes nowhere else.
+        self._git(
+            [
+                "fetch",
+                "--quiet",
+                "--prune",
+                "--no-tags",
+                self.clone_url,
+                "+refs/heads/*:refs/remotes/origin/*",
+            ],
+            network=True,
+        )
+
+    def _ref_exists(self, ref: str) -> bool:
+        return self._git(["rev-parse", "--verify", "--quiet", ref], check=False).returncode == 0
+
+    def sync(self, branch: str, base: str) -> Path:
+        """Check out `branch` at the remote's state (or create it from `base`); discard any leftovers."""
+        self._check_branch(branch)
+        self._check_branch(base)
+        self._prepare_repository()
+        self._fetch()
+        start = f"refs/remotes/origin/{branch}"
+        if not self._ref_exists(start):
+            start = f"refs/remotes/origin/{base}"
+            if not self._ref_exists(start):
+                raise GitError(f"neither `{branch}` nor the base branch `{base}` exists on {self.clone_url}")
+        if self._ref_exists("HEAD"):
+            self._reset_worktree()
+        self._git(["checkout", "-q", "-f", "--no-track", "-B", branch, start])
+        self._reset_worktree()
+        return self.root
+
+    # -- files and commits -------------------------------------------------------------------
+
+    def _path(self, relpath: str) -> Path:
+        target = (self.root / _relative(relpath)).resolve()
+        if not target.is_relative_to(self.root.resolve()):
+            raise ValueError(f"path `{relpath}` leads outside the repository")
+        return target
+
+    def read(self, relpath: str) -> bytes | None:
+        """The file's bytes in the worktree, or None when it does not exist."""
+        target = self._path(relpath)
+        return target.read_bytes() if target.is_file() else None
+
+    def write(self, relpath: str, data: bytes) -> None:
+        """Write a file in the worktree, creating its directories."""
+        target = self._path(relpath)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def changed_files(self) -> list[str]:
+        """Paths changed, added, deleted or untracked in the worktree (ignored files left out)."""
+        self._pin_config()
+        out = self._git(["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"]).stdout
+        return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
+
+    def diff_stat(self) -> str:
+        """`git diff --stat` of everything uncommitted, untracked files too; the index is left alone."""
+        self._pin_config()
+        temp_index = self.root / ".git" / "clarity-stat.index"
+        index = self.root / ".git" / "index"
+        try:
+            if index.exists():
+                shutil.copyfile(index, temp_index)
+            env = {"GIT_INDEX_FILE": str(temp_index)}
+            self._git(["add", "-A"], env=env)
+            return self._git(["diff", "--cached", "--stat", "HEAD"], env=env).stdout
+        finally:
+            temp_index.unlink(missing_ok=True)
+
+    def commit(self, message: str, paths: Sequence[str] | None = None) -> str | None:
+        """Commit all changes (or only `paths`); the sha, or None when there was nothing to commit."""
+        pathspec = ["--", *(_relative(path) for path in paths)] if paths else []
+        self._pin_config()
+        self._git(["add", "-A", *pathspec])
+        if self._git(["diff", "--cached", "--quiet", *pathspec], check=False).returncode == 0:
+            return None
+        self._git(["commit", "-q", "--no-verify", "--no-gpg-sign", "-m", message, *pathspec])
+        return self.head_sha()
+
+    def push(self, branch: str) -> None:
+        """Push HEAD to refs/heads/<branch>; never forced, so a moved remote branch is an error."""
+        self._check_branch(branch)
+        self._pin_config()
+        self._git(
+            ["push", "--quiet", "--no-verify", self.clone_url, f"HEAD:refs/heads/{branch}"], network=True
+        )
+
+    def discard(self) -> None:
+        """Throw away every uncommitted change and untracked or ignored file."""
+        self._pin_config()
+        self._reset_worktree()
+
+    def _reset_worktree(self) -> None:
+        self._git(["reset", "-q", "--hard"])
+        self._git(["clean", "-q", "-ffdx"])
+
+    def head_sha(self) -> str:
+        """The commit the worktree is on."""
+        return self._git(["rev-parse", "--verify", "HEAD"]).stdout.strip()
+
+    def remote_branch_exists(self, branch: str) -> bool:
+        """Ask the remote whether refs/heads/<branch> exists."""
+        self._check_branch(branch)
+        result = self._git(
+            ["ls-remote", "--exit-code", "--heads", self.clone_url, f"refs/heads/{branch}"],
+            check=False,
+            network=True,
+            in_repo=False,
+        )
+        if result.returncode == 0:
+            return True
+        if result.returncode == 2:
+            return False
+        raise self._error(f"exit code {result.returncode}", result.args, result.returncode, result.stderr)
