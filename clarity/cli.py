@@ -1,0 +1,152 @@
+"""The `clarity` command line: one function per subcommand, listed in SUBCOMMANDS.
+
+To add a subcommand, write `def cmd_name(args) -> int` and add one `Subcommand` line to SUBCOMMANDS.
+A subcommand returns the exit status: 0 for success, 2 for input the user has to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clarity.tasklist import Task, TaskList, TaskListError, parse
+
+USAGE_ERROR = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Arg:
+    """One `add_argument` call: its flags or name, and its keyword arguments."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def arg(*flags: str, **options: Any) -> Arg:
+    """Describe an argument exactly as `ArgumentParser.add_argument` takes it."""
+    return Arg(flags, options)
+
+
+@dataclass(frozen=True, slots=True)
+class Subcommand:
+    """A subcommand: the function that runs it, its one-line help and its arguments."""
+
+    run: Callable[[argparse.Namespace], int]
+    help: str
+    args: tuple[Arg, ...] = ()
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """Show the task tree of a tasks_list.md and the order its tasks would run in."""
+    try:
+        text = Path(args.file).read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return _fail(f"cannot read {args.file}: {getattr(err, 'strerror', None) or err}")
+    try:
+        tasks = parse(text, filename=args.file)
+        order = tasks.run_order(args.until)
+        until = tasks.get(args.until).id if args.until is not None else None
+    except TaskListError as err:
+        return _fail(str(err))
+    if args.json:
+        print(json.dumps(_tasks_json(tasks, order, until), ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(_tasks_tree(tasks, order, until)))
+    return 0
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "tasks": Subcommand(
+        cmd_tasks,
+        "show the tasks of a tasks_list.md and their run order",
+        (
+            arg("file", help="path to tasks_list.md"),
+            arg("--until", metavar="ID", help="stop point: a task or group id"),
+            arg("--json", action="store_true", help="print JSON instead of a tree"),
+        ),
+    ),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the clarity command line and return its exit status."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help and on usage errors; report it as a status
+        return exit_.code if isinstance(exit_.code, int) else USAGE_ERROR
+    return int(args.run(args))
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clarity", description="Clarity: works through tasks_list.md.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in SUBCOMMANDS.items():
+        child = sub.add_parser(name, help=command.help, description=command.help)
+        for a in command.args:
+            child.add_argument(*a.flags, **a.options)
+        child.set_defaults(run=command.run)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"clarity: {message}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+def _tasks_json(tasks: TaskList, order: list[str], until: str | None) -> dict[str, Any]:
+    """`done` is the effective state: a parent or group is done when all its leaves are."""
+    return {
+        "tasks": [
+            {
+                "id": t.id,
+                "title": t.title,
+                "done": tasks.is_done(t.id),
+                "depends": list(t.depends),
+                "checks": list(t.checks),
+                "tool": t.tool,
+                "parent": t.parent,
+                "is_group": t.is_group,
+                "line": t.line,
+            }
+            for t in tasks.tasks
+        ],
+        "order": order,
+        "until": until,
+    }
+
+
+def _tasks_tree(tasks: TaskList, order: list[str], until: str | None) -> list[str]:
+    leaves = tasks.leaves()
+    done = sum(1 for leaf in leaves if leaf.done)
+    lines = [f"{tasks.filename}: {len(leaves)} leaf tasks, {done} done"]
+    depth: dict[str, int] = {}
+    for t in tasks.tasks:
+        depth[t.id] = depth[t.parent] + 1 if t.parent in depth else 0
+        lines += _task_lines(t, tasks.is_done(t.id), "  " * depth[t.id])
+    scope = f"until {until}" if until is not None else "all"
+    lines.append("")
+    lines.append(f"Run order ({scope}): " + (" → ".join(order) if order else "nothing to do"))
+    return lines
+
+
+def _task_lines(task: Task, done: bool, indent: str) -> list[str]:
+    mark = "[x]" if done else "[ ]"
+    title = f"{indent}{mark} {task.id} {task.title}".rstrip()
+    if task.is_group:
+        return [f"{title}  (group)"]
+    details = [f"depends: {', '.join(task.depends)}"] if task.depends else []
+    details += [f"tool: {task.tool}"] if task.tool else []
+    details += [f"timeout: {task.timeout}"] if task.timeout else []
+    lines = [f"{title}  ({'; '.join(details)})" if details else title]
+    lines += [f"{indent}      check: {check}" for check in task.checks]
+    return lines
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
