@@ -13,8 +13,6 @@ from dashboard.views import bp as dashboard_bp
 from github_app.webhooks import MAX_BODY, WebhookConfig
 from github_app.webhooks import bp as webhooks_bp
 
-INTAKE_QUEUE = "clarity:intake"  # the same name jobs.context uses; github_app never imports jobs
-
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app: webhooks and dashboard share one store; nothing connects until used."""
@@ -24,8 +22,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         redact.add(value)
     app = Flask(__name__, template_folder="dashboard/templates")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    store = Store.from_url(settings.redis_url)
-    intake = Queue(INTAKE_QUEUE, connection=redis.Redis.from_url(settings.redis_url))
+    store = Store.from_url(settings.redis_url, settings.namespace)
+    intake = Queue(settings.intake_queue, connection=redis.Redis.from_url(settings.redis_url))
     app.extensions["clarity.settings"] = settings
     app.extensions["clarity.store"] = store
     app.extensions["clarity.webhooks"] = WebhookConfig(settings.webhook_secret, store, intake,

@@ -60,6 +60,26 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Process Clarity's queues (the `worker` process of the Procfile)."""
+    from clarity.settings import SettingsError
+
+    try:
+        from jobs.worker import work  # the CLI is an edge: it composes the engine lazily
+
+        work(burst=args.burst)
+    except SettingsError as err:
+        return _fail(str(err))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the self-contained demo: forge, web, worker, a sample repo and a `/clarity run` comment."""
+    from devstack.demo import main as demo_main  # composition root, like app.py
+
+    return demo_main(until=args.until, keep=args.keep)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "tasks": Subcommand(
         cmd_tasks,
@@ -68,6 +88,19 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             arg("file", help="path to tasks_list.md"),
             arg("--until", metavar="ID", help="stop point: a task or group id"),
             arg("--json", action="store_true", help="print JSON instead of a tree"),
+        ),
+    ),
+    "worker": Subcommand(
+        cmd_worker,
+        "process jobs from Redis (settings from the environment)",
+        (arg("--burst", action="store_true", help="exit when the queues are empty"),),
+    ),
+    "demo": Subcommand(
+        cmd_demo,
+        "run the end-to-end demo against a local GitHub stand-in",
+        (
+            arg("--until", default="1.3", metavar="ID", help="stop point for the demo run (default 1.3)"),
+            arg("--keep", action="store_true", help="keep the servers running after the run"),
         ),
     ),
 }

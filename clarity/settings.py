@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,17 @@ class Settings:
     task_timeout: float = 900.0
     delivery_ttl: int = 7 * 24 * 3600
     log_level: str = "INFO"
+    namespace: str = "clarity"
+
+    @property
+    def intake_queue(self) -> str:
+        """RQ queue for webhook deliveries."""
+        return f"{self.namespace}:intake"
+
+    @property
+    def steps_queue(self) -> str:
+        """RQ queue for execution steps."""
+        return f"{self.namespace}:steps"
 
     @property
     def workspaces_dir(self) -> Path:
@@ -68,6 +80,7 @@ class Settings:
             task_timeout=reader.number("CLARITY_TASK_TIMEOUT", default=900.0),
             delivery_ttl=reader.integer("CLARITY_DELIVERY_TTL", default=7 * 24 * 3600, minimum=60),
             log_level=(reader.text("CLARITY_LOG_LEVEL") or "INFO").upper(),
+            namespace=reader.name("CLARITY_NAMESPACE", "clarity"),
         )
         if problems:
             raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -85,6 +98,12 @@ class _Reader:
         value = self.env.get(name, "").strip()
         if required and not value:
             self.problems.append(f"{name} is not set")
+        return value
+
+    def name(self, name: str, default: str) -> str:
+        value = self.text(name) or default
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+            self.problems.append(f"{name} must be letters, digits, '.', '_' or '-', got {value!r}")
         return value
 
     def integer(self, name: str, default: int = 0, required: bool = False, minimum: int | None = None) -> int:

@@ -20,14 +20,9 @@ from clarity.models import Execution, TaskProgress
 from clarity.redaction import redact
 from clarity.status import ExecutionStatus, TaskStatus, check_execution, check_task
 
-PREFIX = "clarity"
-EVENTS_CHANNEL = f"{PREFIX}:events"
+DEFAULT_NAMESPACE = "clarity"
 LOG_MAXLEN = 5000
 AUDIT_MAXLEN = 20000
-
-
-def _k(*parts: object) -> str:
-    return ":".join((PREFIX, *map(str, parts)))
 
 
 class NotFound(KeyError):
@@ -37,22 +32,28 @@ class NotFound(KeyError):
 class Store:
     """The one owner of execution state in Redis."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.r = client
+        self.namespace = namespace
+        self.events_channel = f"{namespace}:events"
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
+    def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE) -> Store:
         """A store on a fresh connection pool (strings decoded)."""
-        return cls(redis.Redis.from_url(url, decode_responses=True))
+        return cls(redis.Redis.from_url(url, decode_responses=True), namespace)
+
+    def _k(self, *parts: object) -> str:
+        """A key in this deployment's namespace (several deployments may share one Redis)."""
+        return ":".join((self.namespace, *map(str, parts)))
 
     # -- deliveries -----------------------------------------------------------------------------
     def claim_delivery(self, delivery_id: str, ttl: int) -> bool:
         """True the first time a webhook delivery id is seen within `ttl` seconds (SET NX EX)."""
-        return bool(self.r.set(_k("delivery", delivery_id), "1", nx=True, ex=ttl))
+        return bool(self.r.set(self._k("delivery", delivery_id), "1", nx=True, ex=ttl))
 
     def release_delivery(self, delivery_id: str) -> None:
         """Forget a delivery id (when it could not be enqueued, so a redelivery is processed)."""
-        self.r.delete(_k("delivery", delivery_id))
+        self.r.delete(self._k("delivery", delivery_id))
 
     # -- executions -----------------------------------------------------------------------------
     def create(self, execution: Execution, actor: str) -> Execution:
@@ -62,17 +63,17 @@ class Store:
             execution = _replace(execution, id=uuid.uuid4().hex[:12])
         execution = _replace(execution, created_at=now, updated_at=now)
         pipe = self.r.pipeline()
-        pipe.hset(_k("exec", execution.id), mapping=execution.to_redis())
-        pipe.zadd(_k("execs"), {execution.id: now})
-        pipe.zadd(_k("repo", execution.repo, "execs"), {execution.id: now})
-        pipe.zadd(_k("inst", execution.installation_id, "execs"), {execution.id: now})
+        pipe.hset(self._k("exec", execution.id), mapping=execution.to_redis())
+        pipe.zadd(self._k("execs"), {execution.id: now})
+        pipe.zadd(self._k("repo", execution.repo, "execs"), {execution.id: now})
+        pipe.zadd(self._k("inst", execution.installation_id, "execs"), {execution.id: now})
         pipe.execute()
         self._emit(execution, "execution.created", actor, {"status": str(execution.status)})
         return execution
 
     def get(self, execution_id: str) -> Execution:
         """The execution with this id, or NotFound."""
-        raw = self.r.hgetall(_k("exec", execution_id))
+        raw = self.r.hgetall(self._k("exec", execution_id))
         if not raw:
             raise NotFound(execution_id)
         return Execution.from_redis(raw)
@@ -84,18 +85,18 @@ class Store:
         fields["updated_at"] = time.time()
         current = self.get(execution_id)
         updated = _replace(current, **fields)
-        self.r.hset(_k("exec", execution_id), mapping={k: updated.to_redis()[k] for k in fields})
+        self.r.hset(self._k("exec", execution_id), mapping={k: updated.to_redis()[k] for k in fields})
         self._publish(updated, "execution.updated", {k: _jsonable(v) for k, v in fields.items()})
         return updated
 
     def incr(self, execution_id: str, field: str, amount: int = 1) -> int:
         """Atomically add to a counter field."""
-        return int(self.r.hincrby(_k("exec", execution_id), field, amount))
+        return int(self.r.hincrby(self._k("exec", execution_id), field, amount))
 
     def transition(self, execution_id: str, new: ExecutionStatus, actor: str, reason: str = "",
                    **fields: Any) -> Execution:
         """Move an execution to `new` if the state machine allows it; raise IllegalTransition otherwise."""
-        key = _k("exec", execution_id)
+        key = self._k("exec", execution_id)
         with self.r.pipeline() as pipe:
             while True:
                 try:
@@ -124,15 +125,15 @@ class Store:
     def list(self, repo: str | None = None, installation_id: int | None = None, limit: int = 100) -> list[Execution]:
         """Newest first, optionally scoped to a repository or an installation."""
         if repo:
-            index = _k("repo", repo, "execs")
+            index = self._k("repo", repo, "execs")
         elif installation_id is not None:
-            index = _k("inst", installation_id, "execs")
+            index = self._k("inst", installation_id, "execs")
         else:
-            index = _k("execs")
+            index = self._k("execs")
         ids = self.r.zrevrange(index, 0, limit - 1)
         pipe = self.r.pipeline()
         for execution_id in ids:
-            pipe.hgetall(_k("exec", execution_id))
+            pipe.hgetall(self._k("exec", execution_id))
         return [Execution.from_redis(raw) for raw in pipe.execute() if raw]
 
     def find(self, repo: str, issue_number: int | None = None,
@@ -146,15 +147,15 @@ class Store:
     # -- tasks ----------------------------------------------------------------------------------
     def tasks(self, execution_id: str) -> dict[str, TaskProgress]:
         """The per-execution task table, in insertion order of ids as the engine saw them."""
-        raw = self.r.hgetall(_k("exec", execution_id, "tasks"))
-        order = self.r.lrange(_k("exec", execution_id, "task_order"), 0, -1)
+        raw = self.r.hgetall(self._k("exec", execution_id, "tasks"))
+        order = self.r.lrange(self._k("exec", execution_id, "task_order"), 0, -1)
         table = {tid: TaskProgress.from_json(raw[tid]) for tid in order if tid in raw}
         table.update({tid: TaskProgress.from_json(v) for tid, v in raw.items() if tid not in table})
         return table
 
     def task(self, execution_id: str, task_id: str) -> TaskProgress:
         """One task's progress (pending if never touched)."""
-        raw = self.r.hget(_k("exec", execution_id, "tasks"), task_id)
+        raw = self.r.hget(self._k("exec", execution_id, "tasks"), task_id)
         return TaskProgress.from_json(raw) if raw else TaskProgress(task_id=task_id)
 
     def put_task(self, execution_id: str, progress: TaskProgress, actor: str = "engine") -> TaskProgress:
@@ -162,12 +163,12 @@ class Store:
         previous = self.task(execution_id, progress.task_id)
         if previous.status != progress.status:
             check_task(previous.status, progress.status)
-        key = _k("exec", execution_id, "tasks")
+        key = self._k("exec", execution_id, "tasks")
         is_new = not self.r.hexists(key, progress.task_id)
         pipe = self.r.pipeline()
         pipe.hset(key, progress.task_id, progress.to_json())
         if is_new:
-            pipe.rpush(_k("exec", execution_id, "task_order"), progress.task_id)
+            pipe.rpush(self._k("exec", execution_id, "task_order"), progress.task_id)
         pipe.execute()
         if previous.status != progress.status:
             execution = self.get(execution_id)
@@ -189,15 +190,15 @@ class Store:
 
     def log_lines(self, execution_id: str, count: int = 200) -> list[dict[str, Any]]:
         """The newest `count` stream entries, oldest first."""
-        entries = self.r.xrevrange(_k("exec", execution_id, "log"), count=count)
+        entries = self.r.xrevrange(self._k("exec", execution_id, "log"), count=count)
         return [_decode_entry(entry_id, data) for entry_id, data in reversed(entries)]
 
     def audit(self, count: int = 200) -> list[dict[str, Any]]:
         """The newest audit records, newest first."""
-        return [_decode_entry(i, d) for i, d in self.r.xrevrange(_k("audit"), count=count)]
+        return [_decode_entry(i, d) for i, d in self.r.xrevrange(self._k("audit"), count=count)]
 
     def _emit(self, execution: Execution, kind: str, actor: str, data: dict[str, Any]) -> None:
-        self.r.xadd(_k("audit"), {"json": redact(json.dumps({
+        self.r.xadd(self._k("audit"), {"json": redact(json.dumps({
             "kind": kind, "actor": actor, "execution": execution.id, "repo": execution.repo,
             "installation": execution.installation_id, "time": time.time(), **data}))},
             maxlen=AUDIT_MAXLEN, approximate=True)
@@ -209,13 +210,13 @@ class Store:
                  "time": time.time(), **data}
         payload = redact(json.dumps(event, default=str))
         if stream:
-            self.r.xadd(_k("exec", execution.id, "log"), {"json": payload}, maxlen=LOG_MAXLEN, approximate=True)
-        self.r.publish(EVENTS_CHANNEL, payload)
+            self.r.xadd(self._k("exec", execution.id, "log"), {"json": payload}, maxlen=LOG_MAXLEN, approximate=True)
+        self.r.publish(self.events_channel, payload)
 
     # -- repo leases and queues -------------------------------------------------------------------
     def acquire_lease(self, repo: str, execution_id: str, ttl: float) -> bool:
         """Take the repo's single-run lease (or renew it if we hold it)."""
-        key = _k("repo", repo, "lease")
+        key = self._k("repo", repo, "lease")
         if self.r.set(key, execution_id, nx=True, px=int(ttl * 1000)):
             return True
         return self.renew_lease(repo, execution_id, ttl)
@@ -224,45 +225,45 @@ class Store:
         """Extend the lease if `execution_id` holds it (a heartbeat)."""
         script = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
                   "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end")
-        return bool(self.r.eval(script, 1, _k("repo", repo, "lease"), execution_id, int(ttl * 1000)))
+        return bool(self.r.eval(script, 1, self._k("repo", repo, "lease"), execution_id, int(ttl * 1000)))
 
     def release_lease(self, repo: str, execution_id: str) -> bool:
         """Give up the lease if we hold it."""
         script = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
                   "return redis.call('del', KEYS[1]) else return 0 end")
-        return bool(self.r.eval(script, 1, _k("repo", repo, "lease"), execution_id))
+        return bool(self.r.eval(script, 1, self._k("repo", repo, "lease"), execution_id))
 
     def lease_holder(self, repo: str) -> str | None:
         """The execution id holding the repo's lease, if any."""
-        return self.r.get(_k("repo", repo, "lease"))
+        return self.r.get(self._k("repo", repo, "lease"))
 
     def enqueue_waiting(self, repo: str, execution_id: str) -> int:
         """Put an execution in the repo's waiting line; returns its 1-based position."""
-        return int(self.r.rpush(_k("repo", repo, "waiting"), execution_id))
+        return int(self.r.rpush(self._k("repo", repo, "waiting"), execution_id))
 
     def pop_waiting(self, repo: str) -> str | None:
         """Take the next waiting execution of a repo."""
-        return self.r.lpop(_k("repo", repo, "waiting"))
+        return self.r.lpop(self._k("repo", repo, "waiting"))
 
     def remove_waiting(self, repo: str, execution_id: str) -> None:
         """Take an execution out of the waiting line (it was stopped)."""
-        self.r.lrem(_k("repo", repo, "waiting"), 0, execution_id)
+        self.r.lrem(self._k("repo", repo, "waiting"), 0, execution_id)
 
     def waiting(self, repo: str) -> list[str]:
         """The repo's waiting line, first in line first."""
-        return list(self.r.lrange(_k("repo", repo, "waiting"), 0, -1))
+        return list(self.r.lrange(self._k("repo", repo, "waiting"), 0, -1))
 
     def set_flag(self, execution_id: str, flag: str, by: str) -> None:
         """Ask a running execution to `stop` or `pause`; the step checks flags between and during attempts."""
-        self.r.set(_k("exec", execution_id, "flag", flag), by, ex=7 * 24 * 3600)
+        self.r.set(self._k("exec", execution_id, "flag", flag), by, ex=7 * 24 * 3600)
 
     def flag(self, execution_id: str, flag: str) -> str | None:
         """Who raised the flag, if it is up."""
-        return self.r.get(_k("exec", execution_id, "flag", flag))
+        return self.r.get(self._k("exec", execution_id, "flag", flag))
 
     def clear_flag(self, execution_id: str, flag: str) -> None:
         """Lower a flag once acted upon."""
-        self.r.delete(_k("exec", execution_id, "flag", flag))
+        self.r.delete(self._k("exec", execution_id, "flag", flag))
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

@@ -13,9 +13,6 @@ from clarity.settings import Settings
 from clarity.store import Store
 from github_app.client import GitHubApp
 
-INTAKE_QUEUE = "clarity:intake"
-STEPS_QUEUE = "clarity:steps"
-
 
 @dataclass(frozen=True, slots=True)
 class Engine:
@@ -39,10 +36,10 @@ def build(settings: Settings) -> Engine:
     raw = redis.Redis.from_url(settings.redis_url)
     return Engine(
         settings=settings,
-        store=Store.from_url(settings.redis_url),
+        store=Store.from_url(settings.redis_url, settings.namespace),
         github=GitHubApp(settings.app_id, settings.private_key, settings.github_api_url),
-        intake_queue=Queue(INTAKE_QUEUE, connection=raw),
-        steps_queue=Queue(STEPS_QUEUE, connection=raw),
+        intake_queue=Queue(settings.intake_queue, connection=raw),
+        steps_queue=Queue(settings.steps_queue, connection=raw),
     )
 
 

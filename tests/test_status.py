@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from clarity.status import (EXECUTION_TRANSITIONS, TASK_TRANSITIONS, ExecutionStatus, IllegalTransition,
-                            TaskStatus, check_execution, check_task)
+from clarity.status import (
+    EXECUTION_TRANSITIONS,
+    TASK_TRANSITIONS,
+    ExecutionStatus,
+    IllegalTransition,
+    TaskStatus,
+    check_execution,
+    check_task,
+)
 
 E, T = ExecutionStatus, TaskStatus
 

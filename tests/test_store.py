@@ -10,7 +10,7 @@ from clarity.models import Execution, TaskProgress
 from clarity.status import ExecutionStatus as E
 from clarity.status import IllegalTransition
 from clarity.status import TaskStatus as T
-from clarity.store import EVENTS_CHANNEL, NotFound, Store
+from clarity.store import NotFound, Store
 
 
 def make(store: Store, repo: str = "acme/widgets", installation: int = 1) -> Execution:
@@ -37,7 +37,7 @@ def test_unknown_execution_is_not_found(store: Store) -> None:
 def test_transition_writes_publishes_and_audits(store: Store) -> None:
     ex = make(store)
     pubsub = store.r.pubsub()
-    pubsub.subscribe(EVENTS_CHANNEL)
+    pubsub.subscribe(store.events_channel)
     pubsub.get_message(timeout=1)
     updated = store.transition(ex.id, E.INITIALIZING, "ada", "started")
     assert updated.status is E.INITIALIZING and store.get(ex.id).status is E.INITIALIZING

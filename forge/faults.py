@@ -1,0 +1,93 @@
+"""Injected failures (rate limits, server errors) so the app's retry paths can be exercised."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+SECONDARY_MESSAGE = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+    "If you reach out to GitHub Support for help, please include the request ID."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Answer the next `count` matching calls with a failure of `kind`."""
+
+    path_regex: str
+    method: str = "*"
+    kind: str = "server_error"  # "server_error", "secondary_rate_limit", "primary_rate_limit"
+    status: int = 500
+    count: int = 1
+    retry_after: int = 1
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether this fault applies to the call."""
+        return (self.method in ("*", method.upper())) and re.search(self.path_regex, path) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FaultResponse:
+    """What to send instead of the real answer."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+def respond(fault: Fault, subject: str) -> FaultResponse:
+    """The GitHub-shaped failure for a fault; `subject` names the rate-limited principal."""
+    docs = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+    if fault.kind == "secondary_rate_limit":
+        return FaultResponse(
+            fault.status if fault.status in (403, 429) else 403,
+            {"message": SECONDARY_MESSAGE, "documentation_url": docs},
+            {"retry-after": str(fault.retry_after)},
+        )
+    if fault.kind == "primary_rate_limit":
+        reset = int(time.time()) + fault.retry_after
+        return FaultResponse(
+            fault.status if fault.status in (403, 429) else 403,
+            {"message": f"API rate limit exceeded for {subject}.", "documentation_url": docs},
+            {
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-limit": "5000",
+                "x-ratelimit-used": "5000",
+                "x-ratelimit-reset": str(reset),
+            },
+        )
+    return FaultResponse(fault.status, {"message": "Server Error"}, {})
+
+
+class FaultList:
+    """Pending faults, consumed in order of registration."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        """Register a fault."""
+        with self._lock:
+            self._faults.append(fault)
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """The first matching fault, with one use consumed."""
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                if fault.matches(method, path):
+                    if fault.count <= 1:
+                        del self._faults[index]
+                    else:
+                        self._faults[index] = replace(fault, count=fault.count - 1)
+                    return fault
+            return None
+
+    def clear(self) -> None:
+        """Drop every pending fault."""
+        with self._lock:
+            self._faults.clear()

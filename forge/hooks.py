@@ -1,0 +1,190 @@
+"""Signed webhook deliveries the way GitHub's hookshot sends them, with a delivery log for redelivery."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from forge.records import now
+
+HOOK_ID = 1
+
+
+def signatures(secret: str, body: bytes) -> dict[str, str]:
+    """The `X-Hub-Signature-256` and legacy `X-Hub-Signature` headers for a body."""
+    key = secret.encode()
+    return {
+        "X-Hub-Signature-256": "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest(),
+        "X-Hub-Signature": "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest(),
+    }
+
+
+def encode_payload(payload: dict[str, Any] | str | bytes) -> bytes:
+    """The exact bytes to send: given bytes/str are kept byte-for-byte, dicts are compact JSON."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One attempt to deliver one event."""
+
+    delivery_id: str
+    event: str
+    action: str | None
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+    url: str | None
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    delivered_at: datetime
+    redelivery: bool = False
+    response_body: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the receiver answered 2xx."""
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    def as_json(self) -> dict[str, Any]:
+        """The delivery for the admin API (payload decoded when it is JSON)."""
+        try:
+            payload: Any = json.loads(self.body)
+        except ValueError:
+            payload = self.body.decode(errors="replace")
+        return {
+            "delivery_id": self.delivery_id,
+            "event": self.event,
+            "action": self.action,
+            "url": self.url,
+            "status_code": self.status_code,
+            "error": self.error,
+            "ok": self.ok,
+            "duration_ms": self.duration_ms,
+            "delivered_at": self.delivered_at.isoformat(),
+            "redelivery": self.redelivery,
+            "headers": dict(self.headers),
+            "payload": payload,
+            "response_body": self.response_body,
+        }
+
+
+class WebhookSender:
+    """Sends signed deliveries to one webhook URL (changeable at run time) and logs each attempt."""
+
+    def __init__(self, url: str | None, secret: str, app_id: int, timeout: float) -> None:
+        self._lock = threading.Lock()
+        self._url = url
+        self._secret = secret
+        self._app_id = app_id
+        self._timeout = timeout
+        self._log: list[Delivery] = []
+
+    @property
+    def url(self) -> str | None:
+        """Where deliveries go, or None when no receiver is configured."""
+        with self._lock:
+            return self._url
+
+    def set_url(self, url: str | None) -> None:
+        """Point deliveries somewhere else."""
+        with self._lock:
+            self._url = url
+
+    def headers(self, event: str, delivery_id: str, body: bytes) -> dict[str, str]:
+        """Hookshot's headers for one delivery."""
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/forge",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery_id,
+            "X-GitHub-Hook-ID": str(HOOK_ID),
+            "X-GitHub-Hook-Installation-Target-ID": str(self._app_id),
+            "X-GitHub-Hook-Installation-Target-Type": "integration",
+            **signatures(self._secret, body),
+        }
+
+    def deliver(
+        self, event: str, payload: dict[str, Any] | str | bytes, delivery_id: str | None = None
+    ) -> Delivery:
+        """Sign and POST one event; never raises for receiver failures (they are in the Delivery)."""
+        body = encode_payload(payload)
+        delivery_id = delivery_id or str(uuid.uuid4())
+        action = payload.get("action") if isinstance(payload, dict) else _action_of(body)
+        delivery = self._send(event, action, body, delivery_id)
+        with self._lock:
+            self._log.append(delivery)
+        return delivery
+
+    def redeliver(self, delivery_id: str) -> Delivery | None:
+        """Send an earlier delivery again, same id and body (signature recomputed like GitHub's)."""
+        with self._lock:
+            earlier = next((d for d in reversed(self._log) if d.delivery_id == delivery_id), None)
+        if earlier is None:
+            return None
+        delivery = replace(
+            self._send(earlier.event, earlier.action, earlier.body, delivery_id), redelivery=True
+        )
+        with self._lock:
+            self._log.append(delivery)
+        return delivery
+
+    def deliveries(self) -> list[Delivery]:
+        """Every attempt, oldest first."""
+        with self._lock:
+            return list(self._log)
+
+    def _send(self, event: str, action: str | None, body: bytes, delivery_id: str) -> Delivery:
+        headers = self.headers(event, delivery_id, body)
+        url = self.url
+        started = time.monotonic()
+        status: int | None = None
+        error: str | None = None
+        text = ""
+        if url is None:
+            error = "no webhook URL configured"
+        else:
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                    status, text = response.status, response.read(4096).decode(errors="replace")
+            except urllib.error.HTTPError as exc:
+                status, error = exc.code, f"HTTP {exc.code}"
+                text = exc.read(4096).decode(errors="replace")
+            except (urllib.error.URLError, OSError) as exc:
+                error = f"could not deliver to {url}: {getattr(exc, 'reason', exc)}"
+        duration = int((time.monotonic() - started) * 1000)
+        return Delivery(
+            delivery_id,
+            event,
+            action,
+            body,
+            tuple(headers.items()),
+            url,
+            status,
+            error,
+            duration,
+            now(),
+            response_body=text,
+        )
+
+
+def _action_of(body: bytes) -> str | None:
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return None
+    return decoded.get("action") if isinstance(decoded, dict) else None

@@ -1,0 +1,15 @@
+"""The REST API subset Clarity uses, one module per GitHub API area, all under ``/api/v3``."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from forge.rest import apps, checks, issues, pulls, repos
+
+BLUEPRINTS: tuple[Blueprint, ...] = (
+    apps.blueprint,
+    repos.blueprint,
+    issues.blueprint,
+    pulls.blueprint,
+    checks.blueprint,
+)

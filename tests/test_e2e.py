@@ -1,0 +1,266 @@
+"""End to end: forge (GitHub stand-in) + web + a real `clarity worker` (RQ) process + real Redis and git.
+
+A signed comment goes through the forge's webhook to the web app, the worker runs the tasks with a
+deterministic agent from tests/fixtures, and the assertions read what the forge recorded and what
+its bare git repositories hold.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+import devstack
+from clarity.status import ExecutionStatus
+from clarity.store import Store
+
+AGENT = Path(__file__).parent / "fixtures" / "agents" / "scripted.py"
+REPO = "acme/widgets"
+SETTLED = {"paused", "completed", "blocked", "failed", "stopped"}
+
+
+def check_for(task_id: str) -> str:
+    return (f'check: grep -qx "ok {task_id}" done/{task_id}.txt || '
+            f'(echo "expected ok {task_id}, got: $(cat done/{task_id}.txt)"; exit 1)')
+
+
+def tasks_md(*items: tuple[str, str, bool]) -> str:
+    """(id, title, is_parent) → a tasks_list.md; leaves get a check on the agent's output file."""
+    lines = ["# Tasks", ""]
+    for task_id, title, is_parent in items:
+        indent = "  " * task_id.count(".")
+        lines.append(f"{indent}- [ ] {task_id} {title}")
+        if not is_parent:
+            lines.append(f"{indent}  - {check_for(task_id)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def stack(redis_url: str, tmp_path: Path) -> Iterator[devstack.Stack]:
+    redis.Redis.from_url(redis_url).flushdb()
+    running = devstack.start(tmp_path / "stack", redis_url, agent_command=f"{sys.executable} {AGENT} {{prompt_file}}",
+                             namespace=f"e2e-{uuid.uuid4().hex[:8]}", extra_env={"CLARITY_RETRY_BACKOFF": "0.05"})
+    try:
+        yield running
+    finally:
+        running.forget()
+        running.stop()
+
+
+def make_repo(stack: devstack.Stack, tmp_path: Path, tasks: str, name: str = REPO,
+              collaborators: dict[str, str] | None = None) -> None:
+    source = tmp_path / f"src-{name.replace('/', '-')}"
+    source.mkdir()
+    (source / "tasks_list.md").write_text(tasks)
+    (source / "README.md").write_text("# widgets\n")
+    stack.create_repo(name, source)
+    for login, permission in (collaborators or {"ada": "write"}).items():
+        stack.admin("PUT", f"/repos/{name}/collaborators/{login}", json={"permission": permission})
+
+
+def store_of(stack: devstack.Stack) -> Store:
+    return Store.from_url(stack.redis.url, stack.settings.namespace)
+
+
+def wait_settled(stack: devstack.Stack, repo: str = REPO, count: int = 1, timeout: float = 60,
+                 since: float = 0.0) -> Any:
+    """Wait until `count` executions of the repo exist and the newest has settled after `since`."""
+    store = store_of(stack)
+
+    def newest() -> Any:
+        found = store.list(repo=repo)
+        if len(found) >= count and str(found[0].status) in SETTLED and found[0].finished_at > since:
+            return found[0]
+        return None
+
+    return devstack.wait_for(newest, timeout, what=f"an execution of {repo} to settle (see {stack.base})")
+
+
+def wait_comment(stack: devstack.Stack, needle: str, timeout: float = 20) -> dict[str, Any]:
+    def find() -> Any:
+        return next((c for c in stack.admin("GET", "/state")["comments"]
+                     if c["author"] == "clarity[bot]" and needle in c["body"]), None)
+    return devstack.wait_for(find, timeout, what=f"a bot comment containing {needle!r}")
+
+
+def git(stack: devstack.Stack, *args: str, repo: str = REPO) -> str:
+    owner, name = repo.split("/")
+    bare = stack.forge.config.repos_dir / owner / f"{name}.git"
+    return subprocess.run(["git", f"--git-dir={bare}", *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def branch_file(stack: devstack.Stack, path: str, branch: str = "clarity/issue-1") -> str:
+    return git(stack, "show", f"{branch}:{path}")
+
+
+def test_comment_runs_tasks_to_the_stop_point_then_run_again_completes(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Setup", True), ("1.1", "Create skeleton", False),
+                                        ("1.2", "Add CI", False), ("2", "Data", True),
+                                        ("2.1", "Add models", False)))
+    delivery = stack.comment(REPO, 1, "Please start.\n\n/clarity run until 1.2", user="ada")
+    assert delivery["status_code"] == 202
+
+    ex = wait_settled(stack)
+    assert ex.status is ExecutionStatus.PAUSED, ex.reason
+    assert ex.reason == "stop point 1.2 reached"
+    assert (ex.tasks_completed, ex.tasks_total) == (2, 2)
+    log = git(stack, "log", "--format=%s", "clarity/issue-1").splitlines()
+    assert log[:2] == ["clarity: 1.2 Add CI", "clarity: 1.1 Create skeleton"]
+    tasks = branch_file(stack, "tasks_list.md")
+    assert "- [x] 1 Setup" in tasks and "- [x] 1.1 Create" in tasks and "- [x] 1.2 Add CI" in tasks
+    assert "- [ ] 2 Data" in tasks and "- [ ] 2.1 Add models" in tasks
+    outcomes = branch_file(stack, "task_outcomes.md")
+    assert "## 1.1 Create skeleton" in outcomes and "## 1.2 Add CI" in outcomes and "Attempts: 1" in outcomes
+    assert branch_file(stack, "done/1.2.txt") == "ok 1.2\n"
+
+    state = stack.admin("GET", "/state")
+    pulls = [i for i in state["issues"] if i.get("pull")]
+    assert len(pulls) == 1 and pulls[0]["pull"]["head_ref"] == "clarity/issue-1"
+    assert "Refs #1" in pulls[0]["body"]
+    runs = {r["name"]: r for r in state["check_runs"]}
+    assert runs["Clarity: 1.1 Create skeleton"]["conclusion"] == "success"
+    assert runs["Clarity: 1.2 Add CI"]["conclusion"] == "success"
+    assert len(runs) == 2
+    assert [r["content"] for r in state["reactions"]] == ["eyes"]
+    wait_comment(stack, "paused")
+
+    since = time.time()
+    stack.comment(REPO, 1, "/clarity run", user="ada")
+    ex = wait_settled(stack, since=since)
+    assert ex.status is ExecutionStatus.COMPLETED, ex.reason
+    tasks = branch_file(stack, "tasks_list.md")
+    assert "- [x] 2 Data" in tasks and "- [x] 2.1 Add models" in tasks
+    assert git(stack, "log", "--format=%s", "clarity/issue-1").splitlines()[0] == "clarity: 2.1 Add models"
+    assert len([i for i in stack.admin("GET", "/state")["issues"] if i.get("pull")]) == 1
+    assert len(store_of(stack).list(repo=REPO)) == 1  # the paused execution was resumed, not duplicated
+
+
+def test_agent_that_fails_once_then_succeeds_takes_two_attempts(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Flaky thing [flaky]", False)))
+    stack.comment(REPO, 1, "/clarity run", user="ada")
+    ex = wait_settled(stack)
+    assert ex.status is ExecutionStatus.COMPLETED, ex.reason
+    progress = store_of(stack).task(ex.id, "1")
+    assert (progress.attempts, str(progress.status)) == (2, "completed")
+    assert (ex.attempts, ex.error_count, ex.retry_count) == (2, 1, 1)
+    assert "Attempts: 2" in branch_file(stack, "task_outcomes.md")
+    prompt = (stack.settings.artifacts_dir / ex.id / "1" / "attempt-2" / "prompt.md").read_text()
+    assert "expected ok 1, got: wrong 1" in prompt
+
+
+def test_agent_that_never_passes_is_tried_four_times_then_blocks_with_escalation(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Good", False), ("2", "Impossible [broken]", False)))
+    stack.comment(REPO, 1, "/clarity run", user="ada")
+    ex = wait_settled(stack)
+    assert ex.status is ExecutionStatus.BLOCKED, ex.reason
+    assert ex.reason == "task 2 failed after 4 attempts"
+    progress = store_of(stack).task(ex.id, "2")
+    assert (progress.attempts, str(progress.status)) == (4, "failed")
+    attempts = sorted(p.name for p in (stack.settings.artifacts_dir / ex.id / "2").iterdir())
+    assert attempts == ["attempt-1", "attempt-2", "attempt-3", "attempt-4"]
+    escalation = wait_comment(stack, "failed after 4 attempts")
+    assert "@ada" in escalation["body"] and "expected ok 2, got: wrong 2" in escalation["body"]
+    subjects = git(stack, "log", "--format=%s", "clarity/issue-1").splitlines()
+    assert subjects[0] == "clarity: 1 Good"  # task 1 landed, nothing of task 2 did
+    assert not any("clarity: 2" in s for s in subjects)
+    assert "done/2.txt" not in git(stack, "ls-tree", "-r", "--name-only", "clarity/issue-1")
+    runs = {r["name"]: r["conclusion"] for r in stack.admin("GET", "/state")["check_runs"]}
+    assert runs == {"Clarity: 1 Good": "success", "Clarity: 2 Impossible [broken]": "failure"}
+
+
+def test_same_delivery_twice_makes_one_execution(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Only task", False)))
+    first = stack.comment(REPO, 1, "/clarity run", user="ada", delivery_id="delivery-dup-1")
+    again = stack.admin("POST", "/redeliver/delivery-dup-1")
+    assert first["status_code"] == 202
+    assert again["status_code"] == 200  # acknowledged as a duplicate
+    wait_settled(stack)
+    assert len(store_of(stack).list(repo=REPO)) == 1
+    starts = [c for c in stack.admin("GET", "/state")["comments"] if c["body"].startswith("Starting execution")]
+    assert len(starts) == 1
+
+
+def test_bad_signature_is_refused_and_nothing_is_queued(stack) -> None:
+    body = json.dumps({"action": "created"}).encode()
+    response = httpx.post(f"{stack.web_url}/webhooks", content=body, headers={
+        "X-GitHub-Event": "issue_comment", "X-GitHub-Delivery": "forged-1",
+        "X-Hub-Signature-256": "sha256=" + "ab" * 32, "Content-Type": "application/json"})
+    assert response.status_code == 401
+    raw = redis.Redis.from_url(stack.redis.url)
+    assert raw.llen(f"rq:queue:{stack.settings.intake_queue}") == 0
+    assert store_of(stack).list() == []
+
+
+def test_reader_is_refused_with_a_reason_and_nothing_starts(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Only task", False)), collaborators={"rita": "read"})
+    stack.comment(REPO, 1, "/clarity run", user="rita")
+    refusal = wait_comment(stack, "only people with write access")
+    assert "@rita" in refusal["body"] and "`read`" in refusal["body"]
+    assert store_of(stack).list() == []
+
+
+def test_unknown_command_gets_help_and_status_reports(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Only task", False)))
+    stack.comment(REPO, 1, "/clarity fly", user="ada")
+    reply = wait_comment(stack, "unknown command")
+    assert "/clarity run" in reply["body"]  # the help text follows the problem
+    stack.comment(REPO, 1, "/clarity run until 1", user="ada")
+    wait_settled(stack)
+    stack.comment(REPO, 1, "/clarity status", user="ada")
+    status = wait_comment(stack, "| task | title | status | attempts |")
+    assert "| 1 | Only task | completed | 1 |" in status["body"]
+
+
+def test_no_secret_leaves_the_process(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Chatty agent [leak]", False), ("2", "Broken [broken]", False)))
+    stack.comment(REPO, 1, "/clarity run", user="ada")
+    wait_settled(stack)
+    wait_comment(stack, "failed after 4 attempts")
+    secrets = [stack.settings.webhook_secret, *_key_lines(stack.settings.private_key),
+               *stack.forge.context.tokens._grants.keys()]
+    assert any(s.startswith("ghs_") for s in secrets)
+    sinks = {
+        "forge calls": json.dumps(stack.admin("GET", "/calls")),
+        "forge state": json.dumps(stack.admin("GET", "/state")),
+        "redis": _dump_redis(stack),
+        "worker and web logs": "".join(p.read_text(errors="replace") for p in stack.base.glob("*.log")),
+        "artifacts": "".join(p.read_text(errors="replace") for p in stack.settings.artifacts_dir.rglob("*")
+                             if p.is_file()),
+        "dashboard": httpx.get(f"{stack.web_url}/").text + "".join(
+            httpx.get(f"{stack.web_url}/executions/{e.id}").text for e in store_of(stack).list()),
+    }
+    assert all(sinks.values())
+    for sink, text in sinks.items():
+        for secret in secrets:
+            assert secret not in text, f"a secret leaked into {sink}"
+
+
+def _key_lines(pem: str) -> list[str]:
+    return [line for line in pem.splitlines() if line and "-----" not in line]
+
+
+def _dump_redis(stack: devstack.Stack) -> str:
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    parts = []
+    for key in client.scan_iter(f"{stack.settings.namespace}:*"):
+        kind = client.type(key)
+        if kind == "hash":
+            parts.append(json.dumps(client.hgetall(key)))
+        elif kind == "stream":
+            parts.append(json.dumps(client.xrange(key)))
+        elif kind == "string":
+            parts.append(client.get(key) or "")
+        elif kind == "list":
+            parts.append(json.dumps(client.lrange(key, 0, -1)))
+    return "\n".join(parts)
