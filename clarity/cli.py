@@ -67,10 +67,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         from jobs.worker import work  # the CLI is an edge: it composes the engine lazily
 
-        work(burst=args.burst)
+        return work(role=args.role, burst=args.burst)
     except SettingsError as err:
         return _fail(str(err))
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -93,7 +92,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "worker": Subcommand(
         cmd_worker,
         "process jobs from Redis (settings from the environment)",
-        (arg("--burst", action="store_true", help="exit when the queues are empty"),),
+        (
+            arg("--role", choices=("all", "intake", "steps"), default="all",
+                help="all (default): an intake worker and a steps worker; or just one of them"),
+            arg("--burst", action="store_true", help="exit when the queues are empty"),
+        ),
     ),
     "demo": Subcommand(
         cmd_demo,

@@ -5,7 +5,9 @@ Like `app.py`, this is a composition root: it may import every package. Product 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import secrets as pysecrets
 import subprocess
 import sys
@@ -75,7 +77,7 @@ class Stack:
         """A real `clarity worker` process (RQ) with the stack's environment."""
         log = open(log_path or self.base / f"worker-{len(self.workers)}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen([sys.executable, "-m", "clarity.cli", "worker"], env=self.env,
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=self.base)
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=self.base, start_new_session=True)
         self.workers.append(process)
         return process
 
@@ -91,15 +93,18 @@ class Stack:
 
     def stop(self) -> None:
         """Stop workers, web, forge and any Redis we started."""
+        # TERM asks RQ for a warm shutdown (finish the job); a second TERM makes it cold. Whatever is
+        # left after that (agents included) goes with the process group: nothing outlives the stack.
+        for attempt in range(2):
+            for process in self.workers:
+                if process.poll() is None:
+                    process.terminate()
+            if _wait_all(self.workers, 3.0 if attempt == 0 else 5.0):
+                break
         for process in self.workers:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.workers:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         self.web.shutdown()
         self.web.server_close()
         self.forge.stop()
@@ -107,13 +112,10 @@ class Stack:
 
 
 def start(base: Path, redis_url: str | None = None, agent_command: str = "", workers: int = 1,
-          extra_env: dict[str, str] | None = None, flush: bool = False, namespace: str = "clarity") -> Stack:
+          extra_env: dict[str, str] | None = None, namespace: str = "clarity") -> Stack:
     """Start Redis (reuse or private), the forge, the web app and `workers` worker processes."""
     base.mkdir(parents=True, exist_ok=True)
     redis = localredis.ensure(redis_url)
-    if flush:
-        import redis as redis_py
-        redis_py.Redis.from_url(redis.url).flushdb()
     key_pem = generate_key()
     key_path = base / "app-private-key.pem"
     key_path.write_text(key_pem)
@@ -149,6 +151,15 @@ class _LateWsgi:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         return self.target(environ, start_response)
+
+
+def _wait_all(processes: list[subprocess.Popen[bytes]], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(p.poll() is not None for p in processes):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:

@@ -46,11 +46,11 @@ def _call(forge: str, method: str, path: str, body: Any = None) -> tuple[int, An
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run the forge in the foreground."""
-    from werkzeug.serving import run_simple
+    """Run the forge in the foreground until interrupted."""
+    from werkzeug.serving import make_server
 
     from forge.config import ForgeConfig
-    from forge.server import create_forge_app
+    from forge.server import RequestHandler, create_forge_app
 
     secret = os.environ.get(args.webhook_secret_env)
     if not secret:
@@ -67,12 +67,20 @@ def serve(args: argparse.Namespace) -> int:
         webhook_secret=secret,
         public_url=public_url,
     )
-    app = create_forge_app(config)
+    server = make_server(
+        args.host, args.port, create_forge_app(config), threaded=True, request_handler=RequestHandler
+    )
     print(
-        f"forge: REST {config.api_url}  git {public_url}/<owner>/<repo>.git  admin {public_url}/_forge/",
+        f"forge: REST {config.api_url}  git {public_url}/<owner>/<repo>.git  admin {public_url}/_forge/"
+        f"  webhooks -> {args.webhook_url or '(none)'}",
         flush=True,
     )
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

@@ -7,7 +7,7 @@ import string
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -149,13 +149,18 @@ class TokenStore:
             return None
         return grant
 
+    def issued_tokens(self) -> list[str]:
+        """Every token handed out, expired ones included (for tests proving no token leaks anywhere)."""
+        with self._lock:
+            return list(self._grants)
+
     def expire_all(self) -> int:
         """Expire every installation token at once (to exercise the app's token refresh)."""
         with self._lock:
-            expired = [t for t, g in self._grants.items() if g.kind == "installation"]
-            for token in expired:
-                del self._grants[token]
-            return len(expired)
+            live = [t for t, g in self._grants.items() if g.kind == "installation" and g.expires_at > _now()]
+            for token in live:
+                self._grants[token] = replace(self._grants[token], expires_at=_now())
+            return len(live)
 
 
 def _now() -> datetime:

@@ -74,6 +74,7 @@ def _authenticate() -> Response | None:
             request.headers.get("Authorization"), ctx.tokens, ctx.public_key, ctx.config.app_id, ctx.bot_login
         )
     except AuthFailure as exc:
+        g.principal_kind = "invalid"
         return ApiError(401, exc.message).response()
     fault = ctx.faults.take(request.method, _api_path(request.path))
     if fault is not None:

@@ -1,20 +1,61 @@
-"""`clarity worker`: an RQ worker on Clarity's queues, intake first so acknowledgements stay fast."""
+"""`clarity worker`: RQ workers on Clarity's queues.
+
+A step can hold a worker for as long as an agent runs (minutes), and a `/clarity stop` must not wait
+behind it. So the default role `all` supervises two worker processes: one that only takes intake
+jobs (webhook deliveries: fast), and one that takes steps and, when idle, intake too. Run more
+`--role steps` processes (here or on other hosts sharing Redis) to run more executions at once.
+"""
 
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
 
 from rq import Worker
 
+from clarity.settings import Settings
 from jobs.context import engine
 
 log = logging.getLogger(__name__)
+ROLES = ("all", "intake", "steps")
 
 
-def work(burst: bool = False, name: str | None = None) -> bool:
-    """Build the engine (settings errors surface here, before any job) and process jobs."""
+def work(role: str = "all", burst: bool = False) -> int:
+    """Run workers for `role`; returns an exit status."""
+    if role == "all":
+        Settings.from_env()  # fail here, once, with the message naming every bad variable
+        return supervise(("intake", "steps"), burst)
     eng = engine()
-    queues = [eng.intake_queue, eng.steps_queue]
-    worker = Worker(queues, connection=eng.intake_queue.connection, name=name)
-    log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in queues))
-    return worker.work(burst=burst, logging_level=eng.settings.log_level)
+    queues = [eng.intake_queue] if role == "intake" else [eng.intake_queue, eng.steps_queue]
+    worker = Worker(queues, connection=eng.intake_queue.connection)
+    log.info("worker %s (%s) listening on %s", worker.name, role, ", ".join(q.name for q in queues))
+    worker.work(burst=burst, logging_level=eng.settings.log_level)
+    return 0
+
+
+def supervise(roles: tuple[str, ...], burst: bool) -> int:
+    """Start one child per role and stop them all together (TERM/INT are passed on)."""
+    argv = [sys.executable, "-m", "clarity.cli", "worker"]
+    children = [subprocess.Popen([*argv, "--role", role, *(["--burst"] if burst else [])]) for role in roles]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    while any(child.poll() is None for child in children):
+        if not burst and any(child.poll() is not None for child in children):
+            # One role died: stop the other too, so a process manager restarts the pair.
+            log.error("a worker child exited (%s); stopping the others",
+                      [child.returncode for child in children])
+            forward(signal.SIGTERM, None)
+            status = 1
+        time.sleep(0.2)
+    return status or max((child.returncode or 0) for child in children)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from clarity.store import Store
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEBHOOK_FIXTURES = SHARED / "fixtures" / "github-webhooks"
 WEBHOOK_SECRET = "test-webhook-secret-8c1f2e"
-TEST_DB = 13  # on a shared Redis, keep to one database and flush only that one
+TEST_DB = 13  # on a shared Redis, keep to one database; tests also keep to namespaces of their own
 
 
 @pytest.fixture(scope="session")
@@ -37,18 +38,25 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A decoded client on an empty test database."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.flushdb()
+def namespace() -> str:
+    """A key namespace of the test's own, so tests (and concurrent runs) never see each other's keys."""
+    return f"t-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
-def store(redis_client: redis.Redis) -> Store:
-    """A store on the empty test database."""
-    return Store(redis_client)
+def redis_client(redis_url: str, namespace: str) -> Iterator[redis.Redis]:
+    """A decoded client; the test's keys (store and RQ queues) are deleted afterwards."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    keys = [*client.scan_iter(f"{namespace}:*"), *client.scan_iter(f"rq:*{namespace}:*")]
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, namespace: str) -> Store:
+    """A store in the test's namespace."""
+    return Store(redis_client, namespace)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +68,8 @@ def private_key_pem() -> str:
 
 
 @pytest.fixture
-def settings(redis_url: str, private_key_pem: str, tmp_path: Path) -> Settings:
-    """Valid settings pointing at the test Redis and a temporary data dir."""
+def settings(redis_url: str, private_key_pem: str, tmp_path: Path, namespace: str) -> Settings:
+    """Valid settings pointing at the test Redis, the test's namespace and a temporary data dir."""
     return Settings(app_id=4242, private_key=private_key_pem, webhook_secret=WEBHOOK_SECRET,
-                    github_api_url="http://127.0.0.1:9/api/v3", redis_url=redis_url, data_dir=tmp_path / "data")
+                    github_api_url="http://127.0.0.1:9/api/v3", redis_url=redis_url, data_dir=tmp_path / "data",
+                    namespace=namespace)

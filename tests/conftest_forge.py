@@ -47,19 +47,26 @@ class ForgeHandle:
     private_key_pem: str
     webhook_secret: str
     clients: ExitStack = field(default_factory=ExitStack)
+    _app_client: GitHub[Any] | None = None
 
     def app_client(self, **options: Any) -> GitHub[Any]:
         """A githubkit client authenticated as the app, built as production builds it.
 
-        It is entered (one HTTP connection pool for all its calls) and closed when the test ends.
+        Entered (one connection pool for all its calls) and closed when the test ends. Without options
+        the same client is returned each time, so the app JWT is signed once per test.
         """
+        if not options and self._app_client is not None:
+            return self._app_client
         gh = GitHub(
             AppAuthStrategy(self.app_id, self.private_key_pem),
             base_url=self.api_url + "/",
             cache_strategy=MemCacheStrategy(),
             **options,
         )
-        return self.clients.enter_context(gh)
+        client = self.clients.enter_context(gh)
+        if not options:
+            self._app_client = client
+        return client
 
     def installation_client(self, full_name: str, **options: Any) -> GitHub[Any]:
         """A githubkit client acting as the installation that covers `full_name`."""

@@ -47,7 +47,6 @@ def tasks_md(*items: tuple[str, str, bool]) -> str:
 
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path) -> Iterator[devstack.Stack]:
-    redis.Redis.from_url(redis_url).flushdb()
     running = devstack.start(tmp_path / "stack", redis_url, agent_command=f"{sys.executable} {AGENT} {{prompt_file}}",
                              namespace=f"e2e-{uuid.uuid4().hex[:8]}", extra_env={"CLARITY_RETRY_BACKOFF": "0.05"})
     try:
@@ -264,3 +263,49 @@ def _dump_redis(stack: devstack.Stack) -> str:
         elif kind == "list":
             parts.append(json.dumps(client.lrange(key, 0, -1)))
     return "\n".join(parts)
+
+
+def test_second_run_on_the_same_repo_waits_for_the_first(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Slow one [slow:2]", False), ("2", "Second", False)))
+    stack.admin("POST", f"/repos/{REPO}/issues", json={"title": "first", "user": "ada"})
+    stack.admin("POST", f"/repos/{REPO}/issues", json={"title": "second", "user": "ada"})
+    stack.comment(REPO, 1, "/clarity run until 1", user="ada")
+    devstack.wait_for(lambda: store_of(stack).lease_holder(REPO), 20, what="the first execution to start")
+    stack.comment(REPO, 2, "/clarity run until 1", user="ada")
+    queued = wait_comment(stack, "Queued")
+    assert "Position 1 in line" in queued["body"]
+    second = wait_settled(stack, count=2)
+    first = store_of(stack).list(repo=REPO)[1]
+    assert (first.status, second.status) == (ExecutionStatus.PAUSED, ExecutionStatus.PAUSED)
+    assert second.started_at >= first.finished_at  # never two executions on one repo at once
+    assert git(stack, "log", "--format=%s", "clarity/issue-2").splitlines()[0] == "clarity: 1 Slow one [slow:2]"
+
+
+def test_stop_cancels_the_running_attempt_and_commits_nothing(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Endless [slow:60]", False)))
+    stack.comment(REPO, 1, "/clarity run", user="ada")
+    store = store_of(stack)
+    devstack.wait_for(lambda: any(str(t.status) == "in-progress" for e in store.list(repo=REPO)
+                                  for t in store.tasks(e.id).values()), 20, what="the attempt to start")
+    started = time.monotonic()
+    stack.comment(REPO, 1, "/clarity stop", user="ada")
+    ex = wait_settled(stack, timeout=30)
+    assert ex.status is ExecutionStatus.STOPPED and ex.reason == "stopped by @ada"
+    assert time.monotonic() - started < 15  # the 60 s agent was killed, not waited for
+    assert "clarity/issue-1" not in git(stack, "branch", "--list")
+    runs = stack.admin("GET", "/state")["check_runs"]
+    assert [r["conclusion"] for r in runs] == ["cancelled"]
+    assert str(store.task(ex.id, "1").status) == "pending"
+
+
+def test_dashboard_lists_executions_and_shows_tasks_and_log(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Only task", False)))
+    stack.comment(REPO, 1, "/clarity run", user="ada")
+    ex = wait_settled(stack)
+    overview = httpx.get(f"{stack.web_url}/").text
+    assert f"/executions/{ex.id}" in overview and "completed" in overview and "1/1" in overview
+    page = httpx.get(f"{stack.web_url}/executions/{ex.id}").text
+    assert "Only task" in page and "task.status" in page
+    data = httpx.get(f"{stack.web_url}/api/executions/{ex.id}").json()
+    assert data["status"] == "completed" and data["tasksCompleted"] == 1 and data["tasks"][0]["attempts"] == 1
+    assert httpx.get(f"{stack.web_url}/executions/nope").status_code == 404

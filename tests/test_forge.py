@@ -205,6 +205,7 @@ def test_jwt_for_another_app_id_is_rejected(forge: ForgeHandle) -> None:
 def test_unknown_token_gets_bad_credentials(forge: ForgeHandle) -> None:
     forge.create_repo("octo/hello")
     status, body = raw(forge, "GET", "/repos/octo/hello", {"Authorization": "token ghs_" + "x" * 36})
+    assert [c["auth"] for c in forge.calls(surface="rest")] == ["invalid"]
     assert status == 401
     assert body == {
         "message": "Bad credentials",
@@ -793,6 +794,7 @@ def test_calls_are_recorded_without_credentials(forge: ForgeHandle, tmp_path: Pa
     calls = forge.calls()
     dumped = json.dumps(calls)
     assert "ghs_" not in dumped and "Bearer" not in dumped and "eyJ" not in dumped
+    assert all(token not in dumped for token in forge.running.context.tokens.issued_tokens())
     create = next(c for c in calls if c["method"] == "POST" and c["path"] == "/repos/octo/hello/issues")
     assert create["request"] == {"title": "Recorded", "body": "b"} and create["status"] == 201
     assert create["auth"] == "installation" and create["actor"] == "clarity[bot]"

@@ -35,7 +35,7 @@ def client(settings: Settings, redis_client: redis.Redis):
 
 @pytest.fixture
 def intake(settings: Settings, redis_client: redis.Redis) -> Queue:
-    return Queue("clarity:intake", connection=redis.Redis.from_url(settings.redis_url))
+    return Queue(settings.intake_queue, connection=redis.Redis.from_url(settings.redis_url))
 
 
 def post(client, body: bytes, event: str = "issue_comment", delivery: str | None = None,
