@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
+from typing import Any
 
 MASK = "[REDACTED]"
 
@@ -66,21 +68,35 @@ redact = Redactor()
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that passes every record through the redactor before any handler sees it."""
+    """Redacts formatted exception text before a handler writes it (messages are redacted at creation)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
-        record.msg, record.args = cleaned, None
         return True
 
 
+def _redacting_factory(base: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a broken %-format: keep the raw message, still redacted
+            message = str(record.msg)
+        record.msg, record.args = redact(message), None
+        return record
+
+    factory.clarity_redacting = True  # type: ignore[attr-defined]
+    return factory
+
+
 def install_logging(level: str = "INFO") -> None:
-    """Configure root logging once with context-carrying format and the redacting filter on every handler."""
+    """Redact every log record at creation (so every handler, ours or not, sees clean text); log to stderr."""
+    base = logging.getLogRecordFactory()
+    if not getattr(base, "clarity_redacting", False):
+        logging.setLogRecordFactory(_redacting_factory(base))
     root = logging.getLogger()
     if any(isinstance(f, RedactingFilter) for h in root.handlers for f in h.filters):
         return

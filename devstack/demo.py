@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from devstack import Stack, start
+from devstack import Stack, start, wait_for
 
 REPO = "acme/greeting"
 SAMPLE = Path(__file__).resolve().parents[1] / "clarity" / "demo" / "sample"
@@ -94,6 +94,19 @@ def report(stack: Stack) -> None:
     _say("  " + log.strip().replace("\n", "\n  "))
 
 
+def _await_final_comment(stack: Stack, final: dict[str, Any]) -> None:
+    """The status event comes first; the worker posts its closing comment a moment later."""
+    marker = f"@ada execution [`{final['execution']}`]"
+
+    def posted() -> bool:
+        return any(marker in c["body"] and c["author"] != "ada" for c in stack.admin("GET", "/state")["comments"])
+
+    try:
+        wait_for(posted, 10, interval=0.2, what="the closing comment")
+    except TimeoutError:
+        _say("  (the closing comment did not arrive within 10 s)")
+
+
 def main(until: str = "1.3", keep: bool = False, timeout: float = 55.0) -> int:
     """Run the demo; return 0 when the execution paused at the stop point."""
     started = time.monotonic()
@@ -121,6 +134,8 @@ def main(until: str = "1.3", keep: bool = False, timeout: float = 55.0) -> int:
         delivery = stack.comment(REPO, 1, body, user="ada")
         _say(f"\n@ada commented on {REPO}#1: {body!r} → webhook {delivery.get('status_code')}\n")
         final = follow(stack, timeout)
+        if final:
+            _await_final_comment(stack, final)
         report(stack)
         _say(f"\nDashboard: {stack.web_url}/" + (f"executions/{final['execution']}" if final else ""))
         _say(f"Done in {time.monotonic() - started:.1f}s.")

@@ -8,6 +8,7 @@ its bare git repositories hold.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -221,7 +222,8 @@ def test_unknown_command_gets_help_and_status_reports(stack, tmp_path: Path) -> 
     assert "| 1 | Only task | completed | 1 |" in status["body"]
 
 
-def test_no_secret_leaves_the_process(stack, tmp_path: Path) -> None:
+def test_no_secret_leaves_the_process(stack, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     make_repo(stack, tmp_path, tasks_md(("1", "Chatty agent [leak]", False), ("2", "Broken [broken]", False)))
     stack.comment(REPO, 1, "/clarity run", user="ada")
     wait_settled(stack)
@@ -233,7 +235,8 @@ def test_no_secret_leaves_the_process(stack, tmp_path: Path) -> None:
         "forge calls": json.dumps(stack.admin("GET", "/calls")),
         "forge state": json.dumps(stack.admin("GET", "/state")),
         "redis": _dump_redis(stack),
-        "worker and web logs": "".join(p.read_text(errors="replace") for p in stack.base.glob("*.log")),
+        "worker logs": "".join(p.read_text(errors="replace") for p in stack.base.glob("*.log")),
+        "web and forge logs (this process)": caplog.text,
         "artifacts": "".join(p.read_text(errors="replace") for p in stack.settings.artifacts_dir.rglob("*")
                              if p.is_file()),
         "dashboard": httpx.get(f"{stack.web_url}/").text + "".join(

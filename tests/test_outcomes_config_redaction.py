@@ -83,3 +83,16 @@ def test_redactor_masks_known_values_and_token_shapes(private_key_pem: str) -> N
 def test_redactor_ignores_tiny_values() -> None:
     redact = Redactor(["a", ""])
     assert redact("a cat") == "a cat"
+
+
+def test_log_records_are_redacted_for_every_handler(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from clarity.redaction import install_logging, redact
+
+    install_logging()
+    redact.add("planted-secret-value-42")
+    caplog.set_level(logging.INFO)
+    logging.getLogger("clarity.test").info("value=%s token=%s", "planted-secret-value-42", "ghs_" + "z" * 36)
+    assert "planted-secret-value-42" not in caplog.text and "ghs_zzz" not in caplog.text
+    assert "value=[REDACTED]" in caplog.text
