@@ -9,11 +9,12 @@ BIN := $(VENV)/bin
 demo: $(VENV)/.installed
 	$(BIN)/clarity demo
 
-test: $(VENV)/.installed-test
+test: lint
 	$(BIN)/pytest -q
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)

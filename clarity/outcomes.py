@@ -83,6 +83,6 @@ def pull_body(issue_number: int | None, is_pull_request: bool, scope: str, dashb
     lines += [f"| {tid} | {title} | {sha[:10]} | {attempts} |" for tid, title, sha, attempts in done]
     if not done:
         lines.append("| – | nothing finished yet | | |")
-    lines += ["", "Each task has a check run with its acceptance checks and log excerpt; "
-              "`task_outcomes.md` records every outcome."]
+    lines += ["", ("Each task has a check run with its acceptance checks and log excerpt; "
+                   "`task_outcomes.md` records every outcome.")]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ MASK = "[REDACTED]"
 # Token shapes that are secrets whoever minted them: GitHub tokens, OpenAI/Anthropic style keys,
 # JWTs (three base64url parts starting with a JSON header) and PEM private key blocks.
 _PATTERNS = (
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.DOTALL),
     re.compile(r"\b(?:ghs|ghp|gho|ghu|ghr)_[A-Za-z0-9]{20,}\b"),
     re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}\b"),
     re.compile(r"\bsk-[A-Za-z0-9_-]{16,}\b"),

@@ -33,7 +33,8 @@ class Store:
     """The one owner of execution state in Redis."""
 
     def __init__(self, client: redis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
-        self.r = client
+        # redis-py types every reply as bytes | str; this client decodes, so replies are str.
+        self.r: Any = client
         self.namespace = namespace
         self.events_channel = f"{namespace}:events"
 
@@ -122,7 +123,8 @@ class Store:
                                                         "reason": reason})
         return updated
 
-    def list(self, repo: str | None = None, installation_id: int | None = None, limit: int = 100) -> list[Execution]:
+    def executions(self, repo: str | None = None, installation_id: int | None = None,
+                   limit: int = 100) -> list[Execution]:
         """Newest first, optionally scoped to a repository or an installation."""
         if repo:
             index = self._k("repo", repo, "execs")
@@ -140,7 +142,7 @@ class Store:
              statuses: Iterable[ExecutionStatus] | None = None) -> list[Execution]:
         """Executions of a repo (newest first), filtered by issue/PR and status."""
         wanted = set(statuses) if statuses is not None else None
-        return [e for e in self.list(repo=repo, limit=500)
+        return [e for e in self.executions(repo=repo, limit=500)
                 if (issue_number is None or e.issue_number == issue_number)
                 and (wanted is None or e.status in wanted)]
 

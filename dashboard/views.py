@@ -17,7 +17,7 @@ def _store() -> Store:
 @bp.get("/")
 def overview() -> ResponseReturnValue:
     """All executions, newest first."""
-    return render_template("overview.html", executions=_store().list(limit=200))
+    return render_template("overview.html", executions=_store().executions(limit=200))
 
 
 @bp.get("/executions/<execution_id>")

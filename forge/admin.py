@@ -244,7 +244,7 @@ def comment() -> Response:
 def deliver() -> Response:
     """Sign and send any payload: `payload` (object) or `payload_raw` (exact text, e.g. a fixture file)."""
     body = _body()
-    payload = body.get("payload_raw") if body.get("payload_raw") is not None else _need(body, "payload")
+    payload: Any = body.get("payload_raw") if body.get("payload_raw") is not None else _need(body, "payload")
     delivery = forge_context().hooks.deliver(str(_need(body, "event")), payload, body.get("delivery_id"))
     return jsonify(_delivery_summary(delivery))
 

@@ -162,7 +162,7 @@ def _run_backend(owner: str, name: str, tail: str, service: str) -> Response:
     def body() -> Iterator[bytes]:
         assert proc.stdout is not None
         try:
-            while chunk := proc.stdout.read1(CHUNK):
+            while chunk := proc.stdout.read1(CHUNK):  # type: ignore[attr-defined]  # a BufferedReader
                 yield chunk
         finally:
             feeder.join(timeout=30)

@@ -72,7 +72,8 @@ def graphql() -> Response:
     issue = _find_pull(pull_id) if pull_id is not None else None
     if issue is None or issue.pull is None:
         return _errors("Could not resolve to a node with the global id given.", "NOT_FOUND")
-    repo = require_repo(*issue.repo.split("/", 1), scope="pull_requests", level="write")
+    owner, name = issue.repo.split("/", 1)
+    repo = require_repo(owner, name, scope="pull_requests", level="write")
     ctx = forge_context()
     updated = ctx.state.update_pull(repo.full_name, issue.number, draft=MUTATIONS[mutation[1]])
     assert updated.pull is not None

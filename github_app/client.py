@@ -46,7 +46,7 @@ class GitHubApp:
                 return cached.token
         response = self.app.rest.apps.create_installation_access_token(installation_id)
         data = response.parsed_data
-        expires = datetime.fromisoformat(str(data.expires_at).replace("Z", "+00:00")).timestamp()
+        expires = datetime.fromisoformat(str(data.expires_at)).timestamp()
         redact.add(data.token)
         with self._lock:
             self._tokens[installation_id] = InstallationToken(data.token, expires)

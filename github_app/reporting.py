@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
@@ -29,8 +30,13 @@ def fit(text: str, limit: int) -> str:
     return text[: limit - len(_TRUNCATED)] + _TRUNCATED
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+Conclusion = Literal["action_required", "cancelled", "failure", "neutral", "success", "skipped", "stale",
+                     "timed_out"]
+Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +55,7 @@ class Reporter:
         self.repo = repo
         self.owner, self.name = repo.split("/", 1)
 
-    def react(self, comment_id: int, content: str = "eyes") -> None:
+    def react(self, comment_id: int, content: Reaction = "eyes") -> None:
         """Acknowledge a comment with a reaction."""
         self.gh.rest.reactions.create_for_issue_comment(self.owner, self.name, comment_id, content=content)
 
@@ -67,13 +73,15 @@ class Reporter:
             output={"title": fit(name, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)})
         return response.parsed_data.id
 
-    def finish_check(self, check_run_id: int, conclusion: str, title: str, summary: str, text: str = "") -> None:
+    def finish_check(self, check_run_id: int, conclusion: Conclusion, title: str, summary: str,
+                     text: str = "") -> None:
         """Complete a check run with its evidence."""
-        output = {"title": fit(title, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)}
+        output: dict[str, str] = {"title": fit(title, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)}
         if text:
             output["text"] = fit(text, CHECK_TEXT_LIMIT)
-        self.gh.rest.checks.update(self.owner, self.name, check_run_id, status="completed",
-                                   conclusion=conclusion, completed_at=_now(), output=output)
+        self.gh.rest.checks.update(  # type: ignore[call-overload]  # output is a plain dict, not the TypedDict
+            self.owner, self.name, check_run_id, status="completed", conclusion=conclusion,
+            completed_at=_now(), output=output)
 
     def find_pull(self, head_branch: str) -> PullRequestRef | None:
         """The open PR whose head is `head_branch` in this repository, if any."""

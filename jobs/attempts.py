@@ -74,9 +74,8 @@ def attempt_task(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, o
         errors.append(error)
         previous_error = error
         on("failed", attempt, error)
-        if attempt <= plan.retries:
-            if cancel.wait(min(plan.backoff * 2 ** (attempt - 1), 60.0)):
-                raise Cancelled()
+        if attempt <= plan.retries and cancel.wait(min(plan.backoff * 2 ** (attempt - 1), 60.0)):
+            raise Cancelled()
     return TaskResult(False, plan.retries + 1, time.monotonic() - started, tuple(results),
                       errors[-1] if errors else "", output, tuple(errors))
 

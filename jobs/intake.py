@@ -16,7 +16,8 @@ from github_app.client import describe_error
 from github_app.commands import Command, Reply, Verb
 from github_app.reporting import Reporter
 from jobs import control
-from jobs.context import Engine, engine as default_engine
+from jobs.context import Engine
+from jobs.context import engine as default_engine
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from github_app.client import describe_error
 from github_app.reporting import Reporter
 from jobs import reports, scheduler
 from jobs.attempts import AttemptPlan, Cancelled, TaskResult, attempt_task
-from jobs.context import Engine, engine as default_engine
+from jobs.context import Engine
+from jobs.context import engine as default_engine
 from runner.agents import AgentError
 from runner.sandbox import Limits, LocalSandbox
 from runner.workspace import GitError, Workspace
@@ -81,6 +82,11 @@ class Step:
             reason = describe_error(exc)
             log.exception("execution %s: step failed: %s", self.id, reason)
             return self._finish(self.store.get(self.id), S.BLOCKED, f"the engine hit an error: {reason}")
+        except Exception as exc:
+            # A bug: free the repository and tell people, then let RQ keep the traceback.
+            log.exception("execution %s: unexpected error in step", self.id)
+            self._finish(self.store.get(self.id), S.BLOCKED, f"internal error ({type(exc).__name__}); see the logs")
+            raise
 
     def _advance(self, ex: Execution, gh: object) -> str:
         ws = Workspace(self.eng.settings.workspaces_dir / ex.repo,
@@ -104,6 +110,7 @@ class Step:
         return self._do_task(ex, ws, workdir, config, text, task)
 
     def _initialize(self, ex: Execution, tasks: TaskList) -> Execution:
+        self.store.clear_flag(ex.id, "stop_point_reached")
         order = self._order(ex, tasks)
         for task_id in order:
             if self.store.task(ex.id, task_id).status is not TaskStatus.COMPLETED:
@@ -162,8 +169,7 @@ class Step:
         base_sha = ws.head_sha()
         ex = self.store.update(ex.id, current_task=task.id)
         self.store.transition(ex.id, S.TASK_EXECUTING, "engine", f"task {task.id}")
-        progress = self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title,
-                                              tool=agent)
+        self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title, tool=agent)
         check_id = self.reporter.start_check(base_sha, reports.check_name(task), self.eng.dashboard_url(ex.id),
                                              f"{ex.id}:{task.id}", f"Running task {task.id} with `{agent}`.")
         self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, check_run_id=check_id)
@@ -176,15 +182,20 @@ class Step:
             backoff=settings.retry_backoff)
         try:
             result = attempt_task(plan, LocalSandbox(), self.cancel, self._hook(ex, task))
-        except (Cancelled, AgentError) as exc:
+            if not result.passed:
+                return self._task_failed(ex, ws, config, task, check_id, result)
+            return self._task_passed(ex, ws, config, text, task, check_id, result, agent, base_sha)
+        except Exception as exc:
+            # Whatever stopped the task, leave no half-done work and no check run spinning forever.
             ws.discard()
-            self.reporter.finish_check(check_id, "cancelled" if isinstance(exc, Cancelled) else "failure",
-                                       reports.check_name(task), str(exc) or "Stopped before the task finished.")
-            self.store.set_task_status(ex.id, task.id, TaskStatus.PENDING)
+            cancelled = isinstance(exc, Cancelled)
+            with contextlib.suppress(RequestFailed):
+                self.reporter.finish_check(check_id, "cancelled" if cancelled else "failure",
+                                           reports.check_name(task),
+                                           "Stopped before the task finished." if cancelled else str(exc))
+            if self.store.task(ex.id, task.id).status is not TaskStatus.COMPLETED:
+                self.store.set_task_status(ex.id, task.id, TaskStatus.PENDING)
             raise
-        if not result.passed:
-            return self._task_failed(ex, ws, config, task, check_id, result)
-        return self._task_passed(ex, ws, config, text, task, check_id, result, agent, base_sha)
 
     def _hook(self, ex: Execution, task: Task):  # type: ignore[no-untyped-def]
         def on(event: str, attempt: int, detail: str) -> None:

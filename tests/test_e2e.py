@@ -78,7 +78,7 @@ def wait_settled(stack: devstack.Stack, repo: str = REPO, count: int = 1, timeou
     store = store_of(stack)
 
     def newest() -> Any:
-        found = store.list(repo=repo)
+        found = store.executions(repo=repo)
         if len(found) >= count and str(found[0].status) in SETTLED and found[0].finished_at > since:
             return found[0]
         return None
@@ -143,7 +143,7 @@ def test_comment_runs_tasks_to_the_stop_point_then_run_again_completes(stack, tm
     assert "- [x] 2 Data" in tasks and "- [x] 2.1 Add models" in tasks
     assert git(stack, "log", "--format=%s", "clarity/issue-1").splitlines()[0] == "clarity: 2.1 Add models"
     assert len([i for i in stack.admin("GET", "/state")["issues"] if i.get("pull")]) == 1
-    assert len(store_of(stack).list(repo=REPO)) == 1  # the paused execution was resumed, not duplicated
+    assert len(store_of(stack).executions(repo=REPO)) == 1  # the paused execution was resumed, not duplicated
 
 
 def test_agent_that_fails_once_then_succeeds_takes_two_attempts(stack, tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_same_delivery_twice_makes_one_execution(stack, tmp_path: Path) -> None:
     assert first["status_code"] == 202
     assert again["status_code"] == 200  # acknowledged as a duplicate
     wait_settled(stack)
-    assert len(store_of(stack).list(repo=REPO)) == 1
+    assert len(store_of(stack).executions(repo=REPO)) == 1
     starts = [c for c in stack.admin("GET", "/state")["comments"] if c["body"].startswith("Starting execution")]
     assert len(starts) == 1
 
@@ -199,7 +199,7 @@ def test_bad_signature_is_refused_and_nothing_is_queued(stack) -> None:
     assert response.status_code == 401
     raw = redis.Redis.from_url(stack.redis.url)
     assert raw.llen(f"rq:queue:{stack.settings.intake_queue}") == 0
-    assert store_of(stack).list() == []
+    assert store_of(stack).executions() == []
 
 
 def test_reader_is_refused_with_a_reason_and_nothing_starts(stack, tmp_path: Path) -> None:
@@ -207,7 +207,7 @@ def test_reader_is_refused_with_a_reason_and_nothing_starts(stack, tmp_path: Pat
     stack.comment(REPO, 1, "/clarity run", user="rita")
     refusal = wait_comment(stack, "only people with write access")
     assert "@rita" in refusal["body"] and "`read`" in refusal["body"]
-    assert store_of(stack).list() == []
+    assert store_of(stack).executions() == []
 
 
 def test_unknown_command_gets_help_and_status_reports(stack, tmp_path: Path) -> None:
@@ -240,7 +240,7 @@ def test_no_secret_leaves_the_process(stack, tmp_path: Path, caplog: pytest.LogC
         "artifacts": "".join(p.read_text(errors="replace") for p in stack.settings.artifacts_dir.rglob("*")
                              if p.is_file()),
         "dashboard": httpx.get(f"{stack.web_url}/").text + "".join(
-            httpx.get(f"{stack.web_url}/executions/{e.id}").text for e in store_of(stack).list()),
+            httpx.get(f"{stack.web_url}/executions/{e.id}").text for e in store_of(stack).executions()),
     }
     assert all(sinks.values())
     for sink, text in sinks.items():
@@ -278,7 +278,7 @@ def test_second_run_on_the_same_repo_waits_for_the_first(stack, tmp_path: Path) 
     queued = wait_comment(stack, "Queued")
     assert "Position 1 in line" in queued["body"]
     second = wait_settled(stack, count=2)
-    first = store_of(stack).list(repo=REPO)[1]
+    first = store_of(stack).executions(repo=REPO)[1]
     assert (first.status, second.status) == (ExecutionStatus.PAUSED, ExecutionStatus.PAUSED)
     assert second.started_at >= first.finished_at  # never two executions on one repo at once
     assert git(stack, "log", "--format=%s", "clarity/issue-2").splitlines()[0] == "clarity: 1 Slow one [slow:2]"
@@ -288,7 +288,7 @@ def test_stop_cancels_the_running_attempt_and_commits_nothing(stack, tmp_path: P
     make_repo(stack, tmp_path, tasks_md(("1", "Endless [slow:60]", False)))
     stack.comment(REPO, 1, "/clarity run", user="ada")
     store = store_of(stack)
-    devstack.wait_for(lambda: any(str(t.status) == "in-progress" for e in store.list(repo=REPO)
+    devstack.wait_for(lambda: any(str(t.status) == "in-progress" for e in store.executions(repo=REPO)
                                   for t in store.tasks(e.id).values()), 20, what="the attempt to start")
     started = time.monotonic()
     stack.comment(REPO, 1, "/clarity stop", user="ada")

@@ -24,9 +24,9 @@ def test_create_and_read_back(store: Store) -> None:
     again = store.get(ex.id)
     assert again == ex
     assert again.status is E.QUEUED and again.stop_point == "1.2" and again.pr_number is None
-    assert store.list() == [ex]
-    assert store.list(repo="acme/widgets") == [ex]
-    assert store.list(installation_id=2) == []
+    assert store.executions() == [ex]
+    assert store.executions(repo="acme/widgets") == [ex]
+    assert store.executions(installation_id=2) == []
 
 
 def test_unknown_execution_is_not_found(store: Store) -> None:

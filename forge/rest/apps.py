@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify
 
 from forge.auth import INSTALLATION_PERMISSIONS
@@ -87,7 +89,7 @@ def create_installation_access_token(installation_id: int) -> Response:
         frozenset(r.name.lower() for r in selected) if selected is not None else None,
         permissions,
     )
-    answer = {
+    answer: dict[str, Any] = {
         "token": token,
         "expires_at": ts(grant.expires_at),
         "permissions": dict(grant.permissions or {}),
