@@ -103,7 +103,9 @@ def stop(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command)
     if not target:
         reporter.comment(event.issue_number, "Nothing to stop: no execution is live on this issue.")
         return "nothing to stop"
-    if target.status in (S.QUEUED, *RESUMABLE):
+    orphaned = target.status.is_active and eng.store.lease_holder(target.repo) != target.id
+    if target.status in (S.QUEUED, *RESUMABLE) or orphaned:
+        # Nobody is working on it (waiting, settled, or its worker died and the lease expired): stop now.
         eng.store.remove_waiting(target.repo, target.id)
         eng.store.transition(target.id, S.STOPPED, event.author, f"stopped by @{event.author}")
         reporter.comment(event.issue_number, f"Stopped {_link(eng, target)}.")

@@ -16,6 +16,8 @@ from clarity import localredis
 from clarity.settings import Settings
 from clarity.store import Store
 
+pytest_plugins = ["tests.conftest_forge"]  # the `forge` fixture: a running GitHub stand-in
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEBHOOK_FIXTURES = SHARED / "fixtures" / "github-webhooks"
 WEBHOOK_SECRET = "test-webhook-secret-8c1f2e"

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tests.conftest_forge import ForgeHandle, WebhookReceiver
 
 # fixtures live in a plugin module, so a root conftest can load them the same way
-pytest_plugins = ["tests.conftest_forge"]
+
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github-webhooks"
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,96 @@
+"""Engine controls against the forge and a real Redis, without a worker: what each command changes."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from clarity.status import ExecutionStatus as E
+from github_app.commands import Command, Verb
+from github_app.reporting import Reporter
+from jobs import context, control, scheduler
+from jobs.intake import CommentEvent
+from tests.conftest_forge import ForgeHandle
+
+REPO = "acme/widgets"
+
+
+@pytest.fixture
+def engine(forge: ForgeHandle, settings, tmp_path: Path) -> context.Engine:
+    forge.create_repo(REPO, {"tasks_list.md": "- [ ] 1 One\n"})
+    return context.build(dataclasses.replace(settings, app_id=forge.app_id, private_key=forge.private_key_pem,
+                                             github_api_url=forge.api_url))
+
+
+@pytest.fixture
+def reporter(forge: ForgeHandle, engine: context.Engine) -> Reporter:
+    installation = engine.github.installation_id_for(REPO)
+    return Reporter(engine.github.client(installation), REPO)
+
+
+def event(issue: int = 1, author: str = "acme") -> CommentEvent:
+    return CommentEvent(delivery="d", installation_id=1000, repo=REPO, account="acme", issue_number=issue,
+                        is_pull_request=False, locked=False, comment_id=1, body="", author=author,
+                        author_is_bot=False)
+
+
+def bot_comments(forge: ForgeHandle) -> list[str]:
+    return [c["body"] for c in forge.admin("GET", "/state")[1]["comments"] if c["author"] == "clarity[bot]"]
+
+
+def test_run_starts_then_a_second_issue_waits_in_line(engine, reporter, forge) -> None:
+    forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
+    forge.admin("POST", f"/repos/{REPO}/issues", {"title": "two", "user": "acme"})
+    assert control.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="1")).startswith("started")
+    first = engine.store.find(REPO, 1)[0]
+    assert first.status is E.INITIALIZING and first.branch == "clarity/issue-1" and first.base_branch == "main"
+    assert engine.steps_queue.count == 1
+    assert control.run(engine, reporter, event(2), Command(Verb.RUN, 1, "")).startswith("queued")
+    second = engine.store.find(REPO, 2)[0]
+    assert second.status is E.QUEUED and scheduler.position(engine, second) == 1
+    assert "Position 1 in line" in bot_comments(forge)[-1]
+    scheduler.release(engine, engine.store.transition(first.id, E.STOPPED, "test"))
+    assert engine.store.get(second.id).status is E.INITIALIZING  # the line moved on
+
+
+def test_run_on_an_issue_with_a_live_execution_is_refused_with_its_link(engine, reporter, forge) -> None:
+    forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
+    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
+    assert control.run(engine, reporter, event(1), Command(Verb.RUN, 1, "")).startswith("refused")
+    assert "already working here" in bot_comments(forge)[-1]
+
+
+def test_stop_of_an_execution_nobody_works_on_is_immediate(engine, reporter, forge) -> None:
+    forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
+    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
+    ex = engine.store.find(REPO, 1)[0]
+    engine.store.release_lease(REPO, ex.id)  # as if its worker died and the lease expired
+    control.stop(engine, reporter, event(1), Command(Verb.STOP, 1, ""))
+    assert engine.store.get(ex.id).status is E.STOPPED
+
+
+def test_stop_of_a_running_execution_raises_the_flag_for_the_step(engine, reporter, forge) -> None:
+    forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
+    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
+    ex = engine.store.find(REPO, 1)[0]
+    control.stop(engine, reporter, event(1, author="ada"), Command(Verb.STOP, 1, ""))
+    assert engine.store.get(ex.id).status is E.INITIALIZING
+    assert engine.store.flag(ex.id, "stop") == "ada"
+
+
+@pytest.mark.parametrize(("verb", "reply"), [
+    (Verb.STOP, "Nothing to stop"), (Verb.PAUSE, "Nothing to pause"), (Verb.RESUME, "Nothing to resume"),
+    (Verb.RETRY, "Nothing to retry"), (Verb.STOP_POINT, "No execution here to change"),
+])
+def test_commands_without_an_execution_say_so(engine, reporter, forge, verb: Verb, reply: str) -> None:
+    forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
+    act = {Verb.STOP: control.stop, Verb.PAUSE: control.pause, Verb.RESUME: control.resume,
+           Verb.RETRY: control.retry, Verb.STOP_POINT: control.set_stop_point}[verb]
+    act(engine, reporter, event(1), Command(verb, 1, "", task_id="1"))
+    assert bot_comments(forge)[-1].startswith(reply)
+
+
+def test_status_without_execution_explains_how_to_start(engine) -> None:
+    assert control.status_text(engine, REPO, 9).startswith("No execution on this issue yet.")
