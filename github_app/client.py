@@ -2,19 +2,84 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
+import httpx
+from githubkit import AppAuthStrategy, GitHub
+from githubkit.auth.base import BaseAuthStrategy
 from githubkit.cache import MemCacheStrategy
-from githubkit.exception import RequestFailed
+from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed
+from githubkit.typing import RetryOption
 
 from clarity.redaction import redact
 
+log = logging.getLogger(__name__)
+
 # Refresh an installation token this long before GitHub says it expires (they live 1 hour).
 TOKEN_MARGIN = 300.0
+# Sleep inline for a rate limit at most this long; beyond it the caller fails and the work is retried later.
+MAX_RATE_LIMIT_WAIT = 120.0
+
+
+class RetryPolicy:
+    """githubkit retry decisions: honour rate limits (Retry-After / reset) and back off on 5xx bursts."""
+
+    def __init__(self, rate_limit_retries: int = 3, server_retries: int = 4, base_delay: float = 0.5,
+                 max_wait: float = MAX_RATE_LIMIT_WAIT) -> None:
+        self.rate_limit_retries = rate_limit_retries
+        self.server_retries = server_retries
+        self.base_delay = base_delay
+        self.max_wait = max_wait
+
+    def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
+        """Whether and when to retry a failed request (githubkit's `auto_retry` hook)."""
+        if isinstance(exc, RateLimitExceeded) and retry_count < self.rate_limit_retries:
+            wait = max(exc.retry_after.total_seconds(), 0.0) + 0.25  # the reset second itself is still limited
+            if wait <= self.max_wait:
+                log.warning("GitHub rate limit on %s %s: waiting %.1fs", exc.request.method, exc.request.url.path,
+                            wait)
+                return RetryOption(True, timedelta(seconds=wait))
+        if (isinstance(exc, RequestFailed) and not isinstance(exc, RateLimitExceeded)
+                and exc.response.status_code >= 500 and retry_count < self.server_retries):
+            wait = self.base_delay * 2 ** retry_count
+            log.warning("GitHub answered %s to %s %s: retry %d in %.1fs", exc.response.status_code,
+                        exc.request.method, exc.request.url.path, retry_count + 1, wait)
+            return RetryOption(True, timedelta(seconds=wait))
+        return RetryOption(False)
+
+
+class _InstallationAuth(httpx.Auth):
+    """Sends the cached installation token; on a 401 mints a fresh one and retries the request once."""
+
+    def __init__(self, app: GitHubApp, installation_id: int) -> None:
+        self.app = app
+        self.installation_id = installation_id
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"token {self.app.installation_token(self.installation_id)}"
+        response = yield request
+        if response.status_code == 401:
+            log.info("installation %s: token refused, minting a new one", self.installation_id)
+            token = self.app.installation_token(self.installation_id, force=True)
+            request.headers["Authorization"] = f"token {token}"
+            yield request
+
+
+class InstallationAuthStrategy(BaseAuthStrategy):
+    """githubkit auth strategy acting as one installation through the app's token cache."""
+
+    def __init__(self, app: GitHubApp, installation_id: int) -> None:
+        self.app = app
+        self.installation_id = installation_id
+
+    def get_auth_flow(self, github: object) -> httpx.Auth:
+        """A fresh httpx auth flow for a request."""
+        return _InstallationAuth(self.app, self.installation_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +93,15 @@ class InstallationToken:
 class GitHubApp:
     """The app's identity towards GitHub; hands out installation-scoped clients."""
 
-    def __init__(self, app_id: int, private_key: str, api_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, app_id: int, private_key: str, api_url: str, timeout: float = 30.0,
+                 retry: RetryPolicy | None = None) -> None:
         self.api_url = api_url.rstrip("/") + "/"
         self.timeout = timeout
+        self.retry = retry or RetryPolicy()
         self._cache = MemCacheStrategy()  # githubkit's default cache is process-wide: keep ours apart
+        # http_cache off: GitHub sends max-age=60 and the engine must read what it just wrote.
         self.app = GitHub(AppAuthStrategy(app_id, private_key), base_url=self.api_url,
-                          cache_strategy=self._cache, timeout=timeout, http_cache=False)
+                          cache_strategy=self._cache, timeout=timeout, http_cache=False, auto_retry=self.retry)
         self._tokens: dict[int, InstallationToken] = {}
         self._lock = threading.Lock()
         redact.add(private_key)
@@ -52,10 +120,10 @@ class GitHubApp:
             self._tokens[installation_id] = InstallationToken(data.token, expires)
         return data.token
 
-    def client(self, installation_id: int) -> GitHub[TokenAuthStrategy]:
-        """A REST client acting as the installation."""
-        return GitHub(TokenAuthStrategy(self.installation_token(installation_id)), base_url=self.api_url,
-                      cache_strategy=self._cache, timeout=self.timeout, http_cache=False)
+    def client(self, installation_id: int) -> GitHub[InstallationAuthStrategy]:
+        """A REST client acting as the installation (token refreshed before expiry, and once on a 401)."""
+        return GitHub(InstallationAuthStrategy(self, installation_id), base_url=self.api_url,
+                      cache_strategy=self._cache, timeout=self.timeout, http_cache=False, auto_retry=self.retry)
 
     def installation_id_for(self, repo: str) -> int:
         """The installation that covers `owner/name` (app JWT call)."""

@@ -5,7 +5,9 @@ Every text passes the redactor and GitHub's size limits before it leaves.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -14,6 +16,7 @@ from githubkit import GitHub
 from githubkit.exception import RequestFailed
 
 from clarity.redaction import redact
+from github_app.annotations import Annotation, batches
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +26,22 @@ _TRUNCATED = "\n\n… (truncated)"
 
 
 def fit(text: str, limit: int) -> str:
-    """Redact, then cut to GitHub's limit keeping the start and saying so."""
+    """Redact, then cut to GitHub's limit (counted in UTF-8 bytes, the stricter reading) and say so."""
     text = redact(text)
-    if len(text) <= limit:
+    data = text.encode("utf-8")
+    if len(data) <= limit:
         return text
-    return text[: limit - len(_TRUNCATED)] + _TRUNCATED
+    room = limit - len(_TRUNCATED.encode("utf-8"))
+    return data[:room].decode("utf-8", "ignore") + _TRUNCATED  # "ignore" drops a split character
 
 
 Conclusion = Literal["action_required", "cancelled", "failure", "neutral", "success", "skipped", "stale",
                      "timed_out"]
 Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
+
+
+def _redacted(annotations: Sequence[Annotation]) -> list[Annotation]:
+    return [dataclasses.replace(a, message=redact(a.message), title=redact(a.title)) for a in annotations]
 
 
 def _now() -> datetime:
@@ -74,14 +83,18 @@ class Reporter:
         return response.parsed_data.id
 
     def finish_check(self, check_run_id: int, conclusion: Conclusion, title: str, summary: str,
-                     text: str = "") -> None:
-        """Complete a check run with its evidence."""
-        output: dict[str, str] = {"title": fit(title, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)}
+                     text: str = "", annotations: Sequence[Annotation] = ()) -> None:
+        """Complete a check run with its evidence; annotations go 50 per request (GitHub appends them)."""
+        output: dict[str, object] = {"title": fit(title, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)}
         if text:
             output["text"] = fit(text, CHECK_TEXT_LIMIT)
+        first, *rest = batches(_redacted(annotations))
         self.gh.rest.checks.update(  # type: ignore[call-overload]  # output is a plain dict, not the TypedDict
             self.owner, self.name, check_run_id, status="completed", conclusion=conclusion,
-            completed_at=_now(), output=output)
+            completed_at=_now(), output={**output, "annotations": first} if first else output)
+        for batch in rest:
+            self.gh.rest.checks.update(  # type: ignore[call-overload]
+                self.owner, self.name, check_run_id, output={**output, "annotations": batch})
 
     def find_pull(self, head_branch: str) -> PullRequestRef | None:
         """The open PR whose head is `head_branch` in this repository, if any."""

@@ -8,6 +8,8 @@ from clarity.models import Execution
 from clarity.outcomes import CheckLine, Outcome
 from clarity.status import ExecutionStatus
 from clarity.tasklist import Task
+from github_app.annotations import Annotation
+from github_app.annotations import parse as parse_annotations
 from jobs.attempts import TaskResult
 from runner.checks import CheckResult
 
@@ -59,6 +61,15 @@ def failure_summary(task: Task, result: TaskResult) -> str:
     return (f"Task **{task.id} {task.title}** did not pass after {result.attempts} attempts. Nothing was "
             f"committed.\n\n{_checks_table(result.checks)}\n\n**Last error**\n\n```\n"
             f"{result.last_error[-EXCERPT:]}\n```")
+
+
+def annotations_for(result: TaskResult, workdir: str) -> list[Annotation]:
+    """File/line findings from the failing checks of the last attempt."""
+    found: list[Annotation] = []
+    for check in result.checks:
+        if not check.passed:
+            found += parse_annotations(check.output, workdir, title=check.name)
+    return found
 
 
 def task_text(result: TaskResult, diff_stat: str) -> str:

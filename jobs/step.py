@@ -246,7 +246,8 @@ class Step:
         self.store.set_task_status(ex.id, task.id, TaskStatus.FAILED, attempts=result.attempts,
                                    duration=result.duration, last_error=result.last_error[-2000:])
         self.reporter.finish_check(check_id, "failure", f"Task {task.id} failed after {result.attempts} attempts",
-                                   reports.failure_summary(task, result), reports.task_text(result, ""))
+                                   reports.failure_summary(task, result), reports.task_text(result, ""),
+                                   reports.annotations_for(result, str(ws.root)))
         self.store.update(ex.id, current_task=None)
         if config.on_failure == "continue":
             self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} failed; continuing")

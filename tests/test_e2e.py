@@ -31,8 +31,10 @@ SETTLED = {"paused", "completed", "blocked", "failed", "stopped"}
 
 
 def check_for(task_id: str) -> str:
+    # On failure it prints a pytest-style `path:line: Error` line, so the check run gets an annotation.
     return (f'check: grep -qx "ok {task_id}" done/{task_id}.txt || '
-            f'(echo "expected ok {task_id}, got: $(cat done/{task_id}.txt)"; exit 1)')
+            f'(echo "done/{task_id}.txt:1: AssertionError: expected ok {task_id}, got: $(cat done/{task_id}.txt)";'
+            ' exit 1)')
 
 
 def tasks_md(*items: tuple[str, str, bool]) -> str:
@@ -175,8 +177,12 @@ def test_agent_that_never_passes_is_tried_four_times_then_blocks_with_escalation
     assert subjects[0] == "clarity: 1 Good"  # task 1 landed, nothing of task 2 did
     assert not any("clarity: 2" in s for s in subjects)
     assert "done/2.txt" not in git(stack, "ls-tree", "-r", "--name-only", "clarity/issue-1")
-    runs = {r["name"]: r["conclusion"] for r in stack.admin("GET", "/state")["check_runs"]}
-    assert runs == {"Clarity: 1 Good": "success", "Clarity: 2 Impossible [broken]": "failure"}
+    runs = {r["name"]: r for r in stack.admin("GET", "/state")["check_runs"]}
+    assert {name: r["conclusion"] for name, r in runs.items()} == {
+        "Clarity: 1 Good": "success", "Clarity: 2 Impossible [broken]": "failure"}
+    [note] = runs["Clarity: 2 Impossible [broken]"]["annotations"]
+    assert (note["path"], note["start_line"]) == ("done/2.txt", 1)
+    assert note["message"].startswith("AssertionError: expected ok 2, got: wrong 2")
 
 
 def test_same_delivery_twice_makes_one_execution(stack, tmp_path: Path) -> None:
