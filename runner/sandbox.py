@@ -1,8 +1,11 @@
-"""Run untrusted commands: a process group with rlimits, a wall clock, a scrubbed environment."""
+"""Run untrusted commands: a process group with rlimits, a wall clock, a scrubbed environment, bwrap."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import pwd
 import resource
 import shutil
 import signal
@@ -13,8 +16,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Literal, Protocol
 
+from runner.isolation import BWRAP, Isolation, command_prefix, secret_paths, unavailable_reason
+
+log = logging.getLogger(__name__)
+
+IsolationMode = Literal["auto", "bwrap", "none"]
+ISOLATION_MODES: tuple[IsolationMode, ...] = ("auto", "bwrap", "none")
 DEFAULT_ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
 EXIT_NOT_FOUND = 127
@@ -28,7 +37,8 @@ class Limits:
     `processes` sets RLIMIT_NPROC, which counts every process of the user and is ignored for root:
     it only means something when the worker runs as a dedicated non-root user. `memory_bytes` limits
     the address space (RLIMIT_AS), which runtimes that reserve large virtual areas (JVM, Go) dislike.
-    `output_bytes` caps each of stdout and stderr; the tail is kept.
+    `output_bytes` caps each of stdout and stderr; the tail is kept. `network` lets an isolated run
+    keep the host's network (and loopback); without isolation the network is always there.
     """
 
     timeout: float = 900.0
@@ -38,11 +48,15 @@ class Limits:
     open_files: int | None = 1024
     processes: int | None = None
     output_bytes: int = 1_000_000
+    network: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """What a run produced: exit code (128+N when killed by signal N), output tails, timing, usage."""
+    """What a run produced: exit code (128+N when killed by signal N), output tails, timing, usage.
+
+    `isolation` says how the command ran: "bwrap" or "none"; `usage` is empty under bwrap.
+    """
 
     exit_code: int
     stdout: str
@@ -51,6 +65,7 @@ class Result:
     timed_out: bool = False
     killed_by: str | None = None
     usage: dict[str, float] = field(default_factory=dict)
+    isolation: str = "none"
 
     @property
     def ok(self) -> bool:
@@ -191,11 +206,48 @@ def _describe_signal(sig: int, limits: Limits, usage: Mapping[str, float]) -> st
         return f"signal:{sig}"
 
 
-class LocalSandbox:
-    """Subprocess in its own session; rlimits; a wall clock that kills the whole group; scrubbed env.
+class IsolationError(RuntimeError):
+    """Isolation was demanded but cannot be had on this machine; the message says how to fix it."""
 
-    Processes that leave the group on purpose (setsid, double fork into a new session) escape the
-    clean-up; the docker sandbox is the answer for that.
+
+@functools.cache
+def _warn_unisolated(reason: str) -> None:
+    # Cached: said once per process (and reason), not before every agent run.
+    log.warning("bubblewrap unavailable (%s): running agents without filesystem/network isolation", reason)
+
+
+def _worker_homes(parent_env: Mapping[str, str]) -> list[Path]:
+    homes = [Path(pwd.getpwuid(os.getuid()).pw_dir)]
+    if parent_env.get("HOME"):
+        homes.append(Path(parent_env["HOME"]))
+    return homes
+
+
+def _locate(program: str, workdir: Path, search_path: str) -> Result | None:
+    """None when program can be executed, else the Result a failed exec would give (127 or 126).
+
+    Under bwrap the exec happens inside bwrap, which would report any failure as its own exit 1.
+    """
+    if os.sep in program:
+        candidates = [workdir / program]
+    else:
+        candidates = [workdir / entry / program for entry in search_path.split(os.pathsep)]
+    found = [path for path in candidates if path.is_file()]
+    if not found:
+        return Result(EXIT_NOT_FOUND, "", f"command not found: {program}\n", 0.0, isolation="bwrap")
+    if not any(os.access(path, os.X_OK) for path in found):
+        return Result(EXIT_NOT_EXECUTABLE, "", f"permission denied: {program}\n", 0.0, isolation="bwrap")
+    return None
+
+
+class LocalSandbox:
+    """Subprocess in its own session; rlimits; a wall clock that kills the whole group; scrubbed env;
+    bubblewrap around it when it works (`isolation="auto"`), always (`"bwrap"`) or never (`"none"`).
+
+    Under bwrap the run sees the root read-only, its workdir, `writable` and a temporary HOME
+    read-write, the `hide` paths (and the worker's credential files) empty, no network unless
+    `Limits.network`, and only its own processes. Without bwrap, processes that leave the group on
+    purpose (setsid, double fork into a new session) escape the clean-up.
     """
 
     def __init__(
@@ -203,10 +255,39 @@ class LocalSandbox:
         env_allowlist: Sequence[str] = DEFAULT_ENV_ALLOWLIST,
         kill_grace: float = 2.0,
         parent_env: Mapping[str, str] | None = None,
+        *,
+        isolation: IsolationMode = "auto",
+        hide: Sequence[Path] = (),
+        writable: Sequence[Path] = (),
+        bwrap: str = BWRAP,
     ) -> None:
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATION_MODES)}, not {isolation!r}")
         self.env_allowlist = tuple(env_allowlist)
         self.kill_grace = kill_grace
         self._parent_env = parent_env
+        self.isolation = isolation
+        parent = os.environ if parent_env is None else parent_env
+        self.hide = (*secret_paths(_worker_homes(parent)), *(Path(path) for path in hide))
+        self.writable = tuple(Path(path) for path in writable)
+        self.bwrap = bwrap
+        if isolation == "bwrap":
+            reason = unavailable_reason(bwrap)
+            if reason is not None:
+                raise IsolationError(
+                    f"isolation='bwrap' was asked for, but bubblewrap cannot run here: {reason}. "
+                    "Install it (apt-get install bubblewrap) or use isolation='auto'."
+                )
+
+    def isolated(self) -> bool:
+        """Whether runs go through bwrap; "auto" asks once per process and says so when it cannot."""
+        if self.isolation == "none":
+            return False
+        reason = unavailable_reason(self.bwrap)
+        if reason is not None:
+            _warn_unisolated(reason)
+            return False
+        return True
 
     def run(
         self,
@@ -220,23 +301,38 @@ class LocalSandbox:
         """Run argv in workdir under limits; a missing executable is exit code 127, never an exception."""
         if not argv:
             raise ValueError("empty argv")
+        isolated = self.isolated()
+        kind = "bwrap" if isolated else "none"
         if not Path(workdir).is_dir():
-            return Result(EXIT_NOT_EXECUTABLE, "", f"working directory does not exist: {workdir}\n", 0.0)
+            return Result(
+                EXIT_NOT_EXECUTABLE, "", f"working directory does not exist: {workdir}\n", 0.0, isolation=kind
+            )
         child_env = scrub_env(
             os.environ if self._parent_env is None else self._parent_env, self.env_allowlist, env
         )
+        if isolated:
+            if "TMPDIR" not in env:
+                child_env["TMPDIR"] = "/tmp"  # the run's private /tmp; the worker's TMPDIR is read-only
+            missing = _locate(argv[0], Path(workdir), child_env["PATH"])
+            if missing is not None:
+                return missing
         temp_home = None
         if "HOME" not in child_env:
             temp_home = tempfile.mkdtemp(prefix="clarity-home-")
             child_env["HOME"] = temp_home
+        prefix: list[str] = []
+        if isolated:
+            writable = (*self.writable, *([Path(temp_home)] if temp_home else []))
+            prefix = command_prefix(Isolation(self.hide, writable, limits.network), Path(workdir), self.bwrap)
         try:
-            return self._run(list(argv), Path(workdir), child_env, limits, stdin, cancel)
+            return self._run(prefix, list(argv), Path(workdir), child_env, limits, stdin, cancel)
         finally:
             if temp_home:
                 shutil.rmtree(temp_home, ignore_errors=True)
 
     def _run(
         self,
+        prefix: list[str],
         argv: list[str],
         workdir: Path,
         env: dict[str, str],
@@ -253,15 +349,18 @@ class LocalSandbox:
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                argv,
+                [*prefix, *argv],
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                # bwrap's --die-with-parent fires when the thread that started it ends: run() blocks
+                # in that thread until the run is over, so it outlives the child.
                 start_new_session=True,
                 # Python 3.11 has no other way to set rlimits in the child before exec. The hook only calls
                 # setrlimit with values computed beforehand: no imports, no logging, no locks to deadlock on.
+                # Under bwrap the limits are set on bwrap and inherited by everything it starts.
                 preexec_fn=apply_limits,  # noqa: PLW1509
                 close_fds=True,
             )
@@ -278,7 +377,7 @@ class LocalSandbox:
                 f"cannot execute {argv[0]}: {exc.strerror}\n",
                 time.monotonic() - started,
             )
-        return self._supervise(proc, started, limits, stdin, cancel)
+        return self._supervise(proc, started, limits, stdin, cancel, bool(prefix))
 
     def _supervise(
         self,
@@ -287,6 +386,7 @@ class LocalSandbox:
         limits: Limits,
         stdin: str | None,
         cancel: threading.Event | None,
+        isolated: bool,
     ) -> Result:
         assert proc.stdout is not None and proc.stderr is not None
         out, err = _TailBuffer(limits.output_bytes), _TailBuffer(limits.output_bytes)
@@ -315,22 +415,33 @@ class LocalSandbox:
             proc.stdout.close()
             proc.stderr.close()
 
-        usage = {
-            "ru_utime": rusage.ru_utime,
-            "ru_stime": rusage.ru_stime,
-            "ru_maxrss": float(rusage.ru_maxrss),
-        }
+        # bwrap exits as soon as the command does, before its pid 1 has reaped it: what wait4 counts
+        # under bwrap is bwrap's own, so no usage is better than a wrong one.
+        usage = (
+            {}
+            if isolated
+            else {
+                "ru_utime": rusage.ru_utime,
+                "ru_stime": rusage.ru_stime,
+                "ru_maxrss": float(rusage.ru_maxrss),
+            }
+        )
         code = proc.returncode
         killed_by = reason
         if code < 0:
             killed_by = killed_by or _describe_signal(-code, limits, usage)
             code = 128 - code
+        elif isolated and 128 < code < 128 + signal.NSIG:
+            # bwrap reports a command killed by signal N as exit 128+N, like a shell; a command that
+            # exits 128+N of its own accord reads the same, with the same exit code either way.
+            killed_by = killed_by or _describe_signal(code - 128, limits, usage)
         stderr = err.text()
         if held:
             stderr += (
                 "\n[clarity: a process outside the group kept the output open; output may be incomplete]\n"
             )
-        return Result(code, out.text(), stderr, duration, reason == "timeout", killed_by, usage)
+        kind = "bwrap" if isolated else "none"
+        return Result(code, out.text(), stderr, duration, reason == "timeout", killed_by, usage, kind)
 
     @staticmethod
     def _wait(pid: int, deadline: float, cancel: threading.Event | None) -> str | None:

@@ -81,7 +81,9 @@ class Workspace:
         self.excludes = tuple(excludes)
         self.calls: list[tuple[str, ...]] = []  # argv of every git call, for logs and tests
         self._secrets: set[str] = set()
-        self._runner = LocalSandbox(env_allowlist=(), parent_env={})
+        # git is ours, not the agent's: it needs the network for fetch and push and writes .git, so it
+        # runs without bubblewrap (its config and hooks are pinned instead, see _pin_config).
+        self._runner = LocalSandbox(env_allowlist=(), parent_env={}, isolation="none")
 
     # -- running git -------------------------------------------------------------------------
 

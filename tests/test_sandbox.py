@@ -1,4 +1,8 @@
-"""The local sandbox: real subprocesses, real limits, real process groups."""
+"""The local sandbox: real subprocesses, real limits, real process groups.
+
+These run without bubblewrap (`isolation="none"`), where pids written by the child are the host's;
+tests/test_sandbox_isolation.py runs the same mechanics inside bwrap.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ def _wait_gone(pid: int, seconds: float = 3.0) -> bool:
 
 @pytest.fixture
 def sandbox() -> LocalSandbox:
-    return LocalSandbox()
+    return LocalSandbox(isolation="none")
 
 
 def test_echo_output_and_exit_code_come_back(sandbox: LocalSandbox, tmp_path: Path) -> None:
@@ -68,7 +72,7 @@ def test_parent_secrets_do_not_reach_the_child_but_explicit_env_does(
 
 
 def test_home_is_a_writable_temporary_directory_when_not_given(tmp_path: Path) -> None:
-    sandbox = LocalSandbox(env_allowlist=("PATH",))
+    sandbox = LocalSandbox(env_allowlist=("PATH",), isolation="none")
     result = sandbox.run(["sh", "-c", 'touch "$HOME/probe" && echo "$HOME"'], tmp_path, {}, FAST)
     assert result.ok, result.stderr
     home = Path(result.stdout.strip())
@@ -99,7 +103,7 @@ def test_timeout_kills_the_whole_group_including_grandchildren(sandbox: LocalSan
 
 
 def test_group_members_that_ignore_sigterm_are_killed_too(tmp_path: Path) -> None:
-    sandbox = LocalSandbox(kill_grace=0.5)
+    sandbox = LocalSandbox(kill_grace=0.5, isolation="none")
     script = "trap '' TERM; sleep 60 & echo $! > bg.pid; wait"
     started = time.monotonic()
     result = sandbox.run(["sh", "-c", script], tmp_path, {}, Limits(timeout=0.5))
