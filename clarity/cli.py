@@ -7,14 +7,18 @@ A subcommand returns the exit status: 0 for success, 2 for input the user has to
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clarity.tasklist import Task, TaskList, TaskListError, parse
+
+if TYPE_CHECKING:
+    from clarity.vault import Vault
 
 USAGE_ERROR = 2
 
@@ -79,6 +83,85 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main(until=args.until, keep=args.keep)
 
 
+SECRETS_ACTIONS = ("generate-key", "set", "list", "rotate", "delete")
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """Manage encrypted secrets; needs only REDIS_URL, CLARITY_NAMESPACE and CLARITY_SECRET_KEYS."""
+    from redis import RedisError
+
+    from clarity.settings import Settings, SettingsError
+    from clarity.vault import Vault, VaultError, generate_key
+
+    if args.action == "generate-key":
+        print(generate_key())
+        return 0
+    needs_name = args.action in ("set", "delete")
+    if needs_name != (args.name is not None):
+        return _fail(f"secrets {args.action} {'takes a NAME' if needs_name else 'takes no NAME'}")
+    try:
+        vault = Vault.from_settings(Settings.from_env(args.env, require_github=False))
+        return _SECRETS_RUN[args.action](vault, args)
+    except (SettingsError, VaultError) as err:
+        return _fail(str(err))
+    except RedisError as err:  # its text names host and port, never the URL's password
+        return _fail(f"Redis (REDIS_URL) failed: {err}")
+
+
+def _secrets_set(vault: Vault, args: argparse.Namespace) -> int:
+    # The value comes from stdin (piped) or a hidden prompt, never from argv where `ps` would show it.
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"value for {args.name}: ")
+    else:
+        value = sys.stdin.read().rstrip("\r\n")
+    vault.set(args.name, value, scope=args.scope)
+    print(f"stored {args.name} ({args.scope})")
+    return 0
+
+
+def _secrets_list(vault: Vault, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    infos = vault.names()
+    if not infos:
+        print("no secrets stored")
+        return 0
+    rows = [("NAME", "SCOPE", "UPDATED (UTC)", "KEY")]
+    for info in infos:
+        when = datetime.fromtimestamp(info.updated_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        key = ("not in CLARITY_SECRET_KEYS" if info.key_position is None
+               else f"{info.key_position}{' (current)' if info.key_position == 1 else ''}")
+        rows.append((info.name, info.scope, when, key))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    return 0
+
+
+def _secrets_rotate(vault: Vault, args: argparse.Namespace) -> int:
+    report = vault.rotate()
+    print(f"rotated {report.rotated}, already under key 1: {report.already_current}, "
+          f"unreadable: {len(report.unreadable)}, total {report.total}")
+    if report.unreadable:
+        return _fail(f"{len(report.unreadable)} secret(s) were encrypted with a key that is not in "
+                     f"CLARITY_SECRET_KEYS and were left as they are: {', '.join(report.unreadable)}")
+    return 0
+
+
+def _secrets_delete(vault: Vault, args: argparse.Namespace) -> int:
+    vault.delete(args.name)
+    print(f"deleted {args.name}")
+    return 0
+
+
+_SECRETS_RUN: dict[str, Callable[[Vault, argparse.Namespace], int]] = {
+    "set": _secrets_set,
+    "list": _secrets_list,
+    "rotate": _secrets_rotate,
+    "delete": _secrets_delete,
+}
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "tasks": Subcommand(
         cmd_tasks,
@@ -106,16 +189,30 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             arg("--keep", action="store_true", help="keep the servers running after the run"),
         ),
     ),
+    "secrets": Subcommand(
+        cmd_secrets,
+        "encrypted secrets: generate-key | set NAME (value on stdin) | list | rotate | delete NAME",
+        (
+            arg("action", choices=SECRETS_ACTIONS,
+                help="generate-key: print a new key for CLARITY_SECRET_KEYS; set: store the value read "
+                     "from stdin; list: names, scopes, dates and keys (never values); rotate: re-encrypt "
+                     "everything under the first key; delete: forget a secret"),
+            arg("name", nargs="?", metavar="NAME", help="the secret's name (set and delete)"),
+            arg("--scope", default="global",
+                help="who may use it: global (default), installation:<id> or repo:<owner>/<name>"),
+        ),
+    ),
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the clarity command line and return its exit status."""
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run the clarity command line and return its exit status; `env` replaces os.environ for settings."""
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse exits on --help and on usage errors; report it as a status
         return exit_.code if isinstance(exit_.code, int) else USAGE_ERROR
+    args.env = env
     return int(args.run(args))
 
 

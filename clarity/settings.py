@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 
 class SettingsError(ValueError):
     """A missing or malformed setting; the message names the variable and what is wrong."""
@@ -31,8 +33,10 @@ class Settings:
     retry_backoff: float = 2.0
     task_timeout: float = 900.0
     delivery_ttl: int = 7 * 24 * 3600
+    lease_ttl: int = 60  # seconds a repo lease outlives its last heartbeat (a lost worker's, too)
     log_level: str = "INFO"
     namespace: str = "clarity"
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def intake_queue(self) -> str:
@@ -56,18 +60,22 @@ class Settings:
 
     def secret_values(self) -> tuple[str, ...]:
         """The values the redactor must never let out."""
-        return tuple(v for v in (self.private_key, self.webhook_secret) if v)
+        return tuple(v for v in (self.private_key, self.webhook_secret, *self.secret_keys) if v)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate settings; raise SettingsError naming every bad variable at once."""
+    def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
+        """Read and validate settings; raise SettingsError naming every bad variable at once.
+
+        `require_github=False` is for commands that never talk to GitHub (`clarity secrets`): the
+        GITHUB_APP_ID, private key and webhook secret are then neither required nor read.
+        """
         env = os.environ if env is None else env
         problems: list[str] = []
         reader = _Reader(env, problems)
         settings = cls(
-            app_id=reader.integer("GITHUB_APP_ID", required=True, minimum=1),
-            private_key=reader.private_key(),
-            webhook_secret=reader.text("GITHUB_WEBHOOK_SECRET", required=True),
+            app_id=reader.integer("GITHUB_APP_ID", required=True, minimum=1) if require_github else 0,
+            private_key=reader.private_key() if require_github else "",
+            webhook_secret=reader.text("GITHUB_WEBHOOK_SECRET", required=True) if require_github else "",
             github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com"),
             redis_url=reader.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix")),
             data_dir=Path(reader.text("CLARITY_DATA_DIR") or ".clarity"),
@@ -79,8 +87,10 @@ class Settings:
             retry_backoff=reader.number("CLARITY_RETRY_BACKOFF", default=2.0),
             task_timeout=reader.number("CLARITY_TASK_TIMEOUT", default=900.0),
             delivery_ttl=reader.integer("CLARITY_DELIVERY_TTL", default=7 * 24 * 3600, minimum=60),
+            lease_ttl=reader.integer("CLARITY_LEASE_TTL", default=60, minimum=1),
             log_level=(reader.text("CLARITY_LOG_LEVEL") or "INFO").upper(),
             namespace=reader.name("CLARITY_NAMESPACE", "clarity"),
+            secret_keys=reader.fernet_keys("CLARITY_SECRET_KEYS"),
         )
         if problems:
             raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -138,6 +148,18 @@ class _Reader:
         if scheme not in schemes:
             self.problems.append(f"{name} must be a {'/'.join(schemes)} URL, got {raw!r}")
         return raw.rstrip("/") if scheme in ("http", "https") else raw
+
+    def fernet_keys(self, name: str) -> tuple[str, ...]:
+        """Comma-separated Fernet keys (the first encrypts); a bad one is named by position, never echoed."""
+        keys = tuple(part.strip() for part in self.text(name).split(",") if part.strip())
+        for position, key in enumerate(keys, start=1):
+            try:
+                Fernet(key)
+            except (ValueError, TypeError):
+                self.problems.append(f"{name}: key {position} of {len(keys)} is not a valid Fernet key "
+                                     "(32 url-safe base64-encoded bytes; make one with "
+                                     "`clarity secrets generate-key`)")
+        return keys
 
     def private_key(self) -> str:
         """GITHUB_PRIVATE_KEY (PEM, literal \\n allowed) or GITHUB_PRIVATE_KEY_PATH; never echoed back."""

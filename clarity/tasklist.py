@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import accumulate
 from os.path import commonprefix
 
 from clarity.taskorder import (
@@ -37,7 +36,7 @@ _HEADING = re.compile(r"#{1,6}(?:[ \t]|$)")
 _FENCE = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})")
 _KEY = re.compile(
     r"(?:(?:[-*+]|[0-9]{1,9}[.)])[ \t]+)?(?:\*\*|__)?(?P<key>depends|tool|check|files|timeout)"
-    r"(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(?P<value>.*?)[ \t]*$",
+    r"(?:\*\*|__)?[ \t]*:(?:\*\*|__)?[ \t]*(?P<value>.*)",  # the caller strips trailing blanks
     re.IGNORECASE,
 )
 _DEPENDS_SPLIT = re.compile(r"[,;\s]+")
@@ -75,8 +74,9 @@ def tick(text: str, ids: Iterable[str], filename: str = "tasks_list.md") -> str:
         if not d.done and not d.is_group and not children[d.id] and d.id not in ticked:
             open_below.update(_ancestors(d.id, parents, stop=open_below))
     complete = {up for leaf in ticked for up in _ancestors(leaf, parents) if up not in open_below}
-    boxes = scan.boxes
-    edits = sorted(boxes[i] for i in ticked | complete if i in boxes and text[boxes[i]] == " ")
+    starts = _line_starts(text)
+    boxes = {i: starts[scan.boxes[i][0]] + scan.boxes[i][1] for i in ticked | complete if i in scan.boxes}
+    edits = sorted(offset for offset in boxes.values() if text[offset] == " ")
     pieces, start = [], 0
     for offset in edits:
         pieces += [text[start:offset], "x"]
@@ -131,7 +131,7 @@ class _Scan:
 
     filename: str
     drafts: dict[str, _Draft] = field(default_factory=dict)
-    boxes: dict[str, int] = field(default_factory=dict)
+    boxes: dict[str, tuple[int, int]] = field(default_factory=dict)  # id → (line index, column)
     stack: list[tuple[int, _Draft]] = field(default_factory=list)
     blanks: int = 0
     fence: tuple[str, _Draft | None] | None = None
@@ -141,76 +141,82 @@ class _Scan:
 
 
 def _read(text: str, filename: str) -> _Scan:
-    """Read every line of `text` into drafts, and the offset of each task's checkbox character."""
+    """Read every line of `text` into drafts, and where each task's checkbox is (line index, column).
+
+    This loop runs for every line of files with tens of thousands of lines, in `parse` and in `tick`
+    (bench/tasklist_bench.py), so the common cases are decided here without further calls.
+    """
     scan = _Scan(filename)
-    lines, offsets = _split_lines(text)
+    lines = _split_lines(text)
     if lines and lines[0].startswith("\ufeff"):
-        lines[0], offsets[0] = lines[0][1:], offsets[0] + 1
-    for number, (offset, line) in enumerate(zip(offsets, lines), start=1):
-        _read_line(scan, number, offset, line)
+        lines[0] = lines[0][1:]
+    stack, boxes, item_start, task_line = scan.stack, scan.boxes, _ITEM_START, _TASK_LINE
+    for index, line in enumerate(lines):
+        if scan.fence is not None:
+            _read_fenced(scan, line)
+            continue
+        stripped = line.lstrip(" \t")
+        if not stripped or stripped.isspace():
+            scan.blanks += 1
+            continue
+        first = stripped[0]
+        if first in item_start:
+            # A task line has a `[`: most description and key lines are spared the regex.
+            task = task_line.fullmatch(line) if "[" in stripped else None
+            if task and (title := _title(task)) is not None:
+                draft = _new_draft(scan, task["id"], title, task["box"] != " ", index + 1, False)
+                boxes[draft.id] = (index, task.start("box"))
+                indent = _width(task["indent"])
+                while stack and stack[-1][0] >= indent:  # a list item closes those indented as much or more
+                    stack.pop()
+                stack.append((indent, draft))
+                scan.blanks = 0
+                continue
+        elif first == "#" and _read_heading(scan, index + 1, line):
+            continue
+        _read_content(scan, index + 1, line, stripped)
     return scan
 
 
-def _split_lines(text: str) -> tuple[list[str], list[int]]:
-    """Lines without their endings (LF, CRLF or a lone CR) and the offset where each starts."""
+def _split_lines(text: str) -> list[str]:
+    """Lines without their endings (LF, CRLF or a lone CR)."""
+    if "\r" not in text:
+        lines = text.split("\n")
+    elif text.count("\r") == text.count("\r\n"):
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
+    else:
+        lines = _LINE_END.split(text)
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _line_starts(text: str) -> list[int]:
+    """The offset where each line of `_split_lines(text)` starts (a BOM belongs to the first line)."""
+    bom = 1 if text.startswith("\ufeff") else 0
     if text.count("\r") == text.count("\r\n"):
-        raw = text.split("\n")
-        if raw[-1] == "":
-            raw.pop()
-        offsets = [0, *accumulate(len(line) + 1 for line in raw)][: len(raw)]
-        return [line.removesuffix("\r") for line in raw], offsets
-    lines, offsets, start = [], [], 0
-    for end in _LINE_END.finditer(text):
-        lines.append(text[start : end.start()])
-        offsets.append(start)
-        start = end.end()
-    if start < len(text):
-        lines.append(text[start:])
-        offsets.append(start)
-    return lines, offsets
+        return [bom, *(match.end() for match in re.finditer("\n", text))]
+    return [bom, *(match.end() for match in _LINE_END.finditer(text))]
 
 
-def _read_line(scan: _Scan, number: int, offset: int, line: str) -> None:
-    if scan.fence is not None:
-        _read_fenced(scan, line)
-        return
-    stripped = line.lstrip(" \t")
-    if not stripped or stripped.isspace():
-        scan.blanks += 1
-        return
-    first = stripped[0]
-    if first in _ITEM_START:
-        task = _TASK_LINE.fullmatch(line)
-        if task and (title := _title(task)) is not None:
-            draft = _new_draft(scan, task["id"], title, task["box"] != " ", number, False)
-            scan.boxes[draft.id] = offset + task.start("box")
-            _push(scan, _width(task["indent"]), draft)
-            return
-    elif first == "#":
-        group = _GROUP_LINE.fullmatch(line)
-        if group and (title := _title(group)) is not None:
-            _new_draft(scan, group["id"], title, False, number, True)
-            scan.stack.clear()
-            return
-        if line[0] == "#" and _HEADING.match(line):  # a heading at the margin ends the open items
-            scan.stack.clear()
-            return
-    _read_content(scan, number, line, stripped)
-
-
-def _push(scan: _Scan, indent: int, draft: _Draft) -> None:
-    """Open a list item: it closes the items indented as much or more."""
-    stack = scan.stack
-    while stack and stack[-1][0] >= indent:
-        stack.pop()
-    stack.append((indent, draft))
-    scan.blanks = 0
+def _read_heading(scan: _Scan, number: int, line: str) -> bool:
+    """A `### 2.3 Title` group or a heading at the margin (which ends the open items); False for neither."""
+    group = _GROUP_LINE.fullmatch(line)
+    if group and (title := _title(group)) is not None:
+        _new_draft(scan, group["id"], title, False, number, True)
+        scan.stack.clear()
+        return True
+    if line[0] == "#" and _HEADING.match(line):
+        scan.stack.clear()
+        return True
+    return False
 
 
 def _read_content(scan: _Scan, number: int, line: str, stripped: str) -> None:
     """A line that is neither a task nor a group: description or key of the item it is indented under."""
     stack = scan.stack
-    indent = _width(line[: len(line) - len(stripped)])
+    size = len(line) - len(stripped)
+    indent = _width(line[:size]) if "\t" in line[:size] else size
     while stack and stack[-1][0] >= indent:
         stack.pop()
     owner = stack[-1][1] if stack else None
@@ -221,7 +227,7 @@ def _read_content(scan: _Scan, number: int, line: str, stripped: str) -> None:
         return
     key = _KEY.fullmatch(stripped) if scan.fence is None and ":" in stripped[:32] else None
     if key:
-        _apply_key(scan, owner, key["key"].lower(), key["value"], number)
+        _apply_key(scan, owner, key["key"].lower(), key["value"].rstrip(" \t"), number)
         return
     if scan.blanks:
         owner.description += [""] * scan.blanks
@@ -252,7 +258,10 @@ def _width(indent: str) -> int:
 
 def _title(head: re.Match[str]) -> str | None:
     """The title after the id of a task or group line, or None when the text does not start with an id."""
-    rest, opener = head["rest"], head["open"] or ""
+    rest, opener = head.group("rest", "open")
+    if rest[:1] == " " and rest[1:2].isalnum() and opener is None:  # `1.2 Title`: the usual spelling
+        return rest[1:].rstrip()
+    opener = opener or ""
     closed = bool(opener) and rest.startswith(opener)
     if closed:
         rest = rest[len(opener) :]
@@ -265,7 +274,7 @@ def _title(head: re.Match[str]) -> str | None:
 
 
 def _new_draft(scan: _Scan, raw_id: str, title: str, done: bool, number: int, is_group: bool) -> _Draft:
-    task_id = canonical_id(raw_id)
+    task_id = raw_id if "0" not in raw_id else canonical_id(raw_id)  # no 0: no `02` or `N.0` to respell
     if task_id in scan.drafts:
         first = scan.drafts[task_id].line
         raise scan.error(f"task {task_id} appears twice (lines {first} and {number})", number)
@@ -336,25 +345,26 @@ def _assemble(scan: _Scan) -> TaskList:
     for draft in drafts.values():
         if draft.depends:
             _check_depends(scan, draft, parents)
+    # Positional arguments in Task's field order: a keyword call costs a third more, 10,000 times.
     tasks = TaskList(
-        tuple(
+        tuple([
             Task(
-                id=d.id,
-                title=d.title,
-                done=d.done,
-                line=d.line,
-                depends=tuple(dict.fromkeys(dep for dep, _ in d.depends)) if d.depends else (),
-                tool=d.tool[0] if d.tool else None,
-                checks=tuple(d.checks),
-                files=tuple(d.files),
-                timeout=d.timeout[0] if d.timeout else None,
-                description=_dedent(d.description),
-                parent=parents[d.id],
-                children=tuple(children[d.id]),
-                is_group=d.is_group,
+                d.id,
+                d.title,
+                d.done,
+                d.line,
+                tuple(dict.fromkeys(dep for dep, _ in d.depends)) if d.depends else (),  # depends
+                d.tool[0] if d.tool else None,  # tool
+                tuple(d.checks),
+                tuple(d.files),
+                d.timeout[0] if d.timeout else None,  # timeout
+                _dedent(d.description),
+                parents[d.id],
+                tuple(children[d.id]),
+                d.is_group,
             )
             for d in drafts.values()
-        ),
+        ]),
         scan.filename,
     )
     cycle = dependency_cycle(tasks) if any(d.depends for d in drafts.values()) else None
@@ -375,10 +385,11 @@ def _hierarchy(drafts: dict[str, _Draft]) -> tuple[dict[str, str | None], dict[s
 
 def _parent_id(task_id: str, drafts: dict[str, _Draft]) -> str | None:
     """The nearest existing ancestor by id: 2.3.1 → 2.3, or 2 when there is no 2.3."""
-    parts = task_id.split(".")
-    for size in range(len(parts) - 1, 0, -1):
+    prefix = task_id
+    while "." in prefix:
+        prefix = prefix.rpartition(".")[0]
         # task_id is canonical, so its prefixes are too, except `N.0` (the prefix of N.0.1), which is N.
-        candidate = parts[0] if size == 2 and parts[1] == "0" else ".".join(parts[:size])
+        candidate = prefix[:-2] if prefix.endswith(".0") and prefix.count(".") == 1 else prefix
         if candidate in drafts:
             return candidate
     return None
@@ -388,8 +399,8 @@ def _dedent(lines: list[str]) -> str:
     """The description: its lines without the indentation they share, no blank lines around it."""
     if len(lines) < 2:
         return lines[0].lstrip(" \t") if lines else ""
-    indents = [line[: len(line) - len(line.lstrip(" \t"))] for line in lines if line.strip()]
-    size = len(commonprefix(indents))
+    indents = {line[: len(line) - len(line.lstrip(" \t"))] for line in lines if line.strip()}
+    size = len(indents.pop()) if len(indents) == 1 else len(commonprefix(list(indents)))
     return "\n".join(line[size:] if line.strip() else "" for line in lines).strip("\n")
 
 

@@ -184,14 +184,15 @@ class TaskGraph:
         pos = {n.id: i for i, n in enumerate(nodes)}
         parent = {n.id: (n.parent if n.parent in pos else None) for n in nodes}
         for n in nodes:  # a hand-built list may give only one side of the link
-            parent.update((c, n.id) for c in n.children if c in pos)
+            if n.children:
+                parent.update((c, n.id) for c in n.children if c in pos)
         leaf_set = frozenset(n.id for n in nodes if not n.children and not n.is_group)
         ordered = _top_down(nodes, parent)
         waits: dict[str, tuple[str, ...]] = {}
         inherited: dict[str, tuple[str, ...]] = {}
         for n in ordered:
             up = parent[n.id]
-            own = tuple(d for d in n.depends if d in pos)
+            own = tuple(d for d in n.depends if d in pos) if n.depends else ()
             if up is None or not inherited[up]:
                 inherited[n.id] = own
             else:
@@ -223,6 +224,10 @@ def _top_down(nodes: Sequence[Task], parent: dict[str, str | None]) -> list[Task
     """Nodes ordered so every parent comes before its children (depth, then document order)."""
     depth: dict[str, int] = {}
     for n in nodes:
+        up = parent[n.id]
+        if up is None or up in depth:  # the usual case: the parent came first in the document
+            depth[n.id] = depth[up] + 1 if up is not None else 0
+            continue
         chain = []
         current: str | None = n.id
         while current is not None and current not in depth:
@@ -232,7 +237,10 @@ def _top_down(nodes: Sequence[Task], parent: dict[str, str | None]) -> list[Task
         for node in reversed(chain):
             base += 1
             depth[node] = base
-    return sorted(nodes, key=lambda n: depth[n.id])
+    by_depth: list[list[Task]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for n in nodes:  # a stable sort by depth, in one pass
+        by_depth[depth[n.id]].append(n)
+    return [n for level in by_depth for n in level]
 
 
 def _unique(ids: Iterable[str]) -> tuple[str, ...]:
@@ -326,6 +334,9 @@ def find_cycle(graph: TaskGraph) -> list[str] | None:
     state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
     for root in sorted(graph.waits, key=graph.pos.__getitem__):
         if root in state:
+            continue
+        if not graph.waits[root]:  # waits for nothing, so on no cycle (most leaves)
+            state[root] = 2
             continue
         path = [root]
         state[root] = 1
