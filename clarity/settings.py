@@ -37,6 +37,7 @@ class Settings:
     log_level: str = "INFO"
     namespace: str = "clarity"
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    private_key_path: Path | None = None  # where the key came from, so sandboxes can hide the file
 
     @property
     def intake_queue(self) -> str:
@@ -75,6 +76,7 @@ class Settings:
         settings = cls(
             app_id=reader.integer("GITHUB_APP_ID", required=True, minimum=1) if require_github else 0,
             private_key=reader.private_key() if require_github else "",
+            private_key_path=_key_path(env) if require_github else None,
             webhook_secret=reader.text("GITHUB_WEBHOOK_SECRET", required=True) if require_github else "",
             github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com"),
             redis_url=reader.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix")),
@@ -179,3 +181,8 @@ class _Reader:
             source = "GITHUB_PRIVATE_KEY_PATH" if path and not self.env.get("GITHUB_PRIVATE_KEY") else "GITHUB_PRIVATE_KEY"
             self.problems.append(f"{source} is not a PEM private key (expected '-----BEGIN ... PRIVATE KEY-----')")
         return pem + "\n"
+
+
+def _key_path(env: Mapping[str, str]) -> Path | None:
+    raw = env.get("GITHUB_PRIVATE_KEY_PATH", "").strip()
+    return Path(raw).resolve() if raw and not env.get("GITHUB_PRIVATE_KEY", "").strip() else None

@@ -146,6 +146,47 @@ class Store:
                 if (issue_number is None or e.issue_number == issue_number)
                 and (wanted is None or e.status in wanted)]
 
+    def forget(self, execution_id: str) -> None:
+        """Delete an execution and everything under it (its installation or repository went away)."""
+        try:
+            execution = self.get(execution_id)
+        except NotFound:
+            return
+        pipe = self.r.pipeline()
+        for suffix in ("", ":tasks", ":task_order", ":log"):
+            pipe.delete(self._k("exec", execution_id) + suffix)
+        for flag in ("stop", "pause", "stop_point_reached"):
+            pipe.delete(self._k("exec", execution_id, "flag", flag))
+        pipe.zrem(self._k("execs"), execution_id)
+        pipe.zrem(self._k("repo", execution.repo, "execs"), execution_id)
+        pipe.zrem(self._k("inst", execution.installation_id, "execs"), execution_id)
+        pipe.lrem(self._k("repo", execution.repo, "waiting"), 0, execution_id)
+        pipe.execute()
+        self.r.xadd(self._k("audit"), {"json": json.dumps({
+            "kind": "execution.forgotten", "actor": "github", "execution": execution_id, "repo": execution.repo,
+            "installation": execution.installation_id, "time": time.time()})}, maxlen=AUDIT_MAXLEN,
+            approximate=True)
+
+    # -- installations (the customer registry) ---------------------------------------------------
+    def put_installation(self, installation_id: int, account: str, status: str, repos: list[str]) -> None:
+        """Record a customer installation and the repositories it grants."""
+        self.r.hset(self._k("installations"), str(installation_id), json.dumps(
+            {"id": installation_id, "account": account, "status": status, "repos": sorted(set(repos)),
+             "updated_at": time.time()}))
+
+    def installation(self, installation_id: int) -> dict[str, Any] | None:
+        """One installation record, if known."""
+        raw = self.r.hget(self._k("installations"), str(installation_id))
+        return json.loads(raw) if raw else None
+
+    def installations(self) -> list[dict[str, Any]]:
+        """Every known installation."""
+        return [json.loads(v) for v in self.r.hvals(self._k("installations"))]
+
+    def drop_installation(self, installation_id: int) -> None:
+        """Forget an installation record."""
+        self.r.hdel(self._k("installations"), str(installation_id))
+
     # -- tasks ----------------------------------------------------------------------------------
     def tasks(self, execution_id: str) -> dict[str, TaskProgress]:
         """The per-execution task table, in insertion order of ids as the engine saw them."""

@@ -73,10 +73,15 @@ class Stack:
             payload["delivery_id"] = delivery_id
         return self.admin("POST", "/comment", json=payload)
 
-    def start_worker(self, log_path: Path | None = None) -> subprocess.Popen[bytes]:
-        """A real `clarity worker` process (RQ) with the stack's environment."""
+    def start_worker(self, log_path: Path | None = None, role: str = "all") -> subprocess.Popen[bytes]:
+        """A real `clarity worker` process (RQ) with the stack's environment; `role` as `--role` takes it.
+
+        With role `intake` or `steps` the process is the RQ worker itself (no supervisor in between),
+        so a test can kill exactly that worker.
+        """
         log = open(log_path or self.base / f"worker-{len(self.workers)}.log", "ab")  # noqa: SIM115
-        process = subprocess.Popen([sys.executable, "-m", "clarity.cli", "worker"], env=self.env,
+        argv = [sys.executable, "-m", "clarity.cli", "worker", *(["--role", role] if role != "all" else [])]
+        process = subprocess.Popen(argv, env=self.env,
                                    stdout=log, stderr=subprocess.STDOUT, cwd=self.base, start_new_session=True)
         self.workers.append(process)
         return process

@@ -49,6 +49,28 @@ def _now() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class Button:
+    """A check-run action button (GitHub: ≤ 3 per run; label ≤ 20, description ≤ 40, identifier ≤ 20)."""
+
+    label: str
+    description: str
+    identifier: str
+
+    def __post_init__(self) -> None:
+        if len(self.label) > 20 or len(self.description) > 40 or len(self.identifier) > 20:
+            raise ValueError(f"check-run button {self.identifier!r} exceeds GitHub's size limits")
+
+    def to_github(self) -> dict[str, str]:
+        """The JSON GitHub expects in `actions`."""
+        return {"label": self.label, "description": self.description, "identifier": self.identifier}
+
+
+STOP = Button("Stop", "Stop this execution now", "stop")
+RETRY = Button("Retry", "Run this task again", "retry")
+RESUME = Button("Resume", "Continue the execution", "resume")
+
+
+@dataclass(frozen=True, slots=True)
 class PullRequestRef:
     """The PR an execution reports into."""
 
@@ -74,16 +96,18 @@ class Reporter:
                                                       body=fit(body, COMMENT_LIMIT))
         return response.parsed_data.html_url
 
-    def start_check(self, head_sha: str, name: str, details_url: str, external_id: str, summary: str) -> int:
-        """Create an in-progress check run; returns its id."""
-        response = self.gh.rest.checks.create(
+    def start_check(self, head_sha: str, name: str, details_url: str, external_id: str, summary: str,
+                    actions: Sequence[Button] = ()) -> int:
+        """Create an in-progress check run (with its buttons); returns its id."""
+        response = self.gh.rest.checks.create(  # type: ignore[call-overload]  # actions: plain dicts
             self.owner, self.name, name=name[:255], head_sha=head_sha, status="in_progress",
             started_at=_now(), details_url=details_url, external_id=external_id,
-            output={"title": fit(name, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)})
-        return response.parsed_data.id
+            output={"title": fit(name, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)},
+            actions=[b.to_github() for b in actions[:3]])
+        return int(response.parsed_data.id)
 
     def finish_check(self, check_run_id: int, conclusion: Conclusion, title: str, summary: str,
-                     text: str = "", annotations: Sequence[Annotation] = ()) -> None:
+                     text: str = "", annotations: Sequence[Annotation] = (), actions: Sequence[Button] = ()) -> None:
         """Complete a check run with its evidence; annotations go 50 per request (GitHub appends them)."""
         output: dict[str, object] = {"title": fit(title, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)}
         if text:
@@ -91,7 +115,8 @@ class Reporter:
         first, *rest = batches(_redacted(annotations))
         self.gh.rest.checks.update(  # type: ignore[call-overload]  # output is a plain dict, not the TypedDict
             self.owner, self.name, check_run_id, status="completed", conclusion=conclusion,
-            completed_at=_now(), output={**output, "annotations": first} if first else output)
+            completed_at=_now(), output={**output, "annotations": first} if first else output,
+            actions=[b.to_github() for b in actions[:3]])
         for batch in rest:
             self.gh.rest.checks.update(  # type: ignore[call-overload]
                 self.owner, self.name, check_run_id, output={**output, "annotations": batch})

@@ -13,8 +13,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 log = logging.getLogger(__name__)
 
 INTAKE_JOB = "jobs.intake.handle_delivery"
-# Events with a handler in jobs.intake; everything else is acknowledged with 204 and dropped.
-HANDLED_EVENTS = frozenset({"issue_comment"})
+# The events the app subscribes to (its manifest lists the same); everything else is answered 204 and
+# dropped. Which actions of them matter is decided by the routers in jobs/.
+HANDLED_EVENTS = frozenset({"issue_comment", "check_run", "check_suite", "pull_request", "installation",
+                            "installation_repositories"})
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 
 bp = Blueprint("webhooks", __name__)

@@ -40,6 +40,15 @@ def _current(eng: Engine, event: CommentEvent, statuses: tuple[ExecutionStatus, 
     return found[0] if found else None
 
 
+def _target_or_say(eng: Engine, reporter: Reporter, event: CommentEvent,
+                   statuses: tuple[ExecutionStatus, ...], nothing: str) -> Execution | None:
+    """The issue's execution a command applies to; when there is none, say so on the issue."""
+    target = _current(eng, event, statuses)
+    if target is None:
+        reporter.comment(event.issue_number, nothing)
+    return target
+
+
 def _live_statuses() -> tuple[ExecutionStatus, ...]:
     return tuple(s for s in ExecutionStatus if s.is_active) + (S.QUEUED,)
 
@@ -99,29 +108,39 @@ def run(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) 
 
 def stop(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
     """End this issue's execution: at once if it is not running, else at the next safe point."""
-    target = _current(eng, event, _live_statuses() + RESUMABLE)
+    target = _target_or_say(eng, reporter, event, _live_statuses() + RESUMABLE,
+                            "Nothing to stop: no execution is live on this issue.")
     if not target:
-        reporter.comment(event.issue_number, "Nothing to stop: no execution is live on this issue.")
         return "nothing to stop"
+    return stop_execution(eng, reporter, target, event.author)
+
+
+def stop_execution(eng: Engine, reporter: Reporter | None, target: Execution, actor: str,
+                   why: str = "") -> str:
+    """Stop one execution (from a comment, a button or an event); tell its issue when a reporter is given."""
+    reason = why or f"stopped by @{actor}"
     orphaned = target.status.is_active and eng.store.lease_holder(target.repo) != target.id
     if target.status in (S.QUEUED, *RESUMABLE) or orphaned:
         # Nobody is working on it (waiting, settled, or its worker died and the lease expired): stop now.
         eng.store.remove_waiting(target.repo, target.id)
-        eng.store.transition(target.id, S.STOPPED, event.author, f"stopped by @{event.author}")
-        reporter.comment(event.issue_number, f"Stopped {_link(eng, target)}.")
+        eng.store.transition(target.id, S.STOPPED, actor, reason)
+        message = f"Stopped {_link(eng, target)}" + (f": {why}." if why else ".")
+    elif target.status.is_terminal:
+        return f"already {target.status}"
     else:
-        eng.store.set_flag(target.id, "stop", event.author)
-        reporter.comment(event.issue_number, (
-            f"Stopping {_link(eng, target)}: the running attempt is cancelled and its uncommitted changes "
-            "are discarded."))
+        eng.store.set_flag(target.id, "stop", actor)
+        message = (f"Stopping {_link(eng, target)}" + (f" ({why})" if why else "")
+                   + ": the running attempt is cancelled and its uncommitted changes are discarded.")
+    if reporter is not None:
+        reporter.comment(target.issue_number, message)
     return f"stop {target.id}"
 
 
 def pause(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
     """Pause after the current task."""
-    target = _current(eng, event, _live_statuses())
+    target = _target_or_say(eng, reporter, event, _live_statuses(),
+                            "Nothing to pause: no execution is running on this issue.")
     if not target:
-        reporter.comment(event.issue_number, "Nothing to pause: no execution is running on this issue.")
         return "nothing to pause"
     eng.store.set_flag(target.id, "pause", event.author)
     reporter.comment(event.issue_number, f"{_link(eng, target)} will pause after the current task.")
@@ -130,23 +149,31 @@ def pause(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command
 
 def resume(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
     """Continue a paused or blocked execution where it stopped."""
-    target = _current(eng, event, RESUMABLE)
+    target = _target_or_say(eng, reporter, event, RESUMABLE,
+                            "Nothing to resume: no paused or blocked execution on this issue.")
     if not target:
-        reporter.comment(event.issue_number, "Nothing to resume: no paused or blocked execution on this issue.")
         return "nothing to resume"
+    return resume_execution(eng, reporter, target, event.author)
+
+
+def resume_execution(eng: Engine, reporter: Reporter, target: Execution, actor: str) -> str:
+    """Continue a paused or blocked execution (a comment or a Resume button)."""
+    if target.status not in RESUMABLE:
+        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to resume.")
+        return f"not resumable: {target.status}"
     _reset_failed(eng, target, None)
     if target.stop_point and eng.store.flag(target.id, "stop_point_reached"):
         target = eng.store.update(target.id, stop_point=None)
-    target = scheduler.submit(eng, target, event.author)
-    reporter.comment(event.issue_number, f"Resuming {_link(eng, target)}, {_scope(target)}.")
+    target = scheduler.submit(eng, target, actor)
+    reporter.comment(target.issue_number, f"Resuming {_link(eng, target)}, {_scope(target)} (@{actor}).")
     return f"resume {target.id}"
 
 
 def set_stop_point(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
     """Move the stop point of the live (or paused) execution."""
-    target = _current(eng, event, _live_statuses() + RESUMABLE)
+    target = _target_or_say(eng, reporter, event, _live_statuses() + RESUMABLE,
+                            "No execution here to change: start one with `/clarity run`.")
     if not target:
-        reporter.comment(event.issue_number, "No execution here to change: start one with `/clarity run`.")
         return "no execution"
     eng.store.update(target.id, stop_point=command.task_id)
     reporter.comment(event.issue_number, f"{_link(eng, target)} now stops after task {command.task_id}.")
@@ -155,14 +182,22 @@ def set_stop_point(eng: Engine, reporter: Reporter, event: CommentEvent, command
 
 def retry(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
     """Re-run a blocked execution's failed task (or the named one)."""
-    target = _current(eng, event, RESUMABLE)
+    target = _target_or_say(eng, reporter, event, RESUMABLE,
+                            "Nothing to retry: no blocked or paused execution on this issue.")
     if not target:
-        reporter.comment(event.issue_number, "Nothing to retry: no blocked or paused execution on this issue.")
         return "nothing to retry"
-    _reset_failed(eng, target, command.task_id)
-    target = scheduler.submit(eng, target, event.author)
-    what = f"task {command.task_id}" if command.task_id else "the failed task"
-    reporter.comment(event.issue_number, f"Retrying {what} in {_link(eng, target)}.")
+    return retry_execution(eng, reporter, target, event.author, command.task_id)
+
+
+def retry_execution(eng: Engine, reporter: Reporter, target: Execution, actor: str, task_id: str | None) -> str:
+    """Make a failed task eligible again and continue (a comment, a Retry button or a re-run request)."""
+    if target.status not in RESUMABLE:
+        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to retry.")
+        return f"not retryable: {target.status}"
+    _reset_failed(eng, target, task_id)
+    target = scheduler.submit(eng, target, actor)
+    what = f"task {task_id}" if task_id else "the failed task"
+    reporter.comment(target.issue_number, f"Retrying {what} in {_link(eng, target)} (@{actor}).")
     return f"retry {target.id}"
 
 

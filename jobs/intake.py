@@ -18,6 +18,7 @@ from github_app.reporting import Reporter
 from jobs import control
 from jobs.context import Engine
 from jobs.context import engine as default_engine
+from jobs.router import Router, compose
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +44,31 @@ class CommentEvent:
     author_is_bot: bool
 
 
+router = Router()
+
+
 def handle_delivery(event: str, delivery: str, body: str) -> str:
     """RQ job entry point: process one verified delivery; returns what was done (kept by RQ)."""
-    eng = default_engine()
+    from jobs import buttons, lifecycle  # behaviours register their own routers; this module composes them
+
     try:
         payload = json.loads(body)
     except ValueError as exc:
         log.warning("delivery %s: body is not JSON (%s)", delivery, exc)
         return "ignored: body is not JSON"
-    if event != "issue_comment":
-        return f"ignored: event {event}"
+    if not isinstance(payload, dict):
+        return "ignored: payload is not a JSON object"
     try:
-        comment = parse_comment(delivery, payload)
+        return compose(router, buttons.router, lifecycle.router).dispatch(default_engine(), event, delivery, payload)
     except PayloadError as exc:
         log.warning("delivery %s: %s", delivery, exc)
         return f"ignored: {exc}"
+
+
+@router.register("issue_comment", action="created")
+def on_comment(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
+    """Commands in a new issue or PR comment."""
+    comment = parse_comment(delivery, payload)
     if comment is None:
         return "ignored: not a new comment"
     return handle_comment(eng, comment)
@@ -100,9 +111,7 @@ def handle_comment(eng: Engine, event: CommentEvent) -> str:
         return "ignored: no command"
     gh = eng.github.client(event.installation_id)
     reporter = Reporter(gh, event.repo)
-    permission = repos.permission(gh, event.repo, event.author)
-    managers = _managers(eng, gh, event.repo)
-    role = roles.role_for(permission, event.author, managers)
+    role, permission = authorize(gh, event.repo, event.author)
     if role.rank < roles.Role.TEAM_MEMBER.rank:
         reporter.comment(event.issue_number, roles.refusal(permission, event.author))
         return f"refused: {event.author} has {permission}"
@@ -117,7 +126,13 @@ def handle_comment(eng: Engine, event: CommentEvent) -> str:
     return "; ".join(done)
 
 
-def _managers(eng: Engine, gh: Any, repo: str) -> tuple[str, ...]:
+def authorize(gh: Any, repo: str, login: str) -> tuple[roles.Role, str]:
+    """The user's Clarity role on the repository, and the GitHub permission it came from."""
+    permission = repos.permission(gh, repo, login)
+    return roles.role_for(permission, login, _managers(gh, repo)), permission
+
+
+def _managers(gh: Any, repo: str) -> tuple[str, ...]:
     """Managers named in `.github/clarity.yml` on the default branch (none if absent or invalid)."""
     try:
         owner, name = repo.split("/", 1)

@@ -11,12 +11,13 @@ from jobs.context import Engine
 log = logging.getLogger(__name__)
 
 STEP_JOB = "jobs.step.run_step"
-LEASE_TTL = 600.0  # seconds; a step renews it while it works, a dead worker's lease simply expires
+# The repo lease lives `settings.lease_ttl` seconds: a step renews it while it works, a lost worker's
+# lease simply expires and jobs.recovery picks the execution up again.
 
 
 def submit(engine: Engine, execution: Execution, actor: str) -> Execution:
     """Start a queued execution now if its repository is free, else keep it waiting in line."""
-    if engine.store.acquire_lease(execution.repo, execution.id, LEASE_TTL):
+    if engine.store.acquire_lease(execution.repo, execution.id, engine.settings.lease_ttl):
         execution = engine.store.transition(execution.id, ExecutionStatus.INITIALIZING, actor, "started")
         enqueue_step(engine, execution.id)
         return execution

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import redis
 from githubkit.exception import RequestFailed
 
 from clarity import outcomes, repoconfig, tasklist
@@ -23,7 +24,7 @@ from clarity.status import ExecutionStatus, TaskStatus
 from clarity.tasklist import Task, TaskList, TaskListError
 from github_app import repos
 from github_app.client import describe_error
-from github_app.reporting import Reporter
+from github_app.reporting import RETRY, STOP, Reporter
 from jobs import reports, scheduler
 from jobs.attempts import AttemptPlan, Cancelled, TaskResult, attempt_task
 from jobs.context import Engine
@@ -34,9 +35,11 @@ from runner.workspace import GitError, Workspace
 
 log = logging.getLogger(__name__)
 S = ExecutionStatus
-HEARTBEAT = 15.0
+HEARTBEATS_PER_LEASE = 4  # the lease is renewed every lease_ttl / 4 seconds: three renewals may fail
 STOP_POLL = 0.5
 RUNNABLE = (S.INITIALIZING, S.AUTONOMOUS)
+OPEN_TASK = (TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.VERIFYING, TaskStatus.ERROR_SOLVING)
+SUBJECT_SCAN = 500  # commits of the branch searched for a task's commit
 
 
 class Blocked(Exception):
@@ -63,7 +66,7 @@ class Step:
         ex = self.store.get(self.id)
         if ex.status not in RUNNABLE:
             return f"nothing to do: execution is {ex.status}"
-        if not self.store.acquire_lease(ex.repo, ex.id, scheduler.LEASE_TTL):
+        if not self.store.acquire_lease(ex.repo, ex.id, self.eng.settings.lease_ttl):
             scheduler.submit(self.eng, self.store.transition(ex.id, S.QUEUED, "engine", "lease lost"), "engine")
             return "repository busy: back in line"
         if self.store.flag(ex.id, "stop"):
@@ -102,6 +105,7 @@ class Step:
         scope = ex.only or ex.stop_point
         if scope:
             tasks.get(scope)  # unknown stop point → TaskListError naming it
+        ex = self._follow_git(ex, ws, tasks)
         if ex.status is S.INITIALIZING:
             ex = self._initialize(ex, tasks)
         task = self._next(ex, tasks)
@@ -120,6 +124,33 @@ class Step:
         self.store.log(ex.id, f"{len(order)} task(s) to run: {' → '.join(order) or 'none'}")
         return self.store.transition(ex.id, S.AUTONOMOUS, "engine", "initialized", tasks_total=total,
                                      started_at=ex.started_at or time.time())
+
+    def _follow_git(self, ex: Execution, ws: Workspace, tasks: TaskList) -> Execution:
+        """Record as completed, once, each task the branch shows ticked that the table still shows open.
+
+        A worker lost between `git push` and the store update leaves exactly that. Git is the truth:
+        the ticked box keeps the task from running (and being committed) again, and this keeps the
+        table and `tasks_completed` in step with it.
+        """
+        ticked = {t.id for t in tasks.leaves() if t.done}
+        found = [p for p in self.store.tasks(ex.id).values() if p.task_id in ticked and p.status in OPEN_TASK]
+        for progress in found:
+            if progress.status in (TaskStatus.IN_PROGRESS, TaskStatus.ERROR_SOLVING):
+                self.store.set_task_status(ex.id, progress.task_id, TaskStatus.PENDING)
+            sha = _commit_of(ws, progress.task_id)
+            self.store.set_task_status(ex.id, progress.task_id, TaskStatus.COMPLETED, commit=sha, last_error="")
+            self.store.log(ex.id, f"task {progress.task_id}: found done on `{ex.branch}`"
+                                  f"{f' (commit {sha[:10]})' if sha else ''}; recorded as completed",
+                           task=progress.task_id)
+            if progress.check_run_id is not None:
+                with contextlib.suppress(RequestFailed):
+                    self.reporter.finish_check(progress.check_run_id, "success", f"Task {progress.task_id} done",
+                                               f"Found done on `{ex.branch}` after the worker that ran it was lost.")
+        if not found:
+            return ex
+        current = self.store.get(ex.id)
+        return self.store.update(ex.id, tasks_completed=current.tasks_completed + len(found),
+                                 current_task=None)
 
     def _order(self, ex: Execution, tasks: TaskList) -> list[str]:
         if ex.only:
@@ -171,7 +202,8 @@ class Step:
         self.store.transition(ex.id, S.TASK_EXECUTING, "engine", f"task {task.id}")
         self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title, tool=agent)
         check_id = self.reporter.start_check(base_sha, reports.check_name(task), self.eng.dashboard_url(ex.id),
-                                             f"{ex.id}:{task.id}", f"Running task {task.id} with `{agent}`.")
+                                             f"{ex.id}:{task.id}", f"Running task {task.id} with `{agent}`.",
+                                             actions=(STOP,))
         self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, check_run_id=check_id)
         plan = AttemptPlan(
             task=task, agent=agent, agent_options={"command": command} if command else {},
@@ -181,7 +213,11 @@ class Step:
             retries=config.retries if config.retries is not None else settings.retries,
             backoff=settings.retry_backoff)
         try:
-            result = attempt_task(plan, LocalSandbox(), self.cancel, self._hook(ex, task))
+            # Agents and checks see their workspace and this task's artifacts; the rest of the data dir
+            # (other customers' workspaces and artifacts) is hidden when bubblewrap isolates them.
+            hidden = (settings.data_dir.resolve(), *([settings.private_key_path] if settings.private_key_path else []))
+            sandbox = LocalSandbox(hide=hidden, writable=(plan.artifacts.resolve(),))
+            result = attempt_task(plan, sandbox, self.cancel, self._hook(ex, task))
             if not result.passed:
                 return self._task_failed(ex, ws, config, task, check_id, result)
             return self._task_passed(ex, ws, config, text, task, check_id, result, agent, base_sha)
@@ -226,13 +262,15 @@ class Step:
         stat = ws.diff_stat()
         sha = ws.commit(f"clarity: {task.id} {task.title}") or base_sha
         ws.push(ex.branch)
+        # Report before recording: a worker lost in between leaves the task open in the table, and the
+        # next step finds it ticked on the branch (_follow_git), so the check run never stays open.
+        self.reporter.finish_check(check_id, "success", f"Task {task.id} done in {result.attempts} attempt(s)",
+                                   reports.task_summary(task, agent, result, sha),
+                                   reports.task_text(result, stat))
         self.store.set_task_status(ex.id, task.id, TaskStatus.COMPLETED, commit=sha, duration=result.duration,
                                    attempts=result.attempts, last_error="",
                                    checks=tuple(reports.check_json(r) for r in result.checks))
         ex = self.store.update(ex.id, tasks_completed=ex.tasks_completed + 1, current_task=None)
-        self.reporter.finish_check(check_id, "success", f"Task {task.id} done in {result.attempts} attempt(s)",
-                                   reports.task_summary(task, agent, result, sha),
-                                   reports.task_text(result, stat))
         self.store.log(ex.id, f"task {task.id}: done in {result.attempts} attempt(s), commit {sha[:10]}",
                        task=task.id)
         self._refresh_pull(ex, "running")
@@ -247,7 +285,7 @@ class Step:
                                    duration=result.duration, last_error=result.last_error[-2000:])
         self.reporter.finish_check(check_id, "failure", f"Task {task.id} failed after {result.attempts} attempts",
                                    reports.failure_summary(task, result), reports.task_text(result, ""),
-                                   reports.annotations_for(result, str(ws.root)))
+                                   reports.annotations_for(result, str(ws.root)), actions=(RETRY, STOP))
         self.store.update(ex.id, current_task=None)
         if config.on_failure == "continue":
             self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} failed; continuing")
@@ -291,15 +329,22 @@ class Step:
     def _heartbeat(self, ex: Execution) -> Iterator[None]:
         """Renew the repo lease and watch for a stop while the step works."""
         done = threading.Event()
+        ttl = self.eng.settings.lease_ttl
+        every = ttl / HEARTBEATS_PER_LEASE
 
         def beat() -> None:
             renewed = time.monotonic()
-            while not done.wait(STOP_POLL):
-                if not self.cancel.is_set() and self.store.flag(ex.id, "stop"):
-                    self.cancel.set()
-                if time.monotonic() - renewed >= HEARTBEAT:
-                    self.store.renew_lease(ex.repo, ex.id, scheduler.LEASE_TTL)
-                    renewed = time.monotonic()
+            while not done.wait(min(STOP_POLL, every)):
+                try:
+                    if not self.cancel.is_set() and self.store.flag(ex.id, "stop"):
+                        self.cancel.set()
+                    if time.monotonic() - renewed >= every:
+                        if not self.store.renew_lease(ex.repo, ex.id, ttl):
+                            log.warning("execution %s: the lease of %s is no longer ours", ex.id, ex.repo)
+                        renewed = time.monotonic()
+                except redis.RedisError as exc:
+                    # Keep beating: one failed renewal must not end the heartbeat (the lease would lapse).
+                    log.warning("execution %s: heartbeat failed: %s", ex.id, exc)
 
         watcher = threading.Thread(target=beat, name=f"heartbeat-{ex.id}", daemon=True)
         watcher.start()
@@ -308,3 +353,12 @@ class Step:
         finally:
             done.set()
             watcher.join(timeout=5)
+
+
+def _commit_of(ws: Workspace, task_id: str) -> str:
+    """The sha of the branch's commit for a task (`clarity: <id> ...`), or "" if there is none."""
+    # Workspace has no log reader yet; its `_git` keeps the safe flags and timeouts of every git call.
+    out = ws._git(["log", f"-{SUBJECT_SCAN}", "--format=%H %s", "HEAD"], check=False).stdout
+    prefix = f"clarity: {task_id} "
+    return next((line.split(" ", 1)[0] for line in out.splitlines() if line.partition(" ")[2].startswith(prefix)),
+                "")

@@ -4,6 +4,7 @@ A step can hold a worker for as long as an agent runs (minutes), and a `/clarity
 behind it. So the default role `all` supervises two worker processes: one that only takes intake
 jobs (webhook deliveries: fast), and one that takes steps and, when idle, intake too. Run more
 `--role steps` processes (here or on other hosts sharing Redis) to run more executions at once.
+Every steps worker also runs the reconciler (jobs.recovery): once at start, then in a thread.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 from types import FrameType
 
 from rq import Worker
 
 from clarity.settings import Settings
+from jobs import recovery
 from jobs.context import engine
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,16 @@ def work(role: str = "all", burst: bool = False) -> int:
     queues = [eng.intake_queue] if role == "intake" else [eng.intake_queue, eng.steps_queue]
     worker = Worker(queues, connection=eng.intake_queue.connection)
     log.info("worker %s (%s) listening on %s", worker.name, role, ", ".join(q.name for q in queues))
-    worker.work(burst=burst, logging_level=eng.settings.log_level)
+    stop = threading.Event()
+    if role == "steps":
+        # Executions whose worker died go on before this one takes new work, then every lease_ttl / 2.
+        recovery.reconcile_logged(eng)
+        if not burst:
+            recovery.run_periodically(eng.settings, stop)
+    try:
+        worker.work(burst=burst, logging_level=eng.settings.log_level)
+    finally:
+        stop.set()
     return 0
 
 

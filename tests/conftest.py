@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import devstack
 from clarity import localredis
 from clarity.settings import Settings
 from clarity.store import Store
@@ -21,6 +23,7 @@ pytest_plugins = ["tests.conftest_forge"]  # the `forge` fixture: a running GitH
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEBHOOK_FIXTURES = SHARED / "fixtures" / "github-webhooks"
 WEBHOOK_SECRET = "test-webhook-secret-8c1f2e"
+AGENT = Path(__file__).parent / "fixtures" / "agents" / "scripted.py"  # the deterministic test agent
 TEST_DB = 13  # on a shared Redis, keep to one database; tests also keep to namespaces of their own
 
 
@@ -75,3 +78,15 @@ def settings(redis_url: str, private_key_pem: str, tmp_path: Path, namespace: st
     return Settings(app_id=4242, private_key=private_key_pem, webhook_secret=WEBHOOK_SECRET,
                     github_api_url="http://127.0.0.1:9/api/v3", redis_url=redis_url, data_dir=tmp_path / "data",
                     namespace=namespace)
+
+
+@pytest.fixture
+def stack(redis_url: str, tmp_path: Path) -> Iterator[devstack.Stack]:
+    """The whole product (forge, web, a `clarity worker`) in a namespace of its own, with the test agent."""
+    running = devstack.start(tmp_path / "stack", redis_url, agent_command=f"{sys.executable} {AGENT} {{prompt_file}}",
+                             namespace=f"e2e-{uuid.uuid4().hex[:8]}", extra_env={"CLARITY_RETRY_BACKOFF": "0.05"})
+    try:
+        yield running
+    finally:
+        running.forget()
+        running.stop()

@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,87 +18,17 @@ import redis
 
 import devstack
 from clarity.status import ExecutionStatus
-from clarity.store import Store
-
-AGENT = Path(__file__).parent / "fixtures" / "agents" / "scripted.py"
-REPO = "acme/widgets"
-SETTLED = {"paused", "completed", "blocked", "failed", "stopped"}
-
-
-def check_for(task_id: str) -> str:
-    # On failure it prints a pytest-style `path:line: Error` line, so the check run gets an annotation.
-    return (f'check: grep -qx "ok {task_id}" done/{task_id}.txt || '
-            f'(echo "done/{task_id}.txt:1: AssertionError: expected ok {task_id}, got: $(cat done/{task_id}.txt)";'
-            ' exit 1)')
-
-
-def tasks_md(*items: tuple[str, str, bool]) -> str:
-    """(id, title, is_parent) → a tasks_list.md; leaves get a check on the agent's output file."""
-    lines = ["# Tasks", ""]
-    for task_id, title, is_parent in items:
-        indent = "  " * task_id.count(".")
-        lines.append(f"{indent}- [ ] {task_id} {title}")
-        if not is_parent:
-            lines.append(f"{indent}  - {check_for(task_id)}")
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture
-def stack(redis_url: str, tmp_path: Path) -> Iterator[devstack.Stack]:
-    running = devstack.start(tmp_path / "stack", redis_url, agent_command=f"{sys.executable} {AGENT} {{prompt_file}}",
-                             namespace=f"e2e-{uuid.uuid4().hex[:8]}", extra_env={"CLARITY_RETRY_BACKOFF": "0.05"})
-    try:
-        yield running
-    finally:
-        running.forget()
-        running.stop()
-
-
-def make_repo(stack: devstack.Stack, tmp_path: Path, tasks: str, name: str = REPO,
-              collaborators: dict[str, str] | None = None) -> None:
-    source = tmp_path / f"src-{name.replace('/', '-')}"
-    source.mkdir()
-    (source / "tasks_list.md").write_text(tasks)
-    (source / "README.md").write_text("# widgets\n")
-    stack.create_repo(name, source)
-    for login, permission in (collaborators or {"ada": "write"}).items():
-        stack.admin("PUT", f"/repos/{name}/collaborators/{login}", json={"permission": permission})
-
-
-def store_of(stack: devstack.Stack) -> Store:
-    return Store.from_url(stack.redis.url, stack.settings.namespace)
-
-
-def wait_settled(stack: devstack.Stack, repo: str = REPO, count: int = 1, timeout: float = 60,
-                 since: float = 0.0) -> Any:
-    """Wait until `count` executions of the repo exist and the newest has settled after `since`."""
-    store = store_of(stack)
-
-    def newest() -> Any:
-        found = store.executions(repo=repo)
-        if len(found) >= count and str(found[0].status) in SETTLED and found[0].finished_at > since:
-            return found[0]
-        return None
-
-    return devstack.wait_for(newest, timeout, what=f"an execution of {repo} to settle (see {stack.base})")
-
-
-def wait_comment(stack: devstack.Stack, needle: str, timeout: float = 20) -> dict[str, Any]:
-    def find() -> Any:
-        return next((c for c in stack.admin("GET", "/state")["comments"]
-                     if c["author"] == "clarity[bot]" and needle in c["body"]), None)
-    return devstack.wait_for(find, timeout, what=f"a bot comment containing {needle!r}")
-
-
-def git(stack: devstack.Stack, *args: str, repo: str = REPO) -> str:
-    owner, name = repo.split("/")
-    bare = stack.forge.config.repos_dir / owner / f"{name}.git"
-    return subprocess.run(["git", f"--git-dir={bare}", *args], capture_output=True, text=True,
-                          check=True).stdout
-
-
-def branch_file(stack: devstack.Stack, path: str, branch: str = "clarity/issue-1") -> str:
-    return git(stack, "show", f"{branch}:{path}")
+from tests.e2e import (  # noqa: F401
+    REPO,
+    SETTLED,
+    branch_file,
+    git,
+    make_repo,
+    store_of,
+    tasks_md,
+    wait_comment,
+    wait_settled,
+)
 
 
 def test_comment_runs_tasks_to_the_stop_point_then_run_again_completes(stack, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ def test_private_key_from_path_and_escaped_newlines(private_key_pem: str, tmp_pa
     key.write_text(private_key_pem)
     env = {"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY_PATH": str(key), "GITHUB_WEBHOOK_SECRET": "x" * 8}
     assert Settings.from_env(env).private_key.strip() == private_key_pem.strip()
+    assert Settings.from_env(env).private_key_path == key.resolve()
     escaped = base_env(private_key_pem.replace("\n", "\\n"))
     assert Settings.from_env(escaped).private_key.strip() == private_key_pem.strip()
 
@@ -50,6 +51,7 @@ def test_every_missing_variable_is_named_at_once() -> None:
     ("REDIS_URL", "localhost:6379", "REDIS_URL must be a redis/rediss/unix URL, got 'localhost:6379'"),
     ("CLARITY_RETRIES", "-1", "CLARITY_RETRIES must be at least 0, got -1"),
     ("CLARITY_TASK_TIMEOUT", "soon", "CLARITY_TASK_TIMEOUT must be a number, got 'soon'"),
+    ("CLARITY_LEASE_TTL", "0", "CLARITY_LEASE_TTL must be at least 1, got 0"),
 ])
 def test_malformed_values_are_named(private_key_pem: str, name: str, value: str, expected: str) -> None:
     with pytest.raises(SettingsError, match=expected):
