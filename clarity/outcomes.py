@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 HEADER = "# Task outcomes\n\nWritten by Clarity: one section per finished task.\n"
+PR_TEMPLATE_PATH = ".github/clarity_pr_template.md"
+TEMPLATE_FIELDS = ("{tasks}", "{status}", "{dashboard}", "{scope}", "{issue}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +75,24 @@ def append(existing: bytes | None, outcome: Outcome) -> bytes:
 
 
 def pull_body(issue_number: int | None, is_pull_request: bool, scope: str, dashboard_url: str,
-              done: Sequence[tuple[str, str, str, int]], status: str) -> str:
-    """The execution PR's body: what was done, with commits and evidence. `done`: (id, title, sha, attempts)."""
+              done: Sequence[tuple[str, str, str, int]], status: str, template: str | None = None) -> str:
+    """The execution PR's body: what was done, with commits and evidence. `done`: (id, title, sha, attempts).
+
+    A repository template (`.github/clarity_pr_template.md`) may place `{tasks}`, `{status}`,
+    `{dashboard}`, `{scope}` and `{issue}`; everything else in it is kept as written.
+    """
+    table = ["| task | title | commit | attempts |", "|---|---|---|---|"]
+    table += [f"| {tid} | {title} | {sha[:10]} | {attempts} |" for tid, title, sha, attempts in done]
+    if template is not None:
+        values = {"{tasks}": "\n".join(table), "{status}": status, "{dashboard}": dashboard_url, "{scope}": scope,
+                  "{issue}": f"#{issue_number}" if issue_number else ""}
+        for field, value in values.items():
+            template = template.replace(field, value)
+        return template
     lines = ["Opened by Clarity, working through `tasks_list.md` " + scope + "."]
     if issue_number and not is_pull_request:
         lines.append(f"\nRefs #{issue_number}.")
-    lines += ["", f"**Status:** {status} · [live execution]({dashboard_url})", "",
-              "| task | title | commit | attempts |", "|---|---|---|---|"]
-    lines += [f"| {tid} | {title} | {sha[:10]} | {attempts} |" for tid, title, sha, attempts in done]
+    lines += ["", f"**Status:** {status} · [live execution]({dashboard_url})", "", *table]
     if not done:
         lines.append("| – | nothing finished yet | | |")
     lines += ["", ("Each task has a check run with its acceptance checks and log excerpt; "

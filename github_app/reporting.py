@@ -76,6 +76,12 @@ class PullRequestRef:
 
     number: int
     url: str
+    node_id: str = ""
+    draft: bool = False
+
+
+_READY = "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { clientMutationId } }"
+_DRAFT = "mutation($id: ID!) { convertPullRequestToDraft(input: {pullRequestId: $id}) { clientMutationId } }"
 
 
 class Reporter:
@@ -127,14 +133,17 @@ class Reporter:
                                         head=f"{self.owner}:{head_branch}").parsed_data
         for pull in pulls:
             if pull.head.ref == head_branch:
-                return PullRequestRef(pull.number, pull.html_url)
+                return PullRequestRef(pull.number, pull.html_url, pull.node_id, bool(pull.draft))
         return None
 
     def ensure_pull(self, head: str, base: str, title: str, body: str, draft: bool) -> PullRequestRef:
-        """Open the execution's PR, or refresh the one that already exists for the branch."""
+        """Open the execution's PR, or refresh the one that exists for the branch (body and draft state)."""
         existing = self.find_pull(head)
         if existing:
             self.update_pull(existing.number, body=body)
+            if existing.draft != draft and existing.node_id:
+                self.set_draft(existing.node_id, draft)
+                existing = dataclasses.replace(existing, draft=draft)
             return existing
         try:
             pull = self.gh.rest.pulls.create(self.owner, self.name, title=fit(title, 256), head=head,
@@ -147,7 +156,11 @@ class Reporter:
             if not existing:
                 raise
             return existing
-        return PullRequestRef(pull.number, pull.html_url)
+        return PullRequestRef(pull.number, pull.html_url, pull.node_id, bool(pull.draft))
+
+    def set_draft(self, node_id: str, draft: bool) -> None:
+        """Draft while the execution runs, ready for review when it pauses or completes (GraphQL only)."""
+        self.gh.graphql.request(_DRAFT if draft else _READY, {"id": node_id})
 
     def update_pull(self, number: int, body: str) -> None:
         """Refresh a PR's body with the latest evidence."""

@@ -92,8 +92,8 @@ def escalation(ex: Execution, task: Task, result: TaskResult, url: str) -> str:
             "Fix the task or its checks, then comment `/clarity retry` — or `/clarity stop`.")
 
 
-def finished(ex: Execution, reason: str, url: str) -> str:
-    """The comment when an execution pauses, completes, blocks or stops."""
+def finished(ex: Execution, reason: str, url: str, notify: tuple[str, ...] = ()) -> str:
+    """The comment when an execution pauses, completes, blocks or stops (mentions the `notify:` users)."""
     head = {ExecutionStatus.PAUSED: "paused", ExecutionStatus.COMPLETED: "completed",
             ExecutionStatus.BLOCKED: "is blocked", ExecutionStatus.STOPPED: "stopped"}.get(ex.status, str(ex.status))
     lines = [f"@{ex.requester} execution [`{ex.id}`]({url}) {head} {ex.status.badge}: {reason}.",
@@ -102,4 +102,7 @@ def finished(ex: Execution, reason: str, url: str) -> str:
         lines.append(f"Pull request: {ex.pr_url}")
     if ex.status is ExecutionStatus.PAUSED:
         lines.append("Continue with `/clarity run` (to the end) or `/clarity run until <id>`.")
+    others = [f"@{login.lstrip('@')}" for login in notify if login.lstrip("@").lower() != ex.requester.lower()]
+    if others:
+        lines.append("cc " + " ".join(dict.fromkeys(others)))
     return "\n".join(lines)

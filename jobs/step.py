@@ -59,6 +59,8 @@ class Step:
         self.store = engine.store
         self.id = execution_id
         self.cancel = threading.Event()
+        self.notify: tuple[str, ...] = ()  # `.github/clarity.yml` notify:, once read from the branch
+        self.pr_template: str | None = None  # `.github/clarity_pr_template.md`, if the repo has one
 
     # -- the step -------------------------------------------------------------------------------
     def run(self) -> str:
@@ -97,6 +99,9 @@ class Step:
                        lambda: self.eng.github.installation_token(ex.installation_id))
         workdir = ws.sync(ex.branch, ex.base_branch)
         config = repoconfig.parse(ws.read(repoconfig.CONFIG_PATH))
+        self.notify = config.notify
+        template = ws.read(outcomes.PR_TEMPLATE_PATH)
+        self.pr_template = template.decode("utf-8", "replace") if template else None
         raw = ws.read(config.tasks_file)
         if raw is None:
             raise Blocked(f"`{config.tasks_file}` does not exist on branch `{ex.branch}`")
@@ -304,12 +309,13 @@ class Step:
         scheduler.release(self.eng, ex)
         if notify:
             with contextlib.suppress(RequestFailed):
-                self._refresh_pull(ex, str(status))
-                self.reporter.comment(ex.issue_number, reports.finished(ex, reason, self.eng.dashboard_url(ex.id)))
+                self._refresh_pull(ex, str(status), draft=status not in (S.PAUSED, S.COMPLETED))
+                self.reporter.comment(ex.issue_number, reports.finished(ex, reason, self.eng.dashboard_url(ex.id),
+                                                                        self.notify))
         return f"{status}: {reason}"
 
-    def _refresh_pull(self, ex: Execution, status: str) -> None:
-        """Open or refresh the execution's PR (on a PR, that PR is the one)."""
+    def _refresh_pull(self, ex: Execution, status: str, draft: bool = True) -> None:
+        """Open or refresh the execution's PR (on a PR, that PR is the one): draft while it runs."""
         if ex.is_pull_request:
             if ex.pr_number is None:
                 self.store.update(ex.id, pr_number=ex.issue_number)
@@ -319,9 +325,9 @@ class Step:
         if not done:
             return
         body = outcomes.pull_body(ex.issue_number, False, reports.scope(ex), self.eng.dashboard_url(ex.id),
-                                  done, status)
+                                  done, status, self.pr_template)
         pull = self.reporter.ensure_pull(ex.branch, ex.base_branch, f"Clarity: tasks for #{ex.issue_number}",
-                                         body, draft=False)
+                                         body, draft=draft)
         if ex.pr_number != pull.number:
             self.store.update(ex.id, pr_number=pull.number, pr_url=pull.url)
 
@@ -357,8 +363,5 @@ class Step:
 
 def _commit_of(ws: Workspace, task_id: str) -> str:
     """The sha of the branch's commit for a task (`clarity: <id> ...`), or "" if there is none."""
-    # Workspace has no log reader yet; its `_git` keeps the safe flags and timeouts of every git call.
-    out = ws._git(["log", f"-{SUBJECT_SCAN}", "--format=%H %s", "HEAD"], check=False).stdout
     prefix = f"clarity: {task_id} "
-    return next((line.split(" ", 1)[0] for line in out.splitlines() if line.partition(" ")[2].startswith(prefix)),
-                "")
+    return next((sha for sha, subject in ws.history(SUBJECT_SCAN) if subject.startswith(prefix)), "")

@@ -54,7 +54,11 @@ def supervise(roles: tuple[str, ...], burst: bool) -> int:
     argv = [sys.executable, "-m", "clarity.cli", "worker"]
     children = [subprocess.Popen([*argv, "--role", role, *(["--burst"] if burst else [])]) for role in roles]
 
+    stopping = False
+
     def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -63,8 +67,8 @@ def supervise(roles: tuple[str, ...], burst: bool) -> int:
     signal.signal(signal.SIGINT, forward)
     status = 0
     while any(child.poll() is None for child in children):
-        if not burst and any(child.poll() is not None for child in children):
-            # One role died: stop the other too, so a process manager restarts the pair.
+        if not burst and not stopping and any(child.poll() is not None for child in children):
+            # One role died on its own: stop the other too, so a process manager restarts the pair.
             log.error("a worker child exited (%s); stopping the others",
                       [child.returncode for child in children])
             forward(signal.SIGTERM, None)

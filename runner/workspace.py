@@ -299,6 +299,11 @@ class Workspace:
         self._git(["reset", "-q", "--hard"])
         self._git(["clean", "-q", "-ffdx"])
 
+    def history(self, limit: int = 500) -> list[tuple[str, str]]:
+        """(sha, subject) of the newest `limit` commits reachable from HEAD, newest first."""
+        out = self._git(["log", f"-{limit}", "--format=%H %s", "HEAD"], check=False).stdout
+        return [(sha, subject) for sha, _, subject in (line.partition(" ") for line in out.splitlines())]
+
     def head_sha(self) -> str:
         """The commit the worktree is on."""
         return self._git(["rev-parse", "--verify", "HEAD"]).stdout.strip()

@@ -55,12 +55,16 @@ def test_comment_runs_tasks_to_the_stop_point_then_run_again_completes(stack, tm
     pulls = [i for i in state["issues"] if i.get("pull")]
     assert len(pulls) == 1 and pulls[0]["pull"]["head_ref"] == "clarity/issue-1"
     assert "Refs #1" in pulls[0]["body"]
+    # Opened as a draft while tasks ran, marked ready for review (GraphQL) once paused.
+    [opened] = stack.admin("GET", "/calls", params={"method": "POST", "path": "/pulls"})
+    assert opened["request"]["draft"] is True
     runs = {r["name"]: r for r in state["check_runs"]}
     assert runs["Clarity: 1.1 Create skeleton"]["conclusion"] == "success"
     assert runs["Clarity: 1.2 Add CI"]["conclusion"] == "success"
     assert len(runs) == 2
     assert [r["content"] for r in state["reactions"]] == ["eyes"]
-    wait_comment(stack, "paused")
+    wait_comment(stack, "paused")  # posted after the PR was marked ready
+    assert [i["pull"]["draft"] for i in stack.admin("GET", "/state")["issues"] if i.get("pull")] == [False]
 
     since = time.time()
     stack.comment(REPO, 1, "/clarity run", user="ada")
@@ -243,3 +247,25 @@ def test_dashboard_lists_executions_and_shows_tasks_and_log(stack, tmp_path: Pat
     data = httpx.get(f"{stack.web_url}/api/executions/{ex.id}").json()
     assert data["status"] == "completed" and data["tasksCompleted"] == 1 and data["tasks"][0]["attempts"] == 1
     assert httpx.get(f"{stack.web_url}/executions/nope").status_code == 404
+
+
+def test_pr_template_and_notify_list_from_the_repository(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Only task", False)))
+    source = tmp_path / "extra"
+    source.mkdir()
+    # A second repository whose config asks for a PR template and people to notify.
+    (source / "tasks_list.md").write_text(tasks_md(("1", "Only task", False)))
+    (source / ".github").mkdir()
+    (source / ".github" / "clarity.yml").write_text("notify: [grace, '@lin']\n")
+    (source / ".github" / "clarity_pr_template.md").write_text(
+        "## Our template\n\nStatus: {status}\n\n{tasks}\n\nCloses {issue}.\n")
+    stack.create_repo("acme/templated", source)
+    stack.admin("PUT", "/repos/acme/templated/collaborators/ada", json={"permission": "write"})
+    stack.comment("acme/templated", 1, "/clarity run", user="ada")
+    ex = wait_settled(stack, repo="acme/templated")
+    assert ex.status is ExecutionStatus.COMPLETED, ex.reason
+    closing = wait_comment(stack, "completed")
+    assert "cc @grace @lin" in closing["body"]
+    [pull] = [i for i in stack.admin("GET", "/state")["issues"] if i["repo"] == "acme/templated" and i.get("pull")]
+    assert pull["body"].startswith("## Our template\n\nStatus: completed")
+    assert "| 1 | Only task |" in pull["body"] and "Closes #1." in pull["body"]

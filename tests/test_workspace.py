@@ -458,3 +458,21 @@ def test_redact_hides_tokens_used_by_the_workspace(tmp_path: Path, http_origin: 
     assert ws.remote_branch_exists("main")
     header_value = basic_auth_header(TOKEN).split(" ", 2)[2]
     assert ws.redact(f"fatal: {TOKEN} and {header_value}") == "fatal: *** and ***"
+
+
+def test_history_lists_commits_newest_first(tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    seed = tmp_path / "seed"
+    subprocess.run(["git", "clone", "-q", str(remote), str(seed)], check=True, capture_output=True)
+    for n in (1, 2):
+        (seed / f"f{n}").write_text(str(n))
+        subprocess.run(["git", "-C", str(seed), "add", "-A"], check=True)
+        subprocess.run(["git", "-C", str(seed), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
+                        f"clarity: {n} Task {n}"], check=True)
+    subprocess.run(["git", "-C", str(seed), "push", "-q", "origin", "HEAD:main"], check=True, capture_output=True)
+    ws = Workspace(tmp_path / "ws", str(remote), None)
+    ws.sync("main", "main")
+    subjects = [subject for _, subject in ws.history()]
+    assert subjects == ["clarity: 2 Task 2", "clarity: 1 Task 1"]
+    assert ws.history()[0][0] == ws.head_sha()
