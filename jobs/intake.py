@@ -115,7 +115,10 @@ def handle_comment(eng: Engine, event: CommentEvent) -> str:
     if role.rank < roles.Role.TEAM_MEMBER.rank:
         reporter.comment(event.issue_number, roles.refusal(permission, event.author))
         return f"refused: {event.author} has {permission}"
-    reporter.react(event.comment_id, "eyes")
+    try:
+        reporter.react(event.comment_id, "eyes")
+    except RequestFailed as exc:  # the comment may be gone already; the commands still count
+        log.info("delivery %s: could not react: %s", event.delivery, describe_error(exc))
     done = []
     for item in items:
         try:
