@@ -41,6 +41,8 @@ class Execution:
     pr_number: int | None = None
     pr_url: str | None = None
     trigger_comment_id: int | None = None
+    summary_check_id: int | None = None
+    summary_sha: str = ""
     reason: str = ""
 
     @property

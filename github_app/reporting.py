@@ -127,6 +127,13 @@ class Reporter:
             self.gh.rest.checks.update(  # type: ignore[call-overload]
                 self.owner, self.name, check_run_id, output={**output, "annotations": batch})
 
+    def update_check(self, check_run_id: int, title: str, summary: str, text: str = "") -> None:
+        """Refresh a running check run's output (progress as it happens)."""
+        output: dict[str, object] = {"title": fit(title, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)}
+        if text:
+            output["text"] = fit(text, CHECK_TEXT_LIMIT)
+        self.gh.rest.checks.update(self.owner, self.name, check_run_id, output=output)  # type: ignore[call-overload]
+
     def find_pull(self, head_branch: str) -> PullRequestRef | None:
         """The open PR whose head is `head_branch` in this repository, if any."""
         pulls = self.gh.rest.pulls.list(self.owner, self.name, state="open",

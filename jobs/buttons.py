@@ -20,7 +20,7 @@ def _target(eng: Engine, payload: dict[str, Any], external_id: str | None) -> tu
     """The execution and task behind one of our check runs (`<execution>:<task>`), in this repository."""
     if not external_id or ":" not in external_id:
         return None
-    execution_id, task_id = external_id.split(":", 1)
+    execution_id, task_id = external_id.split(":", 1)  # the summary run has no task: "<execution>:"
     try:
         execution = eng.store.get(execution_id)
     except NotFound:
@@ -48,7 +48,7 @@ def _steer(eng: Engine, payload: dict[str, Any], external_id: str | None, act: s
     if act == "stop":
         return control.stop_execution(eng, reporter, execution, sender)
     if act == "retry":
-        return control.retry_execution(eng, reporter, execution, sender, task_id)
+        return control.retry_execution(eng, reporter, execution, sender, task_id or None)
     if act == "resume":
         return control.resume_execution(eng, reporter, execution, sender)
     return f"ignored: unknown action {act}"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
-from clarity.models import Execution
+from clarity.models import Execution, TaskProgress
 from clarity.outcomes import CheckLine, Outcome
 from clarity.status import ExecutionStatus
 from clarity.tasklist import Task
 from github_app.annotations import Annotation
 from github_app.annotations import parse as parse_annotations
+from github_app.reporting import RESUME, RETRY, STOP, Button, Conclusion
 from jobs.attempts import TaskResult
 from runner.checks import CheckResult
 
@@ -19,6 +21,35 @@ EXCERPT = 3000
 def check_name(task: Task) -> str:
     """One check run per task, named so it reads well in GitHub's checks list."""
     return f"Clarity: {task.id} {task.title}"[:100]
+
+
+def summary_name(ex: Execution) -> str:
+    """The summary check run's name: "Clarity: run until 2.3.1.4"."""
+    return f"Clarity: run {scope(ex)}"
+
+
+def summary_line(ex: Execution) -> str:
+    """One line of progress for the summary check's title."""
+    return (f"{ex.status.badge} {ex.status}: {ex.tasks_completed}/{ex.tasks_total} tasks done"
+            + (f", working on {ex.current_task}" if ex.current_task else ""))
+
+
+def progress_text(ex: Execution, tasks: Mapping[str, TaskProgress]) -> str:
+    """The summary check's progress table."""
+    rows = ["| task | title | status | attempts | commit |", "|---|---|---|---|---|"]
+    rows += [f"| {t.task_id} | {t.title} | {t.status} | {t.attempts} | {t.commit[:10]} |" for t in tasks.values()]
+    return "\n".join(rows)
+
+
+def summary_conclusion(status: ExecutionStatus) -> tuple[Conclusion, tuple[Button, ...]]:
+    """How a settled execution reads in GitHub's checks, and the buttons it offers there."""
+    table: dict[ExecutionStatus, tuple[Conclusion, tuple[Button, ...]]] = {
+        ExecutionStatus.COMPLETED: ("success", ()),
+        ExecutionStatus.PAUSED: ("neutral", (RESUME,)),
+        ExecutionStatus.BLOCKED: ("action_required", (RETRY, STOP)),
+        ExecutionStatus.STOPPED: ("cancelled", ()),
+    }
+    return table.get(status, ("failure", ()))
 
 
 def scope(ex: Execution) -> str:

@@ -61,6 +61,7 @@ class Step:
         self.cancel = threading.Event()
         self.notify: tuple[str, ...] = ()  # `.github/clarity.yml` notify:, once read from the branch
         self.pr_template: str | None = None  # `.github/clarity_pr_template.md`, if the repo has one
+        self.head_sha = ""  # the branch head as this step last saw it: the summary check lives there
 
     # -- the step -------------------------------------------------------------------------------
     def run(self) -> str:
@@ -98,6 +99,7 @@ class Step:
                        repos.clone_url(gh, ex.repo),  # type: ignore[arg-type]
                        lambda: self.eng.github.installation_token(ex.installation_id))
         workdir = ws.sync(ex.branch, ex.base_branch)
+        self.head_sha = ws.head_sha()
         config = repoconfig.parse(ws.read(repoconfig.CONFIG_PATH))
         self.notify = config.notify
         template = ws.read(outcomes.PR_TEMPLATE_PATH)
@@ -127,8 +129,10 @@ class Step:
                                                                title=tasks.get(task_id).title))
         total = ex.tasks_completed + len(order)
         self.store.log(ex.id, f"{len(order)} task(s) to run: {' → '.join(order) or 'none'}")
-        return self.store.transition(ex.id, S.AUTONOMOUS, "engine", "initialized", tasks_total=total,
-                                     started_at=ex.started_at or time.time())
+        ex = self.store.transition(ex.id, S.AUTONOMOUS, "engine", "initialized", tasks_total=total,
+                                   started_at=ex.started_at or time.time())
+        self._summary(ex)
+        return ex
 
     def _follow_git(self, ex: Execution, ws: Workspace, tasks: TaskList) -> Execution:
         """Record as completed, once, each task the branch shows ticked that the table still shows open.
@@ -267,6 +271,7 @@ class Step:
         stat = ws.diff_stat()
         sha = ws.commit(f"clarity: {task.id} {task.title}") or base_sha
         ws.push(ex.branch)
+        self.head_sha = sha
         # Report before recording: a worker lost in between leaves the task open in the table, and the
         # next step finds it ticked on the branch (_follow_git), so the check run never stays open.
         self.reporter.finish_check(check_id, "success", f"Task {task.id} done in {result.attempts} attempt(s)",
@@ -279,6 +284,7 @@ class Step:
         self.store.log(ex.id, f"task {task.id}: done in {result.attempts} attempt(s), commit {sha[:10]}",
                        task=task.id)
         self._refresh_pull(ex, "running")
+        self._summary(self.store.get(ex.id))
         self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} completed")
         scheduler.enqueue_step(self.eng, ex.id)
         return f"task {task.id} completed"
@@ -307,12 +313,44 @@ class Step:
         self.store.clear_flag(ex.id, "stop")
         self.store.log(ex.id, f"execution {status}: {reason}")
         scheduler.release(self.eng, ex)
+        self._summary(ex, final=True)
         if notify:
             with contextlib.suppress(RequestFailed):
                 self._refresh_pull(ex, str(status), draft=status not in (S.PAUSED, S.COMPLETED))
                 self.reporter.comment(ex.issue_number, reports.finished(ex, reason, self.eng.dashboard_url(ex.id),
                                                                         self.notify))
         return f"{status}: {reason}"
+
+    def _summary(self, ex: Execution, final: bool = False) -> None:
+        """The execution's summary check run ("Clarity: run until X") on the branch head, kept current.
+
+        Check runs belong to a commit, so when a task's push moves the head the summary moves with it
+        (the old run ends `neutral`, pointing at the new commit). Its conclusion changes the moment the
+        execution pauses, completes, blocks or stops, which makes GitHub notify people too.
+        """
+        try:
+            name, url = reports.summary_name(ex), self.eng.dashboard_url(ex.id)
+            text = reports.progress_text(ex, self.store.tasks(ex.id))
+            if ex.summary_check_id and self.head_sha and ex.summary_sha != self.head_sha:
+                self.reporter.finish_check(ex.summary_check_id, "neutral", "Continued on a newer commit",
+                                           f"This execution continues on {self.head_sha[:10]}.")
+                ex = self.store.update(ex.id, summary_check_id=None)
+            if not ex.summary_check_id:
+                if not self.head_sha:
+                    return
+                check_id = self.reporter.start_check(self.head_sha, name, url, f"{ex.id}:",
+                                                     reports.summary_line(ex), actions=(STOP,))
+                ex = self.store.update(ex.id, summary_check_id=check_id, summary_sha=self.head_sha)
+            assert ex.summary_check_id is not None
+            if final:
+                conclusion, buttons = reports.summary_conclusion(ex.status)
+                self.reporter.finish_check(ex.summary_check_id, conclusion, reports.summary_line(ex),
+                                           f"{reports.summary_line(ex)}\n\n{ex.reason}", text, actions=buttons)
+            else:
+                self.reporter.update_check(ex.summary_check_id, reports.summary_line(ex),
+                                           reports.summary_line(ex), text)
+        except RequestFailed as exc:  # reporting must never stop the engine
+            log.warning("execution %s: summary check not updated: %s", ex.id, describe_error(exc))
 
     def _refresh_pull(self, ex: Execution, status: str, draft: bool = True) -> None:
         """Open or refresh the execution's PR (on a PR, that PR is the one): draft while it runs."""

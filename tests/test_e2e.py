@@ -58,12 +58,20 @@ def test_comment_runs_tasks_to_the_stop_point_then_run_again_completes(stack, tm
     # Opened as a draft while tasks ran, marked ready for review (GraphQL) once paused.
     [opened] = stack.admin("GET", "/calls", params={"method": "POST", "path": "/pulls"})
     assert opened["request"]["draft"] is True
-    runs = {r["name"]: r for r in state["check_runs"]}
+    runs = {r["name"]: r for r in state["check_runs"] if not r["name"].startswith("Clarity: run ")}
     assert runs["Clarity: 1.1 Create skeleton"]["conclusion"] == "success"
     assert runs["Clarity: 1.2 Add CI"]["conclusion"] == "success"
     assert len(runs) == 2
     assert [r["content"] for r in state["reactions"]] == ["eyes"]
-    wait_comment(stack, "paused")  # posted after the PR was marked ready
+    wait_comment(stack, "paused")  # posted after the PR was marked ready and the summary concluded
+    head = git(stack, "rev-parse", "clarity/issue-1").strip()
+    summaries = [r for r in stack.admin("GET", "/state")["check_runs"] if r["name"] == "Clarity: run until 1.2"]
+    [current] = [r for r in summaries if r["head_sha"] == head]
+    assert current["conclusion"] == "neutral" and "2/2 tasks done" in current["title"]
+    assert "| 1.2 | Add CI | completed | 1 |" in current["text"]
+    assert [a["identifier"] for a in current["actions"]] == ["resume"]
+    assert all(r["conclusion"] == "neutral" and r["title"] == "Continued on a newer commit"
+               for r in summaries if r is not current)
     assert [i["pull"]["draft"] for i in stack.admin("GET", "/state")["issues"] if i.get("pull")] == [False]
 
     since = time.time()
@@ -106,9 +114,14 @@ def test_agent_that_never_passes_is_tried_four_times_then_blocks_with_escalation
     assert subjects[0] == "clarity: 1 Good"  # task 1 landed, nothing of task 2 did
     assert not any("clarity: 2" in s for s in subjects)
     assert "done/2.txt" not in git(stack, "ls-tree", "-r", "--name-only", "clarity/issue-1")
-    runs = {r["name"]: r for r in stack.admin("GET", "/state")["check_runs"]}
+    all_runs = stack.admin("GET", "/state")["check_runs"]
+    runs = {r["name"]: r for r in all_runs if not r["name"].startswith("Clarity: run ")}
     assert {name: r["conclusion"] for name, r in runs.items()} == {
         "Clarity: 1 Good": "success", "Clarity: 2 Impossible [broken]": "failure"}
+    head = git(stack, "rev-parse", "clarity/issue-1").strip()
+    [summary] = [r for r in all_runs if r["name"] == "Clarity: run to the end of the list" and r["head_sha"] == head]
+    assert summary["conclusion"] == "action_required"
+    assert [a["identifier"] for a in summary["actions"]] == ["retry", "stop"]
     [note] = runs["Clarity: 2 Impossible [broken]"]["annotations"]
     assert (note["path"], note["start_line"]) == ("done/2.txt", 1)
     assert note["message"].startswith("AssertionError: expected ok 2, got: wrong 2")
@@ -232,7 +245,8 @@ def test_stop_cancels_the_running_attempt_and_commits_nothing(stack, tmp_path: P
     assert time.monotonic() - started < 15  # the 60 s agent was killed, not waited for
     assert "clarity/issue-1" not in git(stack, "branch", "--list")
     runs = stack.admin("GET", "/state")["check_runs"]
-    assert [r["conclusion"] for r in runs] == ["cancelled"]
+    assert {r["name"]: r["conclusion"] for r in runs} == {
+        "Clarity: 1 Endless [slow:60]": "cancelled", "Clarity: run to the end of the list": "cancelled"}
     assert str(store.task(ex.id, "1").status) == "pending"
 
 

@@ -48,9 +48,11 @@ def blocked_execution(stack: devstack.Stack, tmp_path: Path) -> Any:
     return ex
 
 
-def press(stack: devstack.Stack, execution_id: str, identifier: str, sender: str = "ada") -> None:
+def press(stack: devstack.Stack, execution_id: str, identifier: str, sender: str = "ada", task: str = "1") -> None:
+    """Press a button on the task's check run (task "" = the execution's summary check run)."""
     payload = shaped(stack, "check_run.requested_action", sender)
-    run = next(r for r in stack.admin("GET", "/state")["check_runs"] if r["external_id"].startswith(execution_id))
+    run = next(r for r in stack.admin("GET", "/state")["check_runs"]
+               if r["external_id"] == f"{execution_id}:{task}" and r["status"] == "completed")
     payload["check_run"] = {**payload["check_run"], "id": run["id"], "external_id": run["external_id"],
                             "name": run["name"], "head_sha": run["head_sha"]}
     payload["requested_action"] = {"identifier": identifier}
@@ -78,6 +80,12 @@ def test_retry_button_runs_the_failed_task_again(stack, tmp_path: Path) -> None:
     again = wait_settled(stack, since=since)
     assert again.id == ex.id and again.status is ExecutionStatus.BLOCKED
     assert again.attempts == 8  # 4 more attempts after the button
+
+
+def test_retry_on_the_summary_check_retries_every_failed_task(stack, tmp_path: Path) -> None:
+    ex = blocked_execution(stack, tmp_path)
+    press(stack, ex.id, "retry", task="")
+    wait_comment(stack, "Retrying the failed task")
 
 
 def test_buttons_from_a_reader_are_refused(stack, tmp_path: Path) -> None:
