@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 INTAKE_JOB = "jobs.intake.handle_delivery"
 # The events the app subscribes to (its manifest lists the same); everything else is answered 204 and
 # dropped. Which actions of them matter is decided by the routers in jobs/.
-HANDLED_EVENTS = frozenset({"issue_comment", "check_run", "check_suite", "pull_request", "installation",
+HANDLED_EVENTS = frozenset({"issue_comment", "check_run", "check_suite", "pull_request", "push", "installation",
                             "installation_repositories"})
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 

@@ -92,3 +92,29 @@ def on_repositories(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
     for repo in removed:
         done += _stop_all(eng, eng.store.find(repo), "the repository was removed from the installation", True)
     return "; ".join(done) or f"installation {installation}: +{len(added)} -{len(removed)} repositories"
+
+
+@router.register("push")
+def on_push(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
+    """Someone else pushed to a branch an execution works on: pause it after the current task.
+
+    The next step (on resume) fetches and resets to the pushed branch, so their commits are kept and
+    the task list is re-read from them; a push of ours racing theirs is rejected, never forced.
+    """
+    ref, repo = str(payload.get("ref", "")), (payload.get("repository") or {}).get("full_name")
+    sender = str((payload.get("sender") or {}).get("login", ""))
+    if not ref.startswith("refs/heads/") or not repo:
+        return "ignored: not a branch push"
+    if sender.lower() == eng.settings.bot_login.lower():
+        return "ignored: our own push"
+    branch = ref.removeprefix("refs/heads/")
+    done = []
+    for execution in eng.store.find(repo):
+        if execution.branch == branch and (execution.status.is_active or execution.status.value == "queued"):
+            eng.store.set_flag(execution.id, "pause", f"{sender} (pushed to `{branch}`)")
+            installation, _ = _account(payload)
+            Reporter(eng.github.client(installation), repo).comment(execution.issue_number, (
+                f"@{sender} pushed to `{branch}` while execution `{execution.id}` works on it: it pauses after "
+                "the current task so the two don't collide. `/clarity resume` continues from your commits."))
+            done.append(f"pause {execution.id}")
+    return "; ".join(done) or "ignored: no execution on that branch"

@@ -156,3 +156,31 @@ def test_repositories_added_and_removed_update_the_registry(stack, tmp_path: Pat
     devstack.wait_for(lambda: not store.executions(repo=REPO), 20, what="the removed repo's executions to go")
     assert store.installation(iid)["repos"] == ["acme/other"]
     del ex
+
+
+def test_someone_elses_push_pauses_the_execution_on_that_branch(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Slow [slow:3]", False), ("2", "Next", False)))
+    stack.comment(REPO, 1, "/clarity run", user="ada")
+    store = store_of(stack)
+    devstack.wait_for(lambda: any(e.current_task == "1" for e in store.executions(repo=REPO)), 20,
+                      what="task 1 to start")
+    payload = shaped(stack, "push", sender="grace")
+    payload["ref"] = "refs/heads/clarity/issue-1"
+    deliver(stack, "push", payload)
+    wait_comment(stack, "@grace pushed to `clarity/issue-1`")
+    ex = wait_settled(stack)
+    assert ex.status is ExecutionStatus.PAUSED
+    assert ex.reason == "paused by @grace (pushed to `clarity/issue-1`)"
+    assert str(store.task(ex.id, "1").status) == "completed"  # the running task finished first
+    assert str(store.task(ex.id, "2").status) == "pending"
+
+
+def test_our_own_push_and_tag_pushes_are_ignored(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Only", False)))
+    tag = shaped(stack, "push")  # the fixture pushes a tag
+    deliver(stack, "push", tag)
+    own = shaped(stack, "push", sender="clarity[bot]")
+    own["ref"] = "refs/heads/clarity/issue-1"
+    deliver(stack, "push", own)
+    stack.comment(REPO, 1, "/clarity run", user="ada")
+    assert wait_settled(stack).status is ExecutionStatus.COMPLETED
