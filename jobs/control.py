@@ -158,15 +158,7 @@ def resume(eng: Engine, reporter: Reporter, event: CommentEvent, command: Comman
 
 def resume_execution(eng: Engine, reporter: Reporter, target: Execution, actor: str) -> str:
     """Continue a paused or blocked execution (a comment or a Resume button)."""
-    if target.status not in RESUMABLE:
-        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to resume.")
-        return f"not resumable: {target.status}"
-    _reset_failed(eng, target, None)
-    if target.stop_point and eng.store.flag(target.id, "stop_point_reached"):
-        target = eng.store.update(target.id, stop_point=None)
-    target = scheduler.submit(eng, target, actor)
-    reporter.comment(target.issue_number, f"Resuming {_link(eng, target)}, {_scope(target)} (@{actor}).")
-    return f"resume {target.id}"
+    return _continue(eng, reporter, target, actor, None, "resume")
 
 
 def set_stop_point(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
@@ -191,14 +183,26 @@ def retry(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command
 
 def retry_execution(eng: Engine, reporter: Reporter, target: Execution, actor: str, task_id: str | None) -> str:
     """Make a failed task eligible again and continue (a comment, a Retry button or a re-run request)."""
+    return _continue(eng, reporter, target, actor, task_id, "retry")
+
+
+def _continue(eng: Engine, reporter: Reporter, target: Execution, actor: str, task_id: str | None,
+              verb: str) -> str:
+    """Resume or retry: failed tasks (all, or `task_id`) become eligible and the execution goes back in line."""
     if target.status not in RESUMABLE:
-        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to retry.")
-        return f"not retryable: {target.status}"
+        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to {verb}.")
+        return f"nothing to {verb}: {target.status}"
     _reset_failed(eng, target, task_id)
+    if target.stop_point and eng.store.flag(target.id, "stop_point_reached"):
+        target = eng.store.update(target.id, stop_point=None)  # that stop point is behind us: run on
     target = scheduler.submit(eng, target, actor)
-    what = f"task {task_id}" if task_id else "the failed task"
-    reporter.comment(target.issue_number, f"Retrying {what} in {_link(eng, target)} (@{actor}).")
-    return f"retry {target.id}"
+    if verb == "resume":
+        message = f"Resuming {_link(eng, target)}, {_scope(target)} (@{actor})."
+    else:
+        what = f"task {task_id}" if task_id else "the failed task"
+        message = f"Retrying {what} in {_link(eng, target)} (@{actor})."
+    reporter.comment(target.issue_number, message)
+    return f"{verb} {target.id}"
 
 
 def _reset_failed(eng: Engine, execution: Execution, task_id: str | None) -> None:
