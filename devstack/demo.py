@@ -80,7 +80,8 @@ def report(stack: Stack) -> None:
     _say("\nCheck runs:")
     for run in state["check_runs"]:
         if run["repo"] == REPO:
-            _say(f"  {run['conclusion'] or run['status']:>9}  {run['name']}")
+            summary = f"  ({run['title']})" if run["name"].startswith("Clarity: run ") else ""
+            _say(f"  {run['conclusion'] or run['status']:>9}  {run['name']}{summary}")
     _say("\nComments on issue #1:")
     for comment in state["comments"]:
         if comment["repo"] == REPO and comment["issue_number"] == 1:
