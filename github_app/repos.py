@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
+from typing import Any
 
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
@@ -49,3 +51,19 @@ def clone_url(gh: GitHub, repo: str) -> str:
     """The HTTPS clone URL (credentials are never part of it)."""
     owner, name = repo.split("/", 1)
     return gh.rest.repos.get(owner, name).parsed_data.clone_url
+
+
+def read_file(gh: GitHub, repo: str, path: str, ref: str | None = None) -> bytes | None:
+    """A file's bytes at `ref` (default branch when None); None when the file or the ref does not exist."""
+    owner, name = repo.split("/", 1)
+    try:
+        response = gh.rest.repos.get_content(owner, name, path, ref=ref) if ref else \
+            gh.rest.repos.get_content(owner, name, path)
+        data: Any = response.json()
+    except RequestFailed as exc:
+        if exc.response.status_code == 404:
+            return None
+        raise
+    if not isinstance(data, dict) or "content" not in data:
+        return None  # a directory or a submodule
+    return base64.b64decode(data["content"])

@@ -9,8 +9,12 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from githubkit.exception import RequestFailed
+
+from clarity import repoconfig, tasklist
 from clarity.models import Execution
 from clarity.status import ExecutionStatus, TaskStatus
+from clarity.tasklist import TaskListError
 from github_app import repos
 from github_app.commands import Command
 from github_app.reporting import Reporter
@@ -64,6 +68,36 @@ def new_execution(event: CommentEvent, command: Command, branch: str, base: str)
     )
 
 
+def unknown_task(reporter: Reporter, repo: str, refs: tuple[str, ...], task_id: str | None) -> str | None:
+    """The parser's message when `task_id` is not in the task list at the first of `refs` that has one.
+
+    Checked when the command arrives, so `/clarity run until 9.9` is answered at once; a list that
+    cannot be read here (missing, broken) is left for the step, which blocks with the exact error.
+    """
+    if not task_id:
+        return None
+    try:
+        config = repoconfig.parse(_first_file(reporter, repo, repoconfig.CONFIG_PATH, refs))
+        raw = _first_file(reporter, repo, config.tasks_file, refs)
+        tasks = tasklist.parse(raw.decode("utf-8-sig", "replace"), config.tasks_file) if raw else None
+    except (RequestFailed, repoconfig.ConfigError, TaskListError):
+        return None
+    try:
+        if tasks is not None:
+            tasks.get(task_id)
+    except TaskListError as exc:
+        return str(exc)
+    return None
+
+
+def _first_file(reporter: Reporter, repo: str, path: str, refs: tuple[str, ...]) -> bytes | None:
+    for ref in refs:
+        data = repos.read_file(reporter.gh, repo, path, ref)
+        if data is not None:
+            return data
+    return None
+
+
 def run(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
     """Start an execution, or resume this issue's paused/blocked one with the new scope."""
     live = _current(eng, event, _live_statuses())
@@ -74,6 +108,13 @@ def run(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) 
             "`/clarity stop`."))
         return f"refused: {live.id} already live"
     previous = _current(eng, event, RESUMABLE)
+    branch = previous.branch if previous else f"clarity/issue-{event.issue_number}"
+    refs = (branch, previous.base_branch) if previous else (branch, "")
+    problem = unknown_task(reporter, event.repo, refs if not event.is_pull_request or previous else ("",),
+                           command.until or command.only)
+    if problem:
+        reporter.comment(event.issue_number, f"{problem}. Nothing was started; `/clarity status` shows the list.")
+        return "refused: unknown task"
     if previous:
         execution = eng.store.update(previous.id, stop_point=command.until, only=command.only,
                                      tool=command.tool, priority=command.priority or previous.priority,
@@ -167,6 +208,10 @@ def set_stop_point(eng: Engine, reporter: Reporter, event: CommentEvent, command
                             "No execution here to change: start one with `/clarity run`.")
     if not target:
         return "no execution"
+    problem = unknown_task(reporter, target.repo, (target.branch, target.base_branch), command.task_id)
+    if problem:
+        reporter.comment(event.issue_number, f"{problem}. The stop point stays {_scope(target)}.")
+        return "refused: unknown task"
     eng.store.update(target.id, stop_point=command.task_id)
     reporter.comment(event.issue_number, f"{_link(eng, target)} now stops after task {command.task_id}.")
     return f"stop-point {target.id} {command.task_id}"

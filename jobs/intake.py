@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from dataclasses import dataclass
@@ -138,11 +137,8 @@ def authorize(gh: Any, repo: str, login: str) -> tuple[roles.Role, str]:
 def _managers(gh: Any, repo: str) -> tuple[str, ...]:
     """Managers named in `.github/clarity.yml` on the default branch (none if absent or invalid)."""
     try:
-        owner, name = repo.split("/", 1)
-        data = gh.rest.repos.get_content(owner, name, repoconfig.CONFIG_PATH).json()
-        raw = base64.b64decode(data["content"]) if isinstance(data, dict) and "content" in data else b""
-        return repoconfig.parse(raw).managers
-    except (RequestFailed, repoconfig.ConfigError, ValueError, KeyError):
+        return repoconfig.parse(repos.read_file(gh, repo, repoconfig.CONFIG_PATH)).managers
+    except (RequestFailed, repoconfig.ConfigError):
         return ()
 
 

@@ -94,3 +94,22 @@ def test_commands_without_an_execution_say_so(engine, reporter, forge, verb: Ver
 
 def test_status_without_execution_explains_how_to_start(engine) -> None:
     assert control.status_text(engine, REPO, 9).startswith("No execution on this issue yet.")
+
+
+def test_run_until_an_unknown_task_is_answered_at_once(engine, reporter, forge) -> None:
+    forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
+    outcome = control.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="9.9"))
+    assert outcome == "refused: unknown task"
+    assert bot_comments(forge)[-1].startswith("task 9.9 is not in tasks_list.md. Nothing was started")
+    assert engine.store.executions(repo=REPO) == []
+    assert control.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="1")).startswith("started")
+
+
+def test_stop_point_to_an_unknown_task_is_refused_and_kept(engine, reporter, forge) -> None:
+    forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
+    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="1"))
+    ex = engine.store.find(REPO, 1)[0]
+    outcome = control.set_stop_point(engine, reporter, event(1), Command(Verb.STOP_POINT, 1, "", task_id="7"))
+    assert outcome == "refused: unknown task"
+    assert "task 7 is not in tasks_list.md" in bot_comments(forge)[-1]
+    assert engine.store.get(ex.id).stop_point == "1"
