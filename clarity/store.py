@@ -86,7 +86,8 @@ class Store:
         fields["updated_at"] = time.time()
         current = self.get(execution_id)
         updated = _replace(current, **fields)
-        self.r.hset(self._k("exec", execution_id), mapping={k: updated.to_redis()[k] for k in fields})
+        flat = updated.to_redis()
+        self.r.hset(self._k("exec", execution_id), mapping={k: flat[k] for k in fields})
         self._publish(updated, "execution.updated", {k: _jsonable(v) for k, v in fields.items()})
         return updated
 
@@ -203,11 +204,12 @@ class Store:
 
     def put_task(self, execution_id: str, progress: TaskProgress, actor: str = "engine") -> TaskProgress:
         """Write a task's progress; a status change is checked against the task state machine."""
-        previous = self.task(execution_id, progress.task_id)
+        key = self._k("exec", execution_id, "tasks")
+        raw = self.r.hget(key, progress.task_id)
+        is_new = raw is None
+        previous = TaskProgress(task_id=progress.task_id) if is_new else TaskProgress.from_json(raw)
         if previous.status != progress.status:
             check_task(previous.status, progress.status)
-        key = self._k("exec", execution_id, "tasks")
-        is_new = not self.r.hexists(key, progress.task_id)
         pipe = self.r.pipeline()
         pipe.hset(key, progress.task_id, progress.to_json())
         if is_new:
