@@ -221,7 +221,18 @@ class TaskGraph:
 
 
 def _top_down(nodes: Sequence[Task], parent: dict[str, str | None]) -> list[Task]:
-    """Nodes ordered so every parent comes before its children (depth, then document order)."""
+    """Nodes ordered so every parent comes before its children.
+
+    That is the document order in the usual file; otherwise by depth, then document order.
+    """
+    seen: set[str] = set()
+    for n in nodes:
+        up = parent[n.id]
+        if up is not None and up not in seen:
+            break
+        seen.add(n.id)
+    else:
+        return list(nodes)
     depth: dict[str, int] = {}
     for n in nodes:
         up = parent[n.id]

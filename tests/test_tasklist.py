@@ -579,6 +579,17 @@ def test_errors_use_the_given_filename() -> None:
     assert str(caught.value) == "stop point 2 is not a task or group in docs/tasks.md"
 
 
+def test_a_cycle_is_found_when_each_dependency_is_above_its_dependant_but_a_subtask_is_not() -> None:
+    # 1 depends on 2 (above it), 2.1 on 1 (above it); but 2 waits for 2.1, which is below 1.
+    error = error_of("- [ ] 2 P\n- [ ] 1 A\n  - depends: 2\n- [ ] 2.1 B\n  - depends: 1\n")
+    assert (error.line, error.reason) == (1, "dependency cycle: 2 → 2.1 → 1 → 2")
+
+
+def test_dependencies_pointing_down_the_file_are_fine_without_a_cycle() -> None:
+    tasks = parse("- [ ] 1 A\n  - [ ] 1.2 B\n    - depends: 2\n- [ ] 2 C\n  - depends: 1.1\n- [ ] 1.1 D\n")
+    assert tasks.run_order() == ["1.1", "2", "1.2"]
+
+
 # --- tick ------------------------------------------------------------------------------------
 
 NESTED = """\
@@ -638,6 +649,41 @@ def test_tick_of_an_unknown_task_is_an_error() -> None:
     assert str(caught.value) == "task 9 is not in tasks_list.md, so it cannot be ticked"
     with pytest.raises(TaskListError, match="^task 9 is not in docs/t.md, so"):
         tick(SEED, ["9"], filename="docs/t.md")
+
+
+def test_tick_after_parse_of_the_same_text_gives_what_a_fresh_tick_gives() -> None:
+    # tick reuses the reading of the text parsed last; it must not matter which text that was.
+    fresh = tick(NESTED, ["1.1.1"])
+    parse(NESTED)
+    assert tick(NESTED, ["1.1.1"]) == fresh
+    assert tick("".join(list(NESTED)), ["1.1.1"]) == fresh  # an equal text, another object
+    parse(SEED)
+    assert tick(NESTED, ["1.1.1"]) == fresh
+    with pytest.raises(TaskListError, match="^task 9 is not in other.md, so"):
+        tick(SEED, ["9"], filename="other.md")
+
+
+def test_tick_after_a_failed_parse_raises_the_same_error() -> None:
+    text = "- [ ] 1 A\n  - tool: aider please\n"
+    with pytest.raises(TaskListError) as parsed:
+        parse(text)
+    with pytest.raises(TaskListError) as ticked:
+        tick(text, ["1"])
+    assert str(ticked.value) == str(parsed.value) == (
+        "tasks_list.md line 2: task 1 has tool: aider please, expected one agent name like aider"
+    )
+    cyclic = "- [ ] 1 A\n  - depends: 2\n- [ ] 2 B\n  - depends: 1\n"
+    with pytest.raises(TaskListError, match="dependency cycle"):
+        parse(cyclic)
+    assert tick(cyclic, ["1"]) == "- [x] 1 A\n  - depends: 2\n- [ ] 2 B\n  - depends: 1\n"
+
+
+def test_tick_finds_boxes_in_files_mixing_line_endings() -> None:
+    text = "- [ ] 1 A\r\n- [ ] 2 B\n- [ ] 3 C\r- [ ] 4 D\r\n"
+    for ticked in (tick(text, ["3", "4"]), (parse(text), tick(text, ["3", "4"]))[1]):
+        assert ticked == "- [ ] 1 A\r\n- [ ] 2 B\n- [x] 3 C\r- [x] 4 D\r\n"
+    text = "\ufeff- [ ] 1 A\n- [ ] 2 B\r\n- [ ] 3 C\r\n"
+    assert tick(text, ["3"]) == "\ufeff- [ ] 1 A\n- [ ] 2 B\r\n- [x] 3 C\r\n"
 
 
 # --- properties ------------------------------------------------------------------------------
