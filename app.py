@@ -6,30 +6,39 @@ import redis
 from flask import Flask
 from rq import Queue
 
+from clarity.app_credentials import load_settings
+from clarity.deliveries import DeliveryQueue
+from clarity.metrics import ExecutionCollector, QueueCollector
 from clarity.redaction import install_logging, redact
 from clarity.settings import Settings
 from clarity.store import Store
+from dashboard.ops import OpsConfig
+from dashboard.ops import bp as ops_bp
 from dashboard.views import bp as dashboard_bp
-from github_app.webhooks import MAX_BODY, WebhookConfig
+from github_app.webhooks import INTAKE_JOB, MAX_BODY, WebhookConfig
 from github_app.webhooks import bp as webhooks_bp
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app: webhooks and dashboard share one store; nothing connects until used."""
-    settings = settings or Settings.from_env()
-    install_logging(settings.log_level)
+    settings = settings or load_settings()
+    install_logging(settings.log_level, settings.log_format)
     for value in settings.secret_values():
         redact.add(value)
     app = Flask(__name__, template_folder="dashboard/templates")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     store = Store.from_url(settings.redis_url, settings.namespace)
-    intake = Queue(settings.intake_queue, connection=redis.Redis.from_url(settings.redis_url))
+    rq_connection = redis.Redis.from_url(settings.redis_url)  # RQ wants replies undecoded
+    intake = DeliveryQueue(Queue(settings.intake_queue, connection=rq_connection), settings.namespace, INTAKE_JOB,
+                           settings.delivery_ttl)
     app.extensions["clarity.settings"] = settings
     app.extensions["clarity.store"] = store
-    app.extensions["clarity.webhooks"] = WebhookConfig(settings.webhook_secret, store, intake,
-                                                       settings.delivery_ttl)
+    app.extensions["clarity.webhooks"] = WebhookConfig(settings.webhook_secret, intake)
+    app.extensions["clarity.ops"] = OpsConfig(settings, rq_connection, (
+        QueueCollector(rq_connection, settings.namespace, (settings.intake_queue,)), ExecutionCollector(store)))
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(dashboard_bp)
+    app.register_blueprint(ops_bp)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -8,7 +8,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from clarity.logcontext import ContextFilter, JsonFormatter
+
 MASK = "[REDACTED]"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 # Token shapes that are secrets whoever minted them: GitHub tokens, OpenAI/Anthropic style keys,
 # JWTs (three base64url parts starting with a JSON header) and PEM private key blocks.
@@ -92,16 +95,21 @@ def _redacting_factory(base: Callable[..., logging.LogRecord]) -> Callable[..., 
     return factory
 
 
-def install_logging(level: str = "INFO") -> None:
-    """Redact every log record at creation (so every handler, ours or not, sees clean text); log to stderr."""
+def install_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Redact every log record at creation (so every handler, ours or not, sees clean text); log to stderr.
+
+    `fmt` is "text" (a human line) or "json" (one object per line with the context fields of
+    clarity.logcontext); calling again switches the format of the one handler installed.
+    """
     base = logging.getLogRecordFactory()
     if not getattr(base, "clarity_redacting", False):
         logging.setLogRecordFactory(_redacting_factory(base))
     root = logging.getLogger()
-    if any(isinstance(f, RedactingFilter) for h in root.handlers for f in h.filters):
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    handler.addFilter(RedactingFilter())
-    root.addHandler(handler)
-    root.setLevel(level)
+    handler = next((h for h in root.handlers if any(isinstance(f, RedactingFilter) for f in h.filters)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler.addFilter(RedactingFilter())
+        handler.addFilter(ContextFilter())
+        root.addHandler(handler)
+        root.setLevel(level)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))

@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
+import redis
 from flask import Blueprint, Response, current_app, jsonify, request
+
+from clarity import logcontext, metrics
 
 log = logging.getLogger(__name__)
 
@@ -22,17 +26,12 @@ MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 bp = Blueprint("webhooks", __name__)
 
 
-class DeliveryClaims(Protocol):
-    """The dedupe half of the store (kept narrow so the view stays testable)."""
+class Intake(Protocol):
+    """Claims a delivery id and queues its intake job, both or neither (clarity.deliveries.DeliveryQueue)."""
 
-    def claim_delivery(self, delivery_id: str, ttl: int) -> bool: ...
-    def release_delivery(self, delivery_id: str) -> None: ...
-
-
-class Enqueuer(Protocol):
-    """Anything that can enqueue a job by dotted name (an rq.Queue)."""
-
-    def enqueue(self, f: str, *args: Any, **kwargs: Any) -> Any: ...
+    def accept(self, event: str, delivery: str, body: str) -> bool:
+        """True if queued; False if the delivery id was already seen. Raises if Redis fails."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +39,7 @@ class WebhookConfig:
     """What the view needs, set on `app.extensions["clarity.webhooks"]` by the app factory."""
 
     secret: str
-    claims: DeliveryClaims
-    intake: Enqueuer
-    delivery_ttl: int = 7 * 24 * 3600
+    intake: Intake
 
 
 def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
@@ -59,34 +56,42 @@ def _problem(status: int, message: str) -> tuple[Response, int]:
 
 @bp.post("/webhooks")
 def receive() -> tuple[Response, int]:
-    """Accept one GitHub delivery."""
-    config: WebhookConfig = current_app.extensions["clarity.webhooks"]
+    """Accept one GitHub delivery; count it and time the answer."""
+    started = time.perf_counter()
+    event = request.headers.get("X-GitHub-Event", "")
+    with logcontext.bind(delivery_id=request.headers.get("X-GitHub-Delivery")):
+        response, status, result = _receive(current_app.extensions["clarity.webhooks"], event)
+    # The event header is the sender's word until the signature checks: count only the known ones.
+    known = event if event in HANDLED_EVENTS or event == "ping" else "other"
+    metrics.webhook_delivery(known, result, time.perf_counter() - started)
+    return response, status
+
+
+def _receive(config: WebhookConfig, event: str) -> tuple[Response, int, str]:
     if (request.content_length or 0) > MAX_BODY:
-        return _problem(413, "payload larger than 25 MB")
+        return *_problem(413, "payload larger than 25 MB"), "too_large"
     body = request.get_data(cache=False)
     if not signature_ok(config.secret, body, request.headers.get("X-Hub-Signature-256")):
         log.warning("webhook refused: bad or missing signature (delivery %s)",
                     request.headers.get("X-GitHub-Delivery", "?"))
-        return _problem(401, "signature does not match")
-    event = request.headers.get("X-GitHub-Event", "")
+        return *_problem(401, "signature does not match"), "bad_signature"
     delivery = request.headers.get("X-GitHub-Delivery", "")
     if not event or not delivery:
-        return _problem(400, "X-GitHub-Event and X-GitHub-Delivery headers are required")
+        return *_problem(400, "X-GitHub-Event and X-GitHub-Delivery headers are required"), "malformed"
     if event == "ping":
-        return jsonify({"message": "pong", "delivery": delivery}), 200
+        return jsonify({"message": "pong", "delivery": delivery}), 200, "ping"
     if event not in HANDLED_EVENTS:
-        return jsonify({"message": f"event {event} is not handled"}), 204
+        return jsonify({"message": f"event {event} is not handled"}), 204, "ignored"
     if not request.is_json and not body.lstrip().startswith(b"{"):
-        return _problem(400, "expected a JSON body")
-    if not config.claims.claim_delivery(delivery, config.delivery_ttl):
-        log.info("delivery %s already seen: ignored", delivery)
-        return jsonify({"message": "duplicate delivery", "delivery": delivery}), 200
+        return *_problem(400, "expected a JSON body"), "malformed"
     try:
-        config.intake.enqueue(INTAKE_JOB, event, delivery, body.decode("utf-8", "replace"),
-                              description=f"{event} {delivery}")
-    except Exception:
-        config.claims.release_delivery(delivery)  # let GitHub's redelivery through
-        log.exception("could not enqueue delivery %s", delivery)
-        return _problem(503, "could not queue the delivery; retry later")
+        queued = config.intake.accept(event, delivery, body.decode("utf-8", "replace"))
+    except redis.RedisError:
+        # Nothing was claimed: GitHub's redelivery (or its automatic retry) will be processed.
+        log.exception("could not queue delivery %s", delivery)
+        return *_problem(503, "could not queue the delivery; retry later"), "unavailable"
+    if not queued:
+        log.info("delivery %s already seen: ignored", delivery)
+        return jsonify({"message": "duplicate delivery", "delivery": delivery}), 200, "duplicate"
     log.info("delivery %s (%s) queued", delivery, event)
-    return jsonify({"message": "queued", "delivery": delivery}), 202
+    return jsonify({"message": "queued", "delivery": delivery}), 202, "accepted"

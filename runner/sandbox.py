@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal, Protocol
 
+from clarity import metrics
 from runner.isolation import BWRAP, Isolation, command_prefix, secret_paths, unavailable_reason
 
 log = logging.getLogger(__name__)
@@ -435,6 +436,8 @@ class LocalSandbox:
             # bwrap reports a command killed by signal N as exit 128+N, like a shell; a command that
             # exits 128+N of its own accord reads the same, with the same exit code either way.
             killed_by = killed_by or _describe_signal(code - 128, limits, usage)
+        if killed_by:
+            metrics.sandbox_killed(killed_by)
         stderr = err.text()
         if held:
             stderr += (

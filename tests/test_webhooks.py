@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import redis
 from rq import Queue
+from rq.job import Job, JobStatus
 
 from app import create_app
 from clarity.settings import Settings
@@ -140,3 +143,59 @@ def test_malformed_comment_payload_names_what_is_missing() -> None:
     payload.pop("installation", None)
     with pytest.raises(PayloadError, match="no installation id"):
         parse_comment("d", payload)
+
+
+# -- the ack path: claim + job + push in one atomic step (clarity.deliveries) ----------------------
+def test_accepted_delivery_is_one_rq_job_with_the_exact_arguments(client, intake: Queue, settings: Settings,
+                                                                  redis_client: redis.Redis) -> None:
+    body = comment_body()
+    response = post(client, body, delivery="exact-1")
+    assert response.status_code == 202
+    (job_id,) = intake.job_ids
+    job = Job.fetch(job_id, connection=intake.connection)  # read back by RQ, as a worker does
+    assert job.func_name == "jobs.intake.handle_delivery"
+    assert job.args == ("issue_comment", "exact-1", body.decode())
+    assert job.kwargs == {}
+    assert job.get_status() == JobStatus.QUEUED
+    assert job.origin == settings.intake_queue
+    assert job.description == "issue_comment exact-1"
+    assert job.enqueued_at is not None
+    assert f"rq:queue:{settings.intake_queue}".encode() in intake.connection.smembers("rq:queues")
+    claim = f"{settings.namespace}:delivery:exact-1"
+    assert 0 < redis_client.ttl(claim) <= settings.delivery_ttl
+
+
+def test_concurrent_copies_of_one_delivery_queue_exactly_one_job(settings: Settings, intake: Queue) -> None:
+    app = create_app(settings)
+    body = comment_body()
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(lambda _: post(app.test_client(), body, delivery="race-1").status_code, range(24)))
+    assert sorted(statuses) == [200] * 23 + [202]
+    assert intake.count == 1
+
+
+def test_redis_failure_while_queueing_answers_503_and_leaves_the_delivery_unclaimed(
+        client, intake: Queue, settings: Settings, redis_client: redis.Redis) -> None:
+    # The queue key holds a string, so pushing the job id fails after the claim and the job hash were written.
+    queue_key = f"rq:queue:{settings.intake_queue}"
+    redis_client.set(queue_key, "not a list")
+    delivery = f"retry-{uuid.uuid4()}"
+    response = post(client, comment_body(), delivery=delivery)
+    assert response.status_code == 503
+    assert response.get_json()["message"] == "could not queue the delivery; retry later"
+    assert not redis_client.exists(f"{settings.namespace}:delivery:{delivery}")
+    assert not any(redis_client.hget(key, "description") == f"issue_comment {delivery}"
+                   for key in redis_client.scan_iter("rq:job:*", count=1000))
+    redis_client.delete(queue_key)
+    # GitHub's redelivery (same X-GitHub-Delivery) is processed.
+    assert post(client, comment_body(), delivery=delivery).status_code == 202
+    assert intake.count == 1
+    assert intake.jobs[0].args[1] == delivery
+
+
+def test_redis_down_answers_503_and_a_later_redelivery_is_queued(settings: Settings, redis_client: redis.Redis,
+                                                                intake: Queue) -> None:
+    down = create_app(dataclasses.replace(settings, redis_url="redis://127.0.0.1:9/0")).test_client()
+    assert post(down, comment_body(), delivery="while-down").status_code == 503
+    assert post(create_app(settings).test_client(), comment_body(), delivery="while-down").status_code == 202
+    assert intake.count == 1
