@@ -83,6 +83,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main(until=args.until, keep=args.keep)
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Create the GitHub App from Clarity's manifest and store its id, key and secrets in the vault."""
+    import os
+
+    from redis import RedisError
+
+    from clarity.settings import Settings, SettingsError
+    from clarity.vault import Vault, VaultError
+
+    try:
+        settings = Settings.from_env(args.env, require_github=False)
+        vault = Vault.from_settings(settings)
+        vault.names()  # reach Redis now, not after the person has clicked through GitHub
+    except (SettingsError, VaultError) as err:
+        return _fail(str(err))
+    except RedisError as err:  # its text names host and port, never the URL's password
+        return _fail(f"Redis (REDIS_URL) failed: {err}")
+    from github_app.setup import SetupError, run_setup  # the CLI composes lazily
+
+    try:
+        return run_setup(settings, vault, name=args.name, org=args.org, port=args.port,
+                         open_browser=not args.no_browser, timeout=args.timeout,
+                         env=os.environ if args.env is None else args.env)
+    except SetupError as err:
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        print("\nstopped: no app was stored", file=sys.stderr)
+        return 130
+
+
 SECRETS_ACTIONS = ("generate-key", "set", "list", "rotate", "delete")
 
 
@@ -187,6 +217,18 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         (
             arg("--until", default="1.3", metavar="ID", help="stop point for the demo run (default 1.3)"),
             arg("--keep", action="store_true", help="keep the servers running after the run"),
+        ),
+    ),
+    "setup": Subcommand(
+        cmd_setup,
+        "create the GitHub App from Clarity's manifest; its key and secrets go to the vault",
+        (
+            arg("--org", metavar="ORG", help="create the app in this organization (default: your account)"),
+            arg("--name", default="Clarity", help="the app's name (unique on GitHub; editable on its page)"),
+            arg("--port", type=int, default=0,
+                help="local port for the page and GitHub's redirect back (default: any free port)"),
+            arg("--no-browser", action="store_true", help="print the page's URL instead of opening a browser"),
+            arg("--timeout", type=float, metavar="SECONDS", help="give up after this long (default: wait)"),
         ),
     ),
     "secrets": Subcommand(

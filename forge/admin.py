@@ -90,8 +90,8 @@ def health() -> Response:
             "ok": True,
             "api_url": ctx.config.api_url,
             "public_url": ctx.config.public_url,
-            "app_id": ctx.config.app_id,
-            "app_slug": ctx.config.app_slug,
+            "app_id": ctx.app.id,
+            "app_slug": ctx.app.slug,
             "webhook_url": ctx.hooks.url,
         }
     )
@@ -175,7 +175,7 @@ def create_token() -> Response:
         inst = ctx.state.installation(int(body["installation_id"]))
         if inst is None:
             raise AdminError(404, f"no installation {body['installation_id']}")
-        token, grant = ctx.tokens.issue_installation_token(inst.id, ctx.bot_login)
+        token, grant = ctx.tokens.issue_installation_token(inst.id, ctx.bot_login, permissions=ctx.app.permissions)
         return _status({"token": token, "expires_at": grant.expires_at.isoformat()}, 201)
     user = ctx.state.user(str(_need(body, "login")))
     if user is None:

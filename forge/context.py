@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from flask import current_app
 
+from forge.app_identity import AppIdentity, AppRegistry
 from forge.auth import TokenStore
 from forge.calls import CallLog, RateMeter
 from forge.code_shapes import CodeShapes
@@ -28,7 +28,7 @@ class ForgeContext:
     shapes: Shapes
     code: CodeShapes
     tokens: TokenStore
-    public_key: RSAPublicKey
+    apps: AppRegistry
     calls: CallLog
     rate: RateMeter
     hooks: WebhookSender
@@ -38,6 +38,11 @@ class ForgeContext:
     def bot_login(self) -> str:
         """The app's bot account login."""
         return self.shapes.bot_login
+
+    @property
+    def app(self) -> AppIdentity:
+        """The app the forge serves now (a manifest conversion can replace it)."""
+        return self.apps.current()
 
 
 def forge_context() -> ForgeContext:

@@ -104,17 +104,24 @@ class WebhookSender:
         with self._lock:
             self._url = url
 
+    def set_app(self, url: str | None, secret: str, app_id: int) -> None:
+        """Deliver for another app from now on: its webhook URL, secret and id (the manifest flow)."""
+        with self._lock:
+            self._url, self._secret, self._app_id = url, secret, app_id
+
     def headers(self, event: str, delivery_id: str, body: bytes) -> dict[str, str]:
         """Hookshot's headers for one delivery."""
+        with self._lock:
+            secret, app_id = self._secret, self._app_id
         return {
             "Content-Type": "application/json",
             "User-Agent": "GitHub-Hookshot/forge",
             "X-GitHub-Event": event,
             "X-GitHub-Delivery": delivery_id,
             "X-GitHub-Hook-ID": str(HOOK_ID),
-            "X-GitHub-Hook-Installation-Target-ID": str(self._app_id),
+            "X-GitHub-Hook-Installation-Target-ID": str(app_id),
             "X-GitHub-Hook-Installation-Target-Type": "integration",
-            **signatures(self._secret, body),
+            **signatures(secret, body),
         }
 
     def deliver(

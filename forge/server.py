@@ -17,8 +17,9 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from forge import admin, git_http, graphql, pages
-from forge.auth import AuthFailure, TokenStore, authenticate, public_key_from_pem
+from forge import admin, git_http, graphql, manifests, pages
+from forge.app_identity import AppRegistry, initial_identity
+from forge.auth import AuthFailure, TokenStore, authenticate
 from forge.calls import CallLog, RateMeter
 from forge.code_shapes import CodeShapes
 from forge.config import API_PREFIX, ForgeConfig
@@ -69,9 +70,10 @@ def _authenticate() -> Response | None:
     g.started = time.monotonic()
     if not _is_api(request.path):
         return None
+    app = ctx.app
     try:
         g.principal = authenticate(
-            request.headers.get("Authorization"), ctx.tokens, ctx.public_key, ctx.config.app_id, ctx.bot_login
+            request.headers.get("Authorization"), ctx.tokens, app.public_key, app.id, app.bot_login
         )
     except AuthFailure as exc:
         g.principal_kind = "invalid"
@@ -163,7 +165,8 @@ def _unexpected(exc: Exception) -> Response:
 def build_context(config: ForgeConfig) -> ForgeContext:
     """The forge's services for one config."""
     state = ForgeState()
-    shapes = Shapes(config, state)
+    apps = AppRegistry(initial_identity(config))
+    shapes = Shapes(config, state, apps)
     state.ensure_user(shapes.app_owner_login, "Organization")
     state.ensure_user(shapes.bot_login, "Bot")
     return ForgeContext(
@@ -172,7 +175,7 @@ def build_context(config: ForgeConfig) -> ForgeContext:
         shapes=shapes,
         code=CodeShapes(shapes),
         tokens=TokenStore(),
-        public_key=public_key_from_pem(config.app_public_key_pem),
+        apps=apps,
         calls=CallLog(),
         rate=RateMeter(),
         hooks=WebhookSender(config.webhook_url, config.webhook_secret, config.app_id, config.webhook_timeout),
@@ -186,11 +189,12 @@ def create_forge_app(config: ForgeConfig) -> Flask:
     app = Flask("forge", template_folder=None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION_KEY] = build_context(config)
-    for blueprint in BLUEPRINTS:
+    for blueprint in (*BLUEPRINTS, manifests.api):
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     app.register_blueprint(graphql.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(git_http.blueprint)
+    app.register_blueprint(manifests.pages)
     app.register_blueprint(pages.blueprint)
     app.before_request(_authenticate)
     app.after_request(_finish)

@@ -10,7 +10,7 @@ import zlib
 from datetime import datetime
 from typing import Any
 
-from forge.auth import INSTALLATION_PERMISSIONS
+from forge.app_identity import AppRegistry, initial_identity
 from forge.config import ForgeConfig
 from forge.records import (
     LEGACY_PERMISSION,
@@ -21,12 +21,10 @@ from forge.records import (
     Reaction,
     Repo,
     User,
-    now,
 )
 from forge.state import ForgeState
 
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
-APP_EVENTS = ["check_run", "check_suite", "issue_comment", "issues", "pull_request", "push"]
 
 
 def ts(value: datetime | None) -> str | None:
@@ -42,17 +40,17 @@ def node_id(type_name: str, id_: int) -> str:
 class Shapes:
     """Builds response bodies from the state; one per forge app."""
 
-    def __init__(self, config: ForgeConfig, state: ForgeState) -> None:
+    def __init__(self, config: ForgeConfig, state: ForgeState, apps: AppRegistry | None = None) -> None:
         self.config = config
         self.state = state
+        self.apps = apps or AppRegistry(initial_identity(config))
         self.api = config.api_url
         self.web = config.public_url.rstrip("/")
-        self.app_created_at = now()
 
     @property
     def bot_login(self) -> str:
-        """The app's bot account, e.g. ``clarity[bot]``."""
-        return f"{self.config.app_slug}[bot]"
+        """The current app's bot account, e.g. ``clarity[bot]``."""
+        return self.apps.current().bot_login
 
     # accounts
     def user(self, login: str | None) -> dict[str, Any] | None:
@@ -61,7 +59,7 @@ class Shapes:
             return None
         user = self.state.user(login) or User(0, login)
         api_user = f"{self.api}/users/{user.login}"
-        html = f"{self.web}/apps/{self.config.app_slug}" if user.type == "Bot" else f"{self.web}/{user.login}"
+        html = f"{self.web}/apps/{user.login.removesuffix('[bot]')}" if user.type == "Bot" else f"{self.web}/{user.login}"
         return {
             "login": user.login,
             "id": user.id,
@@ -86,8 +84,8 @@ class Shapes:
 
     @property
     def app_owner_login(self) -> str:
-        """The organization that owns the app."""
-        return f"{self.config.app_slug}-developers"
+        """The account that owns the app."""
+        return self.apps.current().owner
 
     def _owner(self) -> dict[str, Any]:
         owner = self.user(self.app_owner_login)
@@ -95,21 +93,22 @@ class Shapes:
         return owner
 
     def app(self) -> dict[str, Any]:
-        """The Integration object for the forge's one app."""
+        """The Integration object for the app the forge serves."""
+        app = self.apps.current()
         return {
-            "id": self.config.app_id,
-            "slug": self.config.app_slug,
-            "node_id": node_id("App", self.config.app_id),
-            "client_id": f"Iv1.forge{self.config.app_id:08d}",
+            "id": app.id,
+            "slug": app.slug,
+            "node_id": node_id("App", app.id),
+            "client_id": app.client_id,
             "owner": self._owner(),
-            "name": self.config.app_name,
-            "description": "Works through tasks_list.md (served by the forge).",
-            "external_url": self.web,
-            "html_url": f"{self.web}/apps/{self.config.app_slug}",
-            "created_at": ts(self.app_created_at),
-            "updated_at": ts(self.app_created_at),
-            "permissions": dict(INSTALLATION_PERMISSIONS),
-            "events": list(APP_EVENTS),
+            "name": app.name,
+            "description": app.description,
+            "external_url": app.external_url or self.web,
+            "html_url": f"{self.web}/apps/{app.slug}",
+            "created_at": ts(app.created_at),
+            "updated_at": ts(app.created_at),
+            "permissions": dict(app.permissions),
+            "events": list(app.events),
             "installations_count": len(self.state.installations()),
         }
 
@@ -117,20 +116,21 @@ class Shapes:
         """An Installation object."""
         account = self.user(inst.account)
         assert account is not None
+        app = self.apps.current()
         return {
             "id": inst.id,
-            "client_id": f"Iv1.forge{self.config.app_id:08d}",
+            "client_id": app.client_id,
             "account": account,
             "repository_selection": "all",
             "access_tokens_url": f"{self.api}/app/installations/{inst.id}/access_tokens",
             "repositories_url": f"{self.api}/installation/repositories",
             "html_url": f"{self.web}/settings/installations/{inst.id}",
-            "app_id": self.config.app_id,
-            "app_slug": self.config.app_slug,
+            "app_id": app.id,
+            "app_slug": app.slug,
             "target_id": account["id"],
             "target_type": account["type"],
-            "permissions": dict(INSTALLATION_PERMISSIONS),
-            "events": list(APP_EVENTS),
+            "permissions": dict(app.permissions),
+            "events": list(app.events),
             "created_at": ts(inst.created_at),
             "updated_at": ts(inst.created_at),
             "single_file_name": None,

@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from forge.auth import INSTALLATION_PERMISSIONS
 from forge.context import forge_context
 from forge.rest.access import LEVEL_RANK, field, json_body, principal, require_jwt, require_repo
 from forge.rest.errors import ApiError, not_found, unauthorized
@@ -81,13 +80,13 @@ def create_installation_access_token(installation_id: int) -> Response:
     permissions = field(body, "permissions", dict)
     if permissions is not None:
         for scope, level in permissions.items():
-            if LEVEL_RANK.get(level, 99) > LEVEL_RANK.get(INSTALLATION_PERMISSIONS.get(scope, "none"), 0):
+            if LEVEL_RANK.get(level, 99) > LEVEL_RANK.get(ctx.app.permissions.get(scope, "none"), 0):
                 raise ApiError(422, "The permissions requested are not granted to this installation.")
     token, grant = ctx.tokens.issue_installation_token(
         inst.id,
         ctx.bot_login,
         frozenset(r.name.lower() for r in selected) if selected is not None else None,
-        permissions,
+        permissions if permissions is not None else ctx.app.permissions,
     )
     answer: dict[str, Any] = {
         "token": token,

@@ -78,7 +78,7 @@ def create_check_run(owner: str, repo: str) -> Response:
         annotations=tuple(annotations),
         actions=tuple(changes.get("actions", ())),
         check_suite_id=ctx.state.check_suite_id(record.full_name, head_sha),
-        app_id=ctx.config.app_id,
+        app_id=ctx.app.id,
     )
     return created(ctx.code.check_run(ctx.state.put_check_run(run)))
 
