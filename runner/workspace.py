@@ -24,7 +24,11 @@ DEFAULT_EXCLUDES = (".aider*",)
 STDERR_TAIL = 2000
 _STALE_LOCKS = ("index.lock", "HEAD.lock", "config.lock", "shallow.lock")
 # Flags on every call: no credential helper, none of the repository's hooks, no fsmonitor command.
-_SAFE_FLAGS = ("-c", "credential.helper=", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+# With those (and the config rewritten before every call) a worktree owned by someone else is harmless:
+# the docker sandbox lends a root worker's workspace to uid 65534 for a run, and a worker lost during
+# one leaves it so, which git would otherwise refuse as "dubious ownership".
+_SAFE_FLAGS = ("-c", "credential.helper=", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+               "-c", "safe.directory=*")
 
 
 class GitError(RuntimeError):
@@ -258,8 +262,15 @@ class Workspace:
         out = self._git(["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"]).stdout
         return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
 
+    def diff(self) -> str:
+        """`git diff` (a patch) of everything uncommitted, untracked files too; the index is left alone."""
+        return self._diff_all(["diff", "--cached", "--no-ext-diff", "--no-textconv", "HEAD"])
+
     def diff_stat(self) -> str:
         """`git diff --stat` of everything uncommitted, untracked files too; the index is left alone."""
+        return self._diff_all(["diff", "--cached", "--stat", "HEAD"])
+
+    def _diff_all(self, args: list[str]) -> str:
         self._pin_config()
         temp_index = self.root / ".git" / "clarity-stat.index"
         index = self.root / ".git" / "index"
@@ -268,7 +279,7 @@ class Workspace:
                 shutil.copyfile(index, temp_index)
             env = {"GIT_INDEX_FILE": str(temp_index)}
             self._git(["add", "-A"], env=env)
-            return self._git(["diff", "--cached", "--stat", "HEAD"], env=env).stdout
+            return self._git(args, env=env).stdout
         finally:
             temp_index.unlink(missing_ok=True)
 
