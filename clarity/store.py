@@ -17,12 +17,14 @@ from typing import Any
 import redis
 
 from clarity.models import Execution, TaskProgress
+from clarity.ready import ReadySet
 from clarity.redaction import redact
 from clarity.status import ExecutionStatus, TaskStatus, check_execution, check_task
 
 DEFAULT_NAMESPACE = "clarity"
 LOG_MAXLEN = 5000
 AUDIT_MAXLEN = 20000
+DURATIONS_KEPT = 50  # task durations kept per repository for estimates
 
 
 class NotFound(KeyError):
@@ -37,6 +39,7 @@ class Store:
         self.r: Any = client
         self.namespace = namespace
         self.events_channel = f"{namespace}:events"
+        self.ready = ReadySet(client, namespace)
 
     @classmethod
     def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE) -> Store:
@@ -139,6 +142,20 @@ class Store:
             pipe.hgetall(self._k("exec", execution_id))
         return [Execution.from_redis(raw) for raw in pipe.execute() if raw]
 
+    def status_counts(self, chunk: int = 1000) -> dict[str, int]:
+        """How many executions are in each status (for metrics; reads one field per execution)."""
+        counts: dict[str, int] = {}
+        start = 0
+        while ids := self.r.zrange(self._k("execs"), start, start + chunk - 1):
+            pipe = self.r.pipeline(transaction=False)
+            for execution_id in ids:
+                pipe.hget(self._k("exec", execution_id), "status")
+            for status in pipe.execute():
+                if status:
+                    counts[status] = counts.get(status, 0) + 1
+            start += chunk
+        return counts
+
     def find(self, repo: str, issue_number: int | None = None,
              statuses: Iterable[ExecutionStatus] | None = None) -> list[Execution]:
         """Executions of a repo (newest first), filtered by issue/PR and status."""
@@ -163,6 +180,7 @@ class Store:
         pipe.zrem(self._k("inst", execution.installation_id, "execs"), execution_id)
         pipe.lrem(self._k("repo", execution.repo, "waiting"), 0, execution_id)
         pipe.execute()
+        self.ready.remove(execution_id)
         self.r.xadd(self._k("audit"), {"json": json.dumps({
             "kind": "execution.forgotten", "actor": "github", "execution": execution_id, "repo": execution.repo,
             "installation": execution.installation_id, "time": time.time()})}, maxlen=AUDIT_MAXLEN,
@@ -242,6 +260,10 @@ class Store:
         """The newest audit records, newest first."""
         return [_decode_entry(i, d) for i, d in self.r.xrevrange(self._k("audit"), count=count)]
 
+    def audit_event(self, execution: Execution, kind: str, actor: str, data: dict[str, Any]) -> None:
+        """Record who did what to an execution outside a status change (audit stream, log, live event)."""
+        self._emit(execution, kind, actor, data)
+
     def _emit(self, execution: Execution, kind: str, actor: str, data: dict[str, Any]) -> None:
         self.r.xadd(self._k("audit"), {"json": redact(json.dumps({
             "kind": kind, "actor": actor, "execution": execution.id, "repo": execution.repo,
@@ -293,6 +315,19 @@ class Store:
     def remove_waiting(self, repo: str, execution_id: str) -> None:
         """Take an execution out of the waiting line (it was stopped)."""
         self.r.lrem(self._k("repo", repo, "waiting"), 0, execution_id)
+
+    def record_duration(self, repo: str, seconds: float) -> None:
+        """Remember how long a finished task took (the newest few per repository, and overall)."""
+        pipe = self.r.pipeline()
+        for key in (self._k("repo", repo, "durations"), self._k("durations")):
+            pipe.lpush(key, round(seconds, 3))
+            pipe.ltrim(key, 0, DURATIONS_KEPT - 1)
+        pipe.execute()
+
+    def durations(self, repo: str | None = None) -> list[float]:
+        """Recent task durations of a repository (or of every repository), newest first."""
+        key = self._k("repo", repo, "durations") if repo else self._k("durations")
+        return [float(v) for v in self.r.lrange(key, 0, -1)]
 
     def waiting(self, repo: str) -> list[str]:
         """The repo's waiting line, first in line first."""

@@ -35,3 +35,13 @@ def refusal(permission: str, login: str) -> str:
     """The reply for someone who may not steer Clarity on this repository."""
     return (f"@{login} only people with write access to this repository can steer Clarity "
             f"(your permission here is `{permission}`). Ask a maintainer to run the command.")
+
+
+# Commands that need more than team_member (DESIGN §5): managers re-prioritise the queue.
+NEEDED: dict[str, Role] = {"priority": Role.MANAGER}
+
+
+def refusal_for(verb: str, needed: Role, role: Role, login: str) -> str:
+    """The reply for someone whose role is too low for one command."""
+    return (f"@{login} `/clarity {verb}` needs the {needed} role; yours here is {role}. "
+            "Managers are named under `managers:` in `.github/clarity.yml`; admins may do everything.")

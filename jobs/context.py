@@ -8,10 +8,13 @@ from dataclasses import dataclass
 import redis
 from rq import Queue
 
+from clarity.app_credentials import load_settings
 from clarity.redaction import install_logging, redact
 from clarity.settings import Settings
 from clarity.store import Store
 from github_app.client import GitHubApp
+
+PRIORITIES = tuple(range(10, 0, -1))  # `/clarity run ... priority N`: 10 first, 5 by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +25,11 @@ class Engine:
     store: Store
     github: GitHubApp
     intake_queue: Queue
-    steps_queue: Queue
+    steps_queues: tuple[Queue, ...]  # by priority, highest first: workers drain them in this order
+
+    def queue_for(self, priority: int) -> Queue:
+        """The steps queue of a priority (1 to 10, 10 runs first)."""
+        return self.steps_queues[PRIORITIES[0] - min(max(priority, PRIORITIES[-1]), PRIORITIES[0])]
 
     def dashboard_url(self, execution_id: str) -> str:
         """Where people watch an execution."""
@@ -39,13 +46,13 @@ def build(settings: Settings) -> Engine:
         store=Store.from_url(settings.redis_url, settings.namespace),
         github=GitHubApp(settings.app_id, settings.private_key, settings.github_api_url),
         intake_queue=Queue(settings.intake_queue, connection=raw),
-        steps_queue=Queue(settings.steps_queue, connection=raw),
+        steps_queues=tuple(Queue(f"{settings.steps_queue}:p{p}", connection=raw) for p in PRIORITIES),
     )
 
 
 @functools.cache
 def engine() -> Engine:
     """The process's engine, from the environment (read once)."""
-    settings = Settings.from_env()
-    install_logging(settings.log_level)
+    settings = load_settings()  # the environment, and the app `clarity setup` stored for what it lacks
+    install_logging(settings.log_level, settings.log_format)
     return build(settings)

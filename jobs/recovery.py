@@ -26,7 +26,6 @@ import httpx
 import redis
 from githubkit.exception import GitHubException
 from rq.executions import Execution as RQExecution
-from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
 from clarity.models import Execution
@@ -119,6 +118,8 @@ def reconcile(engine: Engine, confirm: float | None = None) -> RecoveryReport:
     if not engine.store.r.set(lock, token, nx=True, px=int(ttl * 1000)):
         return RecoveryReport(skipped=True)
     try:
+        if top_up(engine):
+            log.warning("recovery: queued slots for ready executions that had none")
         first = _look(engine)
         if not first.ids():
             return RecoveryReport()
@@ -221,26 +222,29 @@ def _close_checks(engine: Engine, ex: Execution, check_run_ids: list[int]) -> No
 
 # -- what RQ knows ------------------------------------------------------------------------------
 def live_steps(engine: Engine) -> set[str]:
-    """Execution ids with a step job queued, being taken off the queue, or running on a live worker."""
-    queue = engine.steps_queue
-    conn = queue.connection
-    registry = StartedJobRegistry(queue=queue)
-    registry.cleanup()  # RQ's own abandoned-job handling: runs whose heartbeat expired go to failed
-    started = registry.get_job_and_execution_ids(cleanup=False)
-    # A job taken off the queue is in the intermediate list until its run is registered (one-queue
-    # workers only); once registered, its worker's life decides.
-    moving = [_text(i) for i in conn.lrange(queue.intermediate_queue_key, 0, -1)]
-    waiting = [_text(i) for i in conn.lrange(queue.key, 0, -1)] + list(set(moving) - {j for j, _ in started})
-    running = [job_id for job_id, run_id in started if _worker_alive(conn, job_id, run_id)]
-    jobs = Job.fetch_many([*waiting, *running], connection=conn, serializer=queue.serializer)
-    live: set[str] = set()
-    for job, is_running in zip(jobs, [False] * len(waiting) + [True] * len(running), strict=True):
-        if job is None or job.func_name != scheduler.STEP_JOB or not job.args:
-            continue
-        if is_running and job.get_status(refresh=False) not in (JobStatus.QUEUED, JobStatus.STARTED):
-            continue  # a leftover entry of a finished or failed run (QUEUED: the horse is just forked)
-        live.add(str(job.args[0]))
-    return live
+    """Execution ids waiting for a worker (the ready set) or being stepped by a slot on a live worker."""
+    live = {entry.execution_id for entry in engine.store.ready.entries()}
+    running: list[str] = []
+    for queue in engine.steps_queues:
+        registry = StartedJobRegistry(queue=queue)
+        registry.cleanup()  # RQ's own abandoned-job handling: runs whose heartbeat expired go to failed
+        running += [job_id for job_id, run_id in registry.get_job_and_execution_ids(cleanup=False)
+                    if _worker_alive(queue.connection, job_id, run_id)]
+    # A slot records its pick in the same transaction that takes it out of the ready set: no gap.
+    return live | set(engine.store.ready.slots(running).values())
+
+
+def top_up(engine: Engine) -> int:
+    """Queue slots for ready executions that have none (lost with a flushed queue); returns how many.
+
+    A spare slot costs one job that finds nobody, a missing one leaves an execution waiting for
+    ever, so the count errs on the side of spares.
+    """
+    waiting = scheduler.ready_order(engine)
+    missing = len(waiting) - scheduler.slots_queued(engine)
+    for entry in waiting[:max(missing, 0)]:
+        scheduler.enqueue_slot(engine, entry.priority)
+    return max(missing, 0)
 
 
 def _worker_alive(conn: redis.Redis, job_id: str, run_id: str) -> bool:

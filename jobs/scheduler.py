@@ -1,16 +1,29 @@
-"""Who runs when: one execution per repository (a lease with heartbeat), the rest wait in line."""
+"""Who runs when: one execution per repository (a lease with heartbeat), a fair turn for each customer.
+
+An execution whose repository is busy waits in that repository's line (`queued`). One that may run
+is put in the ready set (clarity.ready) and a slot job goes on the RQ queue of its priority; workers
+drain the queues from priority 10 down to 1, and each slot picks, when it starts, the execution to
+step: highest priority, then the customer served longest ago, then the longest wait. One task per
+step, then the execution is ready again, so customers share workers round-robin.
+"""
 
 from __future__ import annotations
 
 import logging
+import statistics
+from dataclasses import dataclass
+
+from rq import Worker
 
 from clarity.models import Execution
+from clarity.ready import Ready, schedule
 from clarity.status import ExecutionStatus
 from jobs.context import Engine
 
 log = logging.getLogger(__name__)
 
-STEP_JOB = "jobs.step.run_step"
+STEP_JOB = "jobs.step.run_slot"
+DEFAULT_TASK_SECONDS = 120.0  # the estimate before any task of the repository has finished
 # The repo lease lives `settings.lease_ttl` seconds: a step renews it while it works, a lost worker's
 # lease simply expires and jobs.recovery picks the execution up again.
 
@@ -29,14 +42,40 @@ def submit(engine: Engine, execution: Execution, actor: str) -> Execution:
 
 
 def enqueue_step(engine: Engine, execution_id: str) -> None:
-    """Queue the next step of an execution (one task per job, so workers rotate across customers)."""
+    """Make the execution ready for its next step and put a slot for it on its priority's queue."""
+    execution = engine.store.get(execution_id)
+    engine.store.ready.add(execution.id, execution.priority, execution.installation_id)
+    enqueue_slot(engine, execution.priority)
+
+
+def enqueue_slot(engine: Engine, priority: int) -> None:
+    """One RQ job that will step whichever ready execution is next when a worker takes it."""
     timeout = int(engine.settings.task_timeout * (engine.settings.retries + 2) + 600)
-    engine.steps_queue.enqueue(STEP_JOB, execution_id, job_timeout=timeout,
-                               description=f"step {execution_id}", result_ttl=3600, failure_ttl=7 * 24 * 3600)
+    engine.queue_for(priority).enqueue(STEP_JOB, job_timeout=timeout, description=f"step (priority {priority})",
+                                       result_ttl=3600, failure_ttl=7 * 24 * 3600)
+
+
+def slots_queued(engine: Engine) -> int:
+    """Slot jobs waiting on every steps queue."""
+    return sum(queue.count for queue in engine.steps_queues)
+
+
+def reprioritise(engine: Engine, execution: Execution, priority: int, actor: str) -> Execution:
+    """Give an execution another priority (a manager's call); a waiting one moves in line at once."""
+    if not 1 <= priority <= 10:
+        raise ValueError(f"priority must be a whole number from 1 to 10, got {priority}")
+    previous = execution.priority
+    execution = engine.store.update(execution.id, priority=priority)
+    if engine.store.ready.reprioritise(execution.id, priority) and priority > previous:
+        enqueue_slot(engine, priority)  # a slot on the faster queue; the old one finds nobody or another
+    engine.store.log(execution.id, f"priority {previous} → {priority} by @{actor}")
+    engine.store.audit_event(execution, "execution.reprioritised", actor, {"from": previous, "to": priority})
+    return execution
 
 
 def release(engine: Engine, execution: Execution) -> None:
     """Free the repository and start the next execution waiting for it, if any."""
+    engine.store.ready.remove(execution.id)
     engine.store.release_lease(execution.repo, execution.id)
     while (next_id := engine.store.pop_waiting(execution.repo)) is not None:
         waiting = engine.store.get(next_id)
@@ -49,3 +88,69 @@ def position(engine: Engine, execution: Execution) -> int | None:
     """1-based place of a queued execution in its repository's line."""
     line = engine.store.waiting(execution.repo)
     return line.index(execution.id) + 1 if execution.id in line else None
+
+
+# -- estimates ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """When an execution should start its next step and finish, in seconds from now (None: unknown)."""
+
+    starts_in: float | None
+    finishes_in: float | None
+    task_seconds: float  # the mean task duration the estimate uses
+
+
+def task_seconds(durations: list[float]) -> float:
+    """The typical task duration from recent ones (the median resists one slow outlier)."""
+    return statistics.median(durations) if durations else DEFAULT_TASK_SECONDS
+
+
+def remaining_tasks(execution: Execution) -> int:
+    """Tasks still to do in the execution's scope, as far as it knows (at least one while live)."""
+    left = max(execution.tasks_total - execution.tasks_completed, 0)
+    return left or (1 if not execution.status.is_terminal else 0)
+
+
+def estimate(engine: Engine, execution: Execution) -> Estimate:
+    """Start and finish estimates from measured task durations, the repo's line and the ready set."""
+    store = engine.store
+    per_task = task_seconds(store.durations(execution.repo) or store.durations())
+    status = execution.status
+    if status.is_terminal or status in (ExecutionStatus.PAUSED, ExecutionStatus.BLOCKED):
+        return Estimate(None, None, per_task)
+    if status is ExecutionStatus.QUEUED:
+        ahead = [store.lease_holder(execution.repo)] + store.waiting(execution.repo)
+        ahead = ahead[:ahead.index(execution.id)] if execution.id in ahead else ahead
+        wait = sum(remaining_tasks(store.get(i)) for i in ahead if i) * per_task
+        return Estimate(wait, wait + remaining_tasks(execution) * per_task, per_task)
+    until_worker = ready_wait(engine, execution.id, per_task)
+    return Estimate(until_worker, (until_worker or 0.0) + remaining_tasks(execution) * per_task, per_task)
+
+
+def ready_order(engine: Engine) -> list[Ready]:
+    """Executions waiting for a worker, in the order workers will take them."""
+    return schedule(engine.store.ready.entries(), engine.store.ready.served())
+
+
+def ready_wait(engine: Engine, execution_id: str, per_task: float) -> float:
+    """Seconds until a worker takes this execution's next step (0 when it is being worked on)."""
+    order = [r.execution_id for r in ready_order(engine)]
+    if execution_id not in order:
+        return 0.0
+    workers = capacity(engine)
+    return (order.index(execution_id) // workers) * per_task
+
+
+def capacity(engine: Engine) -> int:
+    """Workers taking steps now (at least one, so estimates stay finite while none is up)."""
+    return max(len(Worker.all(queue=engine.steps_queues[0])), 1)
+
+
+def eta_text(seconds: float | None) -> str:
+    """A short human duration: "about 3 min", "about 2 h 5 min", "unknown"."""
+    if seconds is None:
+        return "unknown"
+    minutes = max(int(seconds / 60 + 0.5), 1)  # half up: round() would make 4.5 min "about 4"
+    if minutes < 60:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h {minutes % 60} min"

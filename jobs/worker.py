@@ -19,27 +19,35 @@ from types import FrameType
 
 from rq import Worker
 
+from clarity import artifacts
+from clarity.app_credentials import load_settings
 from clarity.settings import Settings
-from jobs import recovery
+from jobs import recovery, sandboxes
 from jobs.context import engine
 
 log = logging.getLogger(__name__)
 ROLES = ("all", "intake", "steps")
+WORKER_TTL = 60
 
 
 def work(role: str = "all", burst: bool = False) -> int:
     """Run workers for `role`; returns an exit status."""
     if role == "all":
-        Settings.from_env()  # fail here, once, with the message naming every bad variable
+        load_settings()  # fail here, once, with the message naming every bad variable
         return supervise(("intake", "steps"), burst)
     eng = engine()
-    queues = [eng.intake_queue] if role == "intake" else [eng.intake_queue, eng.steps_queue]
-    worker = Worker(queues, connection=eng.intake_queue.connection)
+    queues = [eng.intake_queue] if role == "intake" else [eng.intake_queue, *eng.steps_queues]
+    # A heartbeat every ~45 s even when idle, so /readyz and recovery see a live worker quickly.
+    worker = Worker(queues, connection=eng.intake_queue.connection, worker_ttl=WORKER_TTL)
     log.info("worker %s (%s) listening on %s", worker.name, role, ", ".join(q.name for q in queues))
     stop = threading.Event()
     if role == "steps":
-        # Executions whose worker died go on before this one takes new work, then every lease_ttl / 2.
+        # Sandboxes and executions of workers that died go before this one takes new work; the
+        # reconciler then runs every lease_ttl / 2.
+        if removed := sandboxes.sweep(eng.settings):
+            log.warning("removed %d sandbox container(s) left by dead workers", len(removed))
         recovery.reconcile_logged(eng)
+        prune_artifacts(eng.settings)
         if not burst:
             recovery.run_periodically(eng.settings, stop)
     try:
@@ -47,6 +55,19 @@ def work(role: str = "all", burst: bool = False) -> int:
     finally:
         stop.set()
     return 0
+
+
+def prune_artifacts(settings: Settings) -> list[str]:
+    """Delete the artifacts of executions older than the retention (at a steps worker's start)."""
+    try:
+        pruned = artifacts.prune(settings.artifacts_dir, settings.artifact_retention_days)
+    except OSError as exc:  # a full or read-only disk must not keep the worker from working
+        log.warning("could not prune old artifacts: %s", exc)
+        return []
+    if pruned:
+        log.info("removed the artifacts of %d execution(s) older than %g days", len(pruned),
+                 settings.artifact_retention_days)
+    return pruned
 
 
 def supervise(roles: tuple[str, ...], burst: bool) -> int:

@@ -46,7 +46,8 @@ def test_run_starts_then_a_second_issue_waits_in_line(engine, reporter, forge) -
     assert control.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="1")).startswith("started")
     first = engine.store.find(REPO, 1)[0]
     assert first.status is E.INITIALIZING and first.branch == "clarity/issue-1" and first.base_branch == "main"
-    assert engine.steps_queue.count == 1
+    assert scheduler.slots_queued(engine) == 1 and engine.queue_for(5).count == 1
+    assert [r.execution_id for r in scheduler.ready_order(engine)] == [first.id]
     assert control.run(engine, reporter, event(2), Command(Verb.RUN, 1, "")).startswith("queued")
     second = engine.store.find(REPO, 2)[0]
     assert second.status is E.QUEUED and scheduler.position(engine, second) == 1
@@ -113,3 +114,44 @@ def test_stop_point_to_an_unknown_task_is_refused_and_kept(engine, reporter, for
     assert outcome == "refused: unknown task"
     assert "task 7 is not in tasks_list.md" in bot_comments(forge)[-1]
     assert engine.store.get(ex.id).stop_point == "1"
+
+
+def test_status_gives_priority_place_in_line_and_estimates_from_measured_durations(engine, reporter, forge) -> None:
+    for issue in (1, 2):
+        forge.admin("POST", f"/repos/{REPO}/issues", {"title": f"issue {issue}", "user": "acme"})
+    for seconds in (30.0, 90.0, 600.0):  # the median (90 s) resists the slow one
+        engine.store.record_duration(REPO, seconds)
+    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
+    first = engine.store.find(REPO, 1)[0]
+    engine.store.update(first.id, tasks_total=4, tasks_completed=1)
+    control.run(engine, reporter, event(2), Command(Verb.RUN, 1, "", priority=8))
+    second = engine.store.find(REPO, 2)[0]
+    engine.store.update(second.id, tasks_total=2)
+
+    estimate = scheduler.estimate(engine, engine.store.get(second.id))
+    assert estimate.task_seconds == 90.0
+    assert (estimate.starts_in, estimate.finishes_in) == (3 * 90.0, 5 * 90.0)  # behind 3 tasks left, then 2
+    text = control.status_text(engine, REPO, 2)
+    assert "Priority 8; position 1 in this repository's line; next step in about 5 min" in text
+    assert "done in about 8 min (tasks take about 2 min)" in text
+    running = control.status_text(engine, REPO, 1)
+    assert "Priority 5; next step now" in running  # ready for a worker, the first in line
+
+
+def test_reprioritised_execution_is_taken_first_and_the_audit_says_who(engine, reporter, forge) -> None:
+    forge.create_repo("acme/gadgets", {"tasks_list.md": "- [ ] 1 One\n"})
+    for repo in (REPO, "acme/gadgets"):
+        forge.admin("POST", f"/repos/{repo}/issues", {"title": "one", "user": "acme"})
+    gadgets = Reporter(engine.github.client(engine.github.installation_id_for("acme/gadgets")), "acme/gadgets")
+    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
+    other = dataclasses.replace(event(1), repo="acme/gadgets")
+    control.run(engine, gadgets, other, Command(Verb.RUN, 1, ""))
+    low, high = engine.store.find(REPO, 1)[0], engine.store.find("acme/gadgets", 1)[0]
+    assert [r.execution_id for r in scheduler.ready_order(engine)] == [low.id, high.id]
+
+    assert control.prioritise(engine, gadgets, other, Command(Verb.PRIORITY, 1, "", priority=9)).startswith("priority")
+    assert [r.execution_id for r in scheduler.ready_order(engine)] == [high.id, low.id]
+    assert engine.queue_for(9).count == 1  # a slot on the faster queue, so a worker comes for it first
+    assert engine.store.ready.take("job-1") == high.id
+    record = next(a for a in engine.store.audit() if a["kind"] == "execution.reprioritised")
+    assert (record["actor"], record["from"], record["to"]) == ("acme", 5, 9)

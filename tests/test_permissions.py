@@ -28,13 +28,44 @@ def engine(forge: ForgeHandle, settings, tmp_path: Path) -> context.Engine:
                                              github_api_url=forge.api_url))
 
 
-def comment(engine: context.Engine, forge: ForgeHandle, login: str, body: str) -> str:
+def comment(engine: context.Engine, forge: ForgeHandle, login: str, body: str, repo: str = REPO) -> str:
     # The forge records the comment (its webhook goes nowhere here); intake then handles it directly.
-    _, made = forge.admin("POST", "/comment", {"repo": REPO, "issue": 1, "body": body, "user": login})
+    _, made = forge.admin("POST", "/comment", {"repo": repo, "issue": 1, "body": body, "user": login})
     return handle_comment(engine, CommentEvent(
-        delivery="d", installation_id=engine.github.installation_id_for(REPO), repo=REPO, account="acme",
+        delivery="d", installation_id=engine.github.installation_id_for(repo), repo=repo, account="acme",
         issue_number=1, is_pull_request=False, locked=False, comment_id=made["comment"]["id"], body=body,
         author=login, author_is_bot=False))
+
+
+MANAGER_ONLY = {"admin": True, "maintain": False, "write": False, "triage": False, "read": False}
+
+
+@pytest.mark.parametrize("permission", [*ALLOWED, "none"])
+def test_only_managers_and_admins_reprioritise(engine: context.Engine, forge: ForgeHandle, permission: str) -> None:
+    comment(engine, forge, "user-admin", "/clarity run until 1")
+    ex = engine.store.executions(repo=REPO)[0]
+    login = f"user-{permission}" if permission != "none" else "stranger"
+    outcome = comment(engine, forge, login, "/clarity priority 9")
+    bot = [c["body"] for c in forge.admin("GET", "/state")[1]["comments"] if c["author"] == "clarity[bot]"]
+    if MANAGER_ONLY.get(permission, False):
+        assert outcome == f"priority {ex.id} 9" and engine.store.get(ex.id).priority == 9
+        assert "now has priority 9 (was 5" in bot[-1]
+    else:
+        assert outcome.startswith("refused") and engine.store.get(ex.id).priority == 5
+        needs_role = ALLOWED.get(permission, False)  # writers are told the role, readers the permission
+        assert ("needs the manager role" if needs_role else "only people with write access") in bot[-1]
+
+
+def test_a_manager_named_in_the_repo_config_may_reprioritise(engine: context.Engine, forge: ForgeHandle) -> None:
+    managed = "acme/managed"
+    forge.create_repo(managed, {"tasks_list.md": "- [ ] 1 One\n", ".github/clarity.yml": "managers: [user-write]\n"})
+    forge.admin("POST", f"/repos/{managed}/issues", {"title": "one", "user": "acme"})
+    forge.admin("PUT", f"/repos/{managed}/collaborators/user-write", {"permission": "write"})
+    comment(engine, forge, "user-write", "/clarity run until 1", managed)
+    ex = engine.store.executions(repo=managed)[0]
+    assert comment(engine, forge, "user-write", "/clarity priority 2", managed) == f"priority {ex.id} 2"
+    audit = [a for a in engine.store.audit() if a.get("kind") == "execution.reprioritised"]
+    assert audit and audit[0]["actor"] == "user-write" and (audit[0]["from"], audit[0]["to"]) == (5, 2)
 
 
 @pytest.mark.parametrize("permission", [*ALLOWED, "none"])

@@ -61,7 +61,10 @@ def execution(store: Store, status: E = E.TASK_EXECUTING, issue: int = 1, repo: 
 
 
 def step_jobs(engine: context.Engine) -> list[tuple[str, ...]]:
-    return [tuple(job.args) for job in engine.steps_queue.jobs]
+    """Executions waiting for a worker; each has exactly one slot job on the steps queues."""
+    ready = [(entry.execution_id,) for entry in scheduler.ready_order(engine)]
+    assert scheduler.slots_queued(engine) == len(ready)
+    return ready
 
 
 def test_orphaned_execution_is_recovered_once_however_often_reconcile_runs(engine) -> None:
@@ -92,18 +95,20 @@ def test_execution_whose_step_is_queued_is_left_alone(engine) -> None:
 def test_running_step_counts_while_its_worker_lives_and_not_after(engine) -> None:
     ex = execution(engine.store)
     scheduler.enqueue_step(engine, ex.id)
-    worker = take_job_like_a_worker(engine.steps_queue)  # in this (live) process: pid and host are ours
+    worker = take_job_like_a_worker(engine.queue_for(5), engine.store)  # in this (live) process: pid and host are ours
+    assert step_jobs(engine) == []  # the slot picked it: it is running, not waiting
     assert not recovery.reconcile(engine)
     assert engine.store.get(ex.id).status is E.TASK_EXECUTING
 
-    engine.steps_queue.connection.hset(worker.key, "pid", dead_pid())  # as after a SIGKILL
+    engine.intake_queue.connection.hset(worker.key, "pid", dead_pid())  # as after a SIGKILL
     assert recovery.reconcile(engine).recovered == (ex.id,)
     assert engine.store.get(ex.id).status is E.AUTONOMOUS and step_jobs(engine) == [(ex.id,)]
     worker.register_death()  # RQ's worker keys are outside the test's namespace
 
 
-def take_job_like_a_worker(queue: Queue) -> Worker:
-    """What an RQ worker does before it forks the work horse: dequeue, register the run, mark it started."""
+def take_job_like_a_worker(queue: Queue, store: Store) -> Worker:
+    """What an RQ worker does before it forks the work horse (dequeue, register the run, mark it
+    started), then what the slot job does first (pick the execution)."""
     worker = Worker([queue], connection=queue.connection)
     worker.register_birth()
     found = Queue.dequeue_any([queue], None, connection=queue.connection)
@@ -111,6 +116,7 @@ def take_job_like_a_worker(queue: Queue) -> Worker:
     job, _queue = found
     worker.prepare_execution(job)
     worker.prepare_job_execution(job)
+    assert store.ready.take(job.id) is not None  # what the slot job does first
     return worker
 
 
