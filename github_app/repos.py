@@ -67,3 +67,10 @@ def read_file(gh: GitHub, repo: str, path: str, ref: str | None = None) -> bytes
     if not isinstance(data, dict) or "content" not in data:
         return None  # a directory or a submodule
     return base64.b64decode(data["content"])
+
+
+def issue_labels(gh: GitHub, repo: str, number: int) -> tuple[str, ...]:
+    """The names of an issue's (or pull request's) labels."""
+    owner, name = repo.split("/", 1)
+    data: Any = gh.rest.issues.get(owner, name, number).json()
+    return tuple(str(label["name"] if isinstance(label, dict) else label) for label in data.get("labels") or [])

@@ -36,6 +36,7 @@ class AgentTask:
     previous_error: str | None
     repo: str
     branch: str
+    error_class: str = ""  # why the previous attempt failed: check_failed, timeout, limit, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,8 @@ def render_prompt(task: AgentTask) -> str:
             "",
             "## Previous attempt",
             "",
-            "The previous attempt failed. Output:",
+            f"The previous attempt failed ({task.error_class}). Output:" if task.error_class
+            else "The previous attempt failed. Output:",
             "",
             f"{fence}text",
             tail,
@@ -134,6 +136,8 @@ def clarity_env(task: AgentTask, prompt_file: Path, workdir: Path) -> dict[str, 
     }
     if task.previous_error:
         env["CLARITY_PREVIOUS_ERROR_FILE"] = str(previous_error_file(prompt_file))
+    if task.error_class:
+        env["CLARITY_PREVIOUS_ERROR_CLASS"] = task.error_class
     return env
 
 
