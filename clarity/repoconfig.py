@@ -8,10 +8,12 @@ from typing import Any
 
 import yaml
 
+from clarity.agentconfig import AgentConfigError, AgentsConfig, parse_agents
+
 CONFIG_PATH = ".github/clarity.yml"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _KNOWN = {"tasks_file", "outcomes_file", "image", "setup", "gates", "agents", "retries", "on_failure",
-          "limits", "notify", "managers"}
+          "limits", "notify", "managers", "allowed_commands", "check_timeout"}
 
 
 class ConfigError(ValueError):
@@ -24,12 +26,17 @@ class RepoConfig:
 
     tasks_file: str = "tasks_list.md"
     outcomes_file: str = "task_outcomes.md"
-    image: str = "python:3.12-slim"
+    image: str | None = None  # the docker sandbox's image; None: the app's CLARITY_DOCKER_IMAGE
     setup: tuple[str, ...] = ()
-    gates: tuple[str, ...] = ()
+    gates: tuple[str, ...] = ()  # post_task gates: after every task, with its checks (a plain list means these)
+    pre_gates: tuple[str, ...] = ()  # before an execution's first task (each start or resume)
+    post_execution_gates: tuple[str, ...] = ()  # when the execution reaches its stop point or completes
+    allowed_commands: tuple[str, ...] = ()  # narrows CLARITY_COMMAND_ALLOWLIST; never widens it
+    check_timeout: float | None = None  # each check's run, unless the check says `timeout=`
     agent_default: str | None = None
     agent_fallback: tuple[str, ...] = ()
     agent_command: str | None = None
+    agents: AgentsConfig = field(default_factory=AgentsConfig)  # the whole `agents:` section (rules, routing, options)
     retries: int | None = None
     on_failure: str = "stop"
     timeout: float | None = None
@@ -62,6 +69,10 @@ def parse(text: str | bytes | None) -> RepoConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{CONFIG_PATH}: expected a mapping of settings at the top level")
     agents = _mapping(data, "agents")
+    try:
+        agents_config = parse_agents(data.get("agents"))
+    except AgentConfigError as exc:
+        raise ConfigError(f"{CONFIG_PATH}: {exc}") from None
     limits = _mapping(data, "limits")
     on_failure = str(data.get("on_failure", "stop"))
     if on_failure not in ("stop", "continue"):
@@ -72,12 +83,15 @@ def parse(text: str | bytes | None) -> RepoConfig:
     return RepoConfig(
         tasks_file=_path(data, "tasks_file", "tasks_list.md"),
         outcomes_file=_path(data, "outcomes_file", "task_outcomes.md"),
-        image=str(data.get("image", "python:3.12-slim")),
+        image=_optional_str(data, "image") or None,
         setup=_strings(data, "setup"),
-        gates=_strings(data, "gates"),
+        **_gates(data),
+        allowed_commands=_strings(data, "allowed_commands"),
+        check_timeout=parse_duration(data["check_timeout"], "check_timeout") if "check_timeout" in data else None,
         agent_default=_optional_str(agents, "agents.default"),
         agent_fallback=_strings(agents, "fallback", prefix="agents."),
         agent_command=_optional_str(agents, "agents.command"),
+        agents=agents_config,
         retries=retries,
         on_failure=on_failure,
         timeout=parse_duration(limits["timeout"], "limits.timeout") if "timeout" in limits else None,
@@ -85,6 +99,20 @@ def parse(text: str | bytes | None) -> RepoConfig:
         notify=_strings(data, "notify"),
         extra={k: v for k, v in data.items() if k not in _KNOWN},
     )
+
+
+def _gates(data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """`gates:` as a list (post_task, the old form) or as `{pre, post_task, post_execution}`."""
+    value = data.get("gates")
+    if not isinstance(value, dict):
+        return {"gates": _strings(data, "gates")}
+    unknown = sorted(set(value) - {"pre", "post_task", "post_execution"})
+    if unknown:
+        raise ConfigError(f"{CONFIG_PATH}: `gates` must be a list of strings or a mapping of phases "
+                          f"(pre, post_task, post_execution); `gates.{unknown[0]}` is not a phase")
+    return {"pre_gates": _strings(value, "pre", prefix="gates."),
+            "gates": _strings(value, "post_task", prefix="gates."),
+            "post_execution_gates": _strings(value, "post_execution", prefix="gates.")}
 
 
 def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
