@@ -92,6 +92,8 @@ class TaskProgress:
     check_run_id: int | None = None
     last_error: str = ""
     checks: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    error_class: str = ""  # jobs.failures.ErrorClass of the last failed attempt ("" if none)
+    override_by: str = ""  # login of the person who marked the task done or skipped by hand
 
     def to_json(self) -> str:
         """Serialise for the per-execution task table."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, render_template
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template
 from flask.typing import ResponseReturnValue
 
+from clarity import artifacts
 from clarity.models import Execution
+from clarity.redaction import redact
+from clarity.settings import Settings
 from clarity.store import NotFound, Store
 
 bp = Blueprint("dashboard", __name__)
@@ -46,4 +49,33 @@ def execution_json(execution_id: str) -> ResponseReturnValue:
     store = _store()
     return jsonify({**ex.to_json(), "tasks": [
         {"id": t.task_id, "title": t.title, "status": str(t.status), "attempts": t.attempts,
-         "commit": t.commit, "duration": t.duration} for t in store.tasks(execution_id).values()]})
+         "commit": t.commit, "duration": t.duration, "errorClass": t.error_class, "overrideBy": t.override_by}
+        for t in store.tasks(execution_id).values()]})
+
+
+def _settings() -> Settings:
+    return current_app.extensions["clarity.settings"]
+
+
+@bp.get("/executions/<execution_id>/artifacts")
+@bp.get("/executions/<execution_id>/artifacts/<path:relpath>")
+def execution_artifacts(execution_id: str, relpath: str = "") -> ResponseReturnValue:
+    """An execution's artifacts: a folder is listed, a file is served as redacted text/plain.
+
+    Only what lies inside that execution's folder is reachable: `..`, absolute paths and symlinks are 404.
+    """
+    _execution_or_404(execution_id)
+    settings = _settings()
+    target = artifacts.resolve(settings.artifacts_dir, execution_id, relpath)
+    if target is None:
+        abort(404, description=f"no artifact {relpath!r} in execution {execution_id}")
+    base = artifacts.execution_dir(settings.artifacts_dir, execution_id)
+    if target.is_dir():
+        return render_template("artifacts.html", execution_id=execution_id, here=relpath.strip("/"),
+                               entries=artifacts.listing(target, base))
+    with target.open("rb") as handle:  # read no more than the cap, whatever an agent left there
+        data = handle.read(settings.artifact_max_bytes + 1)
+    text = artifacts.cap(redact(data.decode("utf-8", "replace")), settings.artifact_max_bytes)
+    response = Response(text, mimetype="text/plain")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
