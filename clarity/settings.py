@@ -38,6 +38,22 @@ class Settings:
     namespace: str = "clarity"
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
     private_key_path: Path | None = None  # where the key came from, so sandboxes can hide the file
+    log_format: str = "text"  # CLARITY_LOG_FORMAT: "text" (default) or "json", one object per line
+    ready_worker_age: int = 480  # /readyz: a worker counts if its RQ heartbeat is this recent (seconds)
+    metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: gunicorn workers and RQ horses share metrics
+    github_web_url: str = ""  # GitHub's web pages (`clarity setup`); empty: derived from github_api_url
+    sandbox: str = "local"  # CLARITY_SANDBOX: "local" (subprocess + bubblewrap) or "docker"
+    docker_image: str = "python:3.12-slim"  # CLARITY_DOCKER_IMAGE: the sandbox image when a repo names none
+    docker_cpus: float = 1.0  # CLARITY_DOCKER_CPUS: CPU cores per sandbox container (0: no cap)
+    docker_pids: int = 512  # CLARITY_DOCKER_PIDS: processes per sandbox container, unless a limit says less
+    artifact_max_bytes: int = 1_000_000  # CLARITY_ARTIFACT_MAX_BYTES: cap of each artifact file
+    artifact_retention_days: float = 30.0  # CLARITY_ARTIFACT_RETENTION_DAYS: older execution folders go (0: keep)
+    command_allowlist: tuple[str, ...] = ()  # CLARITY_COMMAND_ALLOWLIST: programs (globs) agents/checks may run
+
+    @property
+    def web_url(self) -> str:
+        """GitHub's web base URL: GITHUB_WEB_URL, else derived from the API URL (see `web_url_for`)."""
+        return self.github_web_url or web_url_for(self.github_api_url)
 
     @property
     def intake_queue(self) -> str:
@@ -79,6 +95,7 @@ class Settings:
             private_key_path=_key_path(env) if require_github else None,
             webhook_secret=reader.text("GITHUB_WEBHOOK_SECRET", required=True) if require_github else "",
             github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com"),
+            github_web_url=reader.url("GITHUB_WEB_URL", "") if reader.text("GITHUB_WEB_URL") else "",
             redis_url=reader.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix")),
             data_dir=Path(reader.text("CLARITY_DATA_DIR") or ".clarity"),
             public_url=reader.url("CLARITY_PUBLIC_URL", "http://127.0.0.1:8000"),
@@ -91,8 +108,19 @@ class Settings:
             delivery_ttl=reader.integer("CLARITY_DELIVERY_TTL", default=7 * 24 * 3600, minimum=60),
             lease_ttl=reader.integer("CLARITY_LEASE_TTL", default=60, minimum=1),
             log_level=(reader.text("CLARITY_LOG_LEVEL") or "INFO").upper(),
+            log_format=reader.choice("CLARITY_LOG_FORMAT", ("text", "json")),
+            ready_worker_age=reader.integer("CLARITY_READY_WORKER_AGE", default=480, minimum=1),
+            metrics_dir=reader.directory("PROMETHEUS_MULTIPROC_DIR"),
             namespace=reader.name("CLARITY_NAMESPACE", "clarity"),
             secret_keys=reader.fernet_keys("CLARITY_SECRET_KEYS"),
+            sandbox=reader.choice("CLARITY_SANDBOX", ("local", "docker")),
+            docker_image=reader.text("CLARITY_DOCKER_IMAGE") or "python:3.12-slim",
+            docker_cpus=reader.number("CLARITY_DOCKER_CPUS", default=1.0),
+            docker_pids=reader.integer("CLARITY_DOCKER_PIDS", default=512, minimum=1),
+            artifact_max_bytes=reader.integer("CLARITY_ARTIFACT_MAX_BYTES", default=1_000_000, minimum=1024),
+            artifact_retention_days=reader.number("CLARITY_ARTIFACT_RETENTION_DAYS", default=30.0),
+            command_allowlist=tuple(p.strip() for p in reader.text("CLARITY_COMMAND_ALLOWLIST").split(",")
+                                    if p.strip()),
         )
         if problems:
             raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -116,6 +144,21 @@ class _Reader:
         value = self.text(name) or default
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
             self.problems.append(f"{name} must be letters, digits, '.', '_' or '-', got {value!r}")
+        return value
+
+    def directory(self, name: str) -> Path | None:
+        """An existing directory, or None when unset."""
+        raw = self.text(name)
+        if raw and not Path(raw).is_dir():
+            self.problems.append(f"{name} must be an existing directory, got {raw!r}")
+        return Path(raw) if raw else None
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        """One of `choices` (case-insensitive); the first when unset."""
+        value = (self.text(name) or choices[0]).lower()
+        if value not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+            return choices[0]
         return value
 
     def integer(self, name: str, default: int = 0, required: bool = False, minimum: int | None = None) -> int:
@@ -181,6 +224,19 @@ class _Reader:
             source = "GITHUB_PRIVATE_KEY_PATH" if path and not self.env.get("GITHUB_PRIVATE_KEY") else "GITHUB_PRIVATE_KEY"
             self.problems.append(f"{source} is not a PEM private key (expected '-----BEGIN ... PRIVATE KEY-----')")
         return pem + "\n"
+
+
+def web_url_for(api_url: str) -> str:
+    """GitHub's web URL for a REST base: api.github.com → github.com, `https://host/api/v3` → `https://host`."""
+    base = api_url.strip().rstrip("/")
+    scheme, _, rest = base.partition("://")
+    host, _, path = rest.partition("/")
+    if host.lower() == "api.github.com":
+        return f"{scheme}://github.com"
+    if host.lower().startswith("api.") and not path:  # GitHub Enterprise Cloud with data residency
+        return f"{scheme}://{host[4:]}"
+    prefix = path.removesuffix("api/v3").strip("/")  # GitHub Enterprise Server and the forge: <web>/api/v3
+    return f"{scheme}://{host}/{prefix}" if prefix else f"{scheme}://{host}"
 
 
 def _key_path(env: Mapping[str, str]) -> Path | None:

@@ -62,6 +62,8 @@ class Verb(StrEnum):
     STOP = "stop"
     RETRY = "retry"
     STATUS = "status"
+    PRIORITY = "priority"
+    OVERRIDE = "override"
     HELP = "help"
 
 
@@ -76,7 +78,8 @@ class Command:
     only: str | None = None
     tool: str | None = None
     priority: int | None = None
-    task_id: str | None = None  # for stop-point and retry
+    task_id: str | None = None  # for stop-point, retry and override
+    outcome: str | None = None  # for override: "done" or "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,9 @@ class VerbSpec:
     argument: ValueSpec | None = None
     argument_required: bool = False
     options: tuple[OptionSpec, ...] = ()
+    argument_field: str = "task_id"  # the Command field the positional argument fills
+    second: ValueSpec | None = None  # a required second positional argument (override's done|skipped)
+    second_field: str = ""  # the Command field it fills
     conflicts: tuple[tuple[str, str, str], ...] = ()  # (field, field, why they cannot be combined)
 
 
@@ -173,7 +179,15 @@ def _read_priority(word: str) -> int:
     return int(word)
 
 
+def _read_outcome(word: str) -> str:
+    """Read what a person declares a task to be: `done` or `skipped`."""
+    if word.lower() not in ("done", "skipped"):
+        raise _Problem(f"a task can be overridden as `done` or `skipped`, got {_code(word)}.")
+    return word.lower()
+
+
 TASK_ID = ValueSpec("<id>", "task id", "2.3.1.4", _read_task_id)
+OUTCOME = ValueSpec("<done/skipped>", "`done` or `skipped`", "done", _read_outcome)
 TOOL_NAME = ValueSpec("<name>", "tool name", "aider", _read_tool)
 PRIORITY = ValueSpec("<1-10>", "priority from 1 to 10", "5", _read_priority)
 
@@ -192,7 +206,7 @@ GRAMMAR: tuple[VerbSpec, ...] = (
             ),
             OptionSpec("only", (("only",),), TASK_ID, "run just this task"),
             OptionSpec("tool", (("tool",),), TOOL_NAME, "use this agent instead of the configured one"),
-            OptionSpec("priority", (("priority",),), PRIORITY, "queue priority, a whole number from 1 to 10"),
+            OptionSpec("priority", (("priority",),), PRIORITY, "queue priority, a whole number from 1 to 10 (10 runs first)"),
         ),
         conflicts=(("only", "until", "`only` runs one task, `until` runs every task up to a stop point"),),
     ),
@@ -213,6 +227,24 @@ GRAMMAR: tuple[VerbSpec, ...] = (
         argument=TASK_ID,
     ),
     VerbSpec(Verb.STATUS, (("status",),), "Reply with the state of this repository's execution."),
+    VerbSpec(
+        Verb.PRIORITY,
+        (("priority",),),
+        "Change the queue priority of this issue's execution, 1 to 10 (10 runs first; managers only).",
+        argument=PRIORITY,
+        argument_required=True,
+        argument_field="priority",
+    ),
+    VerbSpec(
+        Verb.OVERRIDE,
+        (("override",),),
+        "Mark a blocked, failed or open task as done (ticked and committed by Clarity, without the agent)"
+        " or skipped (never run; tasks that depend on it cannot run either), then continue the execution.",
+        argument=TASK_ID,
+        argument_required=True,
+        second=OUTCOME,
+        second_field="outcome",
+    ),
     VerbSpec(Verb.HELP, (("help",),), "Show this help."),
 )
 
@@ -223,6 +255,8 @@ def _usage(spec: VerbSpec, name: tuple[str, ...]) -> str:
     if spec.argument is not None:
         placeholder = spec.argument.placeholder
         parts.append(placeholder if spec.argument_required else f"[{placeholder}]")
+    if spec.second is not None:
+        parts.append(spec.second.placeholder)
     parts += [f"[{' '.join(option.names[0])} {option.value.placeholder}]" for option in spec.options]
     return " ".join(parts)
 
@@ -299,7 +333,8 @@ def _unexpected(spec: VerbSpec, said: str, raw: list[str], at: int) -> _Problem:
         if spec.argument is None:
             return _Problem(f"{head} takes no arguments, got {_code(' '.join(raw))}.")
         count = "one" if spec.argument_required else "at most one"
-        return _Problem(f"{head} takes {count} {spec.argument.noun}, got {_code(' '.join(raw))}.")
+        then = f" and then {spec.second.noun}" if spec.second is not None else ""
+        return _Problem(f"{head} takes {count} {spec.argument.noun}{then}, got {_code(' '.join(raw))}.")
     word = raw[at]
     takes_id = [" ".join(o.names[0]) for o in spec.options if o.value is TASK_ID]
     if takes_id and _canonical_id(word) is not None:
@@ -319,11 +354,19 @@ def _read_arguments(spec: VerbSpec, said: str, raw: list[str], words: list[str])
     at = 0
     if spec.argument is not None:
         if at < len(raw) and _find_option(spec, words, at) is None:
-            values["task_id"] = spec.argument.read(raw[at])
+            values[spec.argument_field] = spec.argument.read(raw[at])
             at += 1
         elif spec.argument_required:
             example = f"`{PREFIX} {said} {spec.argument.example}`"
             raise _Problem(f"`{PREFIX} {said}` needs a {spec.argument.noun}, like {example}.")
+    if spec.second is not None and spec.argument is not None:
+        if at >= len(raw):
+            first = values.get(spec.argument_field, spec.argument.example)
+            example = f"`{PREFIX} {said} {first} {spec.second.example}`"
+            raise _Problem(f"`{PREFIX} {said}` needs {spec.second.noun} after the {spec.argument.noun}, "
+                           f"like {example}.")
+        values[spec.second_field] = spec.second.read(raw[at])
+        at += 1
     while at < len(raw):
         found = _find_option(spec, words, at)
         if found is None:

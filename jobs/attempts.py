@@ -12,13 +12,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clarity import artifacts
 from clarity.redaction import redact
 from clarity.tasklist import Task
+from jobs.failures import ErrorClass, classify_checks, classify_run
 from runner import agents, checks
-from runner.checks import CheckResult
-from runner.sandbox import Limits, Sandbox
+from runner.allowlist import Allowlist
+from runner.checks import ALLOW_ALL, CheckResult
+from runner.sandbox import Limits, Result, Sandbox
 
 ERROR_CHARS = 6000
+ARTIFACT_MAX_BYTES = artifacts.DEFAULT_MAX_BYTES  # a name of its own: AttemptPlan has a field `artifacts`
 
 
 class Cancelled(Exception):
@@ -40,6 +44,11 @@ class AttemptPlan:
     limits: Limits
     retries: int
     backoff: float
+    diff: Callable[[], str] | None = None  # the workspace's uncommitted patch, saved as each attempt's diff.patch
+    max_artifact_bytes: int = ARTIFACT_MAX_BYTES
+    agent_env: Mapping[str, str] = field(default_factory=dict)  # the agent's extra variables (API keys, HOME)
+    allow: Allowlist = ALLOW_ALL  # the command allowlist: the agent's program and every check's commands
+    check_timeout: float | None = None  # each check's run, unless the check says `timeout=` (repo check_timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,8 @@ class TaskResult:
     last_error: str = ""
     agent_output: str = ""
     errors: tuple[str, ...] = field(default_factory=tuple)
+    error_class: str = ""  # jobs.failures.ErrorClass of the last failed attempt
+    error_classes: tuple[str, ...] = ()  # one per failed attempt, in order
 
 
 Hook = Callable[[str, int, str], None]  # (event, attempt, detail): "attempt", "verifying", "failed"
@@ -63,55 +74,102 @@ def attempt_task(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, o
     started = time.monotonic()
     previous_error: str | None = None
     errors: list[str] = []
+    classes: list[str] = []
     results: list[CheckResult] = []
     output = ""
     for attempt in range(1, plan.retries + 2):
         _raise_if(cancel)
         on("attempt", attempt, "")
-        error, output, results = _one_attempt(plan, sandbox, cancel, attempt, previous_error, on)
+        error, error_class, output, results = _one_attempt(plan, sandbox, cancel, attempt, previous_error,
+                                                           classes[-1] if classes else "", on)
         if error is None:
-            return TaskResult(True, attempt, time.monotonic() - started, tuple(results), "", output, tuple(errors))
+            return TaskResult(True, attempt, time.monotonic() - started, tuple(results), "", output, tuple(errors),
+                              error_classes=tuple(classes))
         errors.append(error)
+        classes.append(error_class)
         previous_error = error
         on("failed", attempt, error)
         if attempt <= plan.retries and cancel.wait(min(plan.backoff * 2 ** (attempt - 1), 60.0)):
             raise Cancelled()
     return TaskResult(False, plan.retries + 1, time.monotonic() - started, tuple(results),
-                      errors[-1] if errors else "", output, tuple(errors))
+                      errors[-1] if errors else "", output, tuple(errors), classes[-1] if classes else "",
+                      tuple(classes))
 
 
 def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, attempt: int,
-                 previous_error: str | None, on: Hook) -> tuple[str | None, str, list[CheckResult]]:
+                 previous_error: str | None, previous_class: str,
+                 on: Hook) -> tuple[str | None, str, str, list[CheckResult]]:
+    """One attempt: (error or None, its ErrorClass or "", agent output tail, check results)."""
     folder = plan.artifacts / f"attempt-{attempt}"
     folder.mkdir(parents=True, exist_ok=True)
     agent_task = agents.AgentTask(
         task_id=plan.task.id, title=plan.task.title, description=plan.task.description,
         checks=plan.task.checks, files=plan.task.files, attempt=attempt, previous_error=previous_error,
-        repo=plan.repo, branch=plan.branch)
+        repo=plan.repo, branch=plan.branch, error_class=previous_class)
     prompt = agents.write_prompt(folder / "prompt.md", agent_task)
+    artifacts.write_text(prompt, prompt.read_text(encoding="utf-8"), plan.max_artifact_bytes)
     invocation = agents.build(plan.agent, agent_task, prompt, plan.workdir, plan.agent_options)
-    result = sandbox.run(invocation.argv, plan.workdir, invocation.env, plan.limits, cancel=cancel)
+    refused = plan.allow.refuse_argv(invocation.argv)
+    if refused:  # an AgentError: the next tool of the route is tried, else the execution blocks
+        raise agents.AgentError(f"the agent `{plan.agent}` was not started: {refused}")
+    # Model API keys go to the agent only: the checks below run with an environment of their own.
+    result = sandbox.run(invocation.argv, plan.workdir, {**invocation.env, **plan.agent_env}, plan.limits,
+                         cancel=cancel)
     output = redact(result.output_tail(ERROR_CHARS))
-    (folder / "agent.log").write_text(redact(f"$ {' '.join(invocation.argv)}\nexit {result.exit_code} "
-                                             f"in {result.duration:.1f}s\n\n{result.stdout}\n{result.stderr}"))
+    killed = f" (killed: {result.killed_by})" if result.killed_by else ""
+    artifacts.write_text(folder / "agent.log", f"$ {' '.join(invocation.argv)}\nexit {result.exit_code}{killed} in "
+                         f"{result.duration:.1f}s\n\n{result.stdout}\n{result.stderr}", plan.max_artifact_bytes)
+    _save_diff(folder, plan)
     _raise_if(cancel)
     if not result.ok:
+        agent_class = classify_run(result.exit_code, result.timed_out, result.killed_by) or ErrorClass.AGENT_CRASHED
+        _save_result(folder, plan, attempt, result, None, agent_class)
         why = "timed out" if result.timed_out else (result.killed_by or f"exited with code {result.exit_code}")
-        return f"The agent `{plan.agent}` {why}.\n{output}", output, []
+        return f"The agent `{plan.agent}` {why} ({agent_class}).\n{output}", agent_class, output, []
     on("verifying", attempt, "")
-    results = checks.run_checks(plan.checks, sandbox, plan.workdir, {}, plan.limits)
-    (folder / "checks.json").write_text(redact(json.dumps([_check_json(r) for r in results], indent=2)))
+    checks_started = time.monotonic()
+    results = checks.run_checks(plan.checks, sandbox, plan.workdir, {}, plan.limits, allow=plan.allow,
+                                default_timeout=plan.check_timeout)
+    checks_seconds = time.monotonic() - checks_started
+    artifacts.write_text(folder / "checks.json", json.dumps([_check_json(r) for r in results], indent=2),
+                         plan.max_artifact_bytes)
+    checks_class = classify_checks(results)
+    _save_result(folder, plan, attempt, result, checks_seconds, checks_class)
     _raise_if(cancel)
     failed = [r for r in results if not r.passed]
     if failed:
         return "\n\n".join(f"Check `{r.name}` failed (exit {r.exit_code}):\n{r.output}" for r in failed)[
-            -ERROR_CHARS:], output, results
-    return None, output, results
+            -ERROR_CHARS:], checks_class or ErrorClass.CHECK_FAILED, output, results
+    return None, "", output, results
+
+
+def _save_diff(folder: Path, plan: AttemptPlan) -> None:
+    """The attempt's changes (after the agent, before the checks) as `diff.patch`."""
+    if plan.diff is None:
+        return
+    try:
+        patch = plan.diff()
+    except Exception as exc:  # noqa: BLE001 - an artifact must never fail the attempt
+        patch = f"[the diff could not be taken: {exc}]\n"
+    artifacts.write_text(folder / "diff.patch", patch, plan.max_artifact_bytes)
+
+
+def _save_result(folder: Path, plan: AttemptPlan, attempt: int, agent: Result, checks_seconds: float | None,
+                 error_class: str | None) -> None:
+    """`timings.json` (agent and checks durations, the sandbox's usage) and `result.json` (the verdict)."""
+    timings = {"attempt": attempt, "agent_seconds": round(agent.duration, 3),
+               "checks_seconds": None if checks_seconds is None else round(checks_seconds, 3),
+               "usage": agent.usage, "isolation": agent.isolation}
+    artifacts.write_text(folder / "timings.json", json.dumps(timings, indent=2), plan.max_artifact_bytes)
+    verdict = {"attempt": attempt, "passed": error_class is None, "error_class": error_class or "",
+               "agent_exit_code": agent.exit_code, "timed_out": agent.timed_out, "killed_by": agent.killed_by}
+    artifacts.write_text(folder / "result.json", json.dumps(verdict, indent=2), plan.max_artifact_bytes)
 
 
 def _check_json(result: CheckResult) -> dict[str, object]:
     return {"name": result.name, "kind": result.kind, "passed": result.passed,
-            "exit_code": result.exit_code, "duration": round(result.duration, 3), "output": result.output}
+            "exit_code": result.exit_code, "duration": round(result.duration, 3), "output": result.output,
+            **({"details": dict(result.details)} if result.details else {})}
 
 
 def _raise_if(cancel: threading.Event) -> None:

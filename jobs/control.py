@@ -1,4 +1,4 @@
-"""The engine's controls: what run, stop, pause, resume, stop-point, retry and status do.
+"""The engine's controls: what run, stop, pause, resume, stop-point, retry, override and status do.
 
 Comment commands (and later the REST API) call these; each one changes state through the store
 and answers the person who asked.
@@ -18,7 +18,7 @@ from clarity.tasklist import TaskListError
 from github_app import repos
 from github_app.commands import Command
 from github_app.reporting import Reporter
-from jobs import scheduler
+from jobs import overrides, scheduler
 from jobs.context import Engine
 
 if TYPE_CHECKING:
@@ -250,12 +250,88 @@ def _continue(eng: Engine, reporter: Reporter, target: Execution, actor: str, ta
     return f"{verb} {target.id}"
 
 
+def override(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
+    """`/clarity override <id> done|skipped`: a person settles a task; a paused/blocked execution resumes."""
+    target = _target_or_say(eng, reporter, event, _live_statuses() + RESUMABLE,
+                            "Nothing to override: no execution on this issue. Start one with `/clarity run`.")
+    if not target or not command.task_id or not command.outcome:
+        return "nothing to override"
+    tasks = _read_tasks(reporter, target.repo, (target.branch, target.base_branch))
+    progress = eng.store.task(target.id, command.task_id)
+    try:
+        if tasks is None:
+            raise TaskListError(f"the task list of `{target.branch}` cannot be read")
+        task = tasks.get(command.task_id)
+        progress = dataclasses.replace(progress, title=progress.title or task.title)
+        problem = overrides.refusal(progress, command.outcome, task.done, task.is_leaf,
+                                    target.status.is_active and target.current_task == command.task_id)
+    except TaskListError as exc:
+        problem = str(exc)
+    if problem:
+        reporter.comment(event.issue_number, f"{problem[0].upper()}{problem[1:]}. Nothing was changed.")
+        return f"refused: {problem}"
+    overrides.record(eng.store, target, progress, command.outcome, event.author)
+    effect = (f"Clarity ticks it on `{target.branch}` in its own commit, without running the agent"
+              if command.outcome == "done" else "it will not run, nor will tasks that depend on it")
+    reporter.comment(event.issue_number, f"Task {command.task_id} of {_link(eng, target)} marked "
+                                         f"**{command.outcome}** by @{event.author}: {effect}.")
+    if target.status in RESUMABLE:
+        return _continue(eng, reporter, eng.store.get(target.id), event.author, None, "resume")
+    return f"override {target.id} {command.task_id} {command.outcome}"
+
+
+def _read_tasks(reporter: Reporter, repo: str, refs: tuple[str, ...]) -> tasklist.TaskList | None:
+    """The task list at the first of `refs` that has one; None when it is missing or cannot be read."""
+    try:
+        config = repoconfig.parse(_first_file(reporter, repo, repoconfig.CONFIG_PATH, refs))
+        raw = _first_file(reporter, repo, config.tasks_file, refs)
+        return tasklist.parse(raw.decode("utf-8-sig", "replace"), config.tasks_file) if raw else None
+    except (RequestFailed, repoconfig.ConfigError, TaskListError):
+        return None
+
+
+def prioritise(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
+    """Give this issue's live or queued execution another priority (a manager's command)."""
+    target = _target_or_say(eng, reporter, event, _live_statuses(),
+                            "Nothing to re-prioritise: no execution is live or queued on this issue.")
+    if not target or command.priority is None:
+        return "nothing to re-prioritise"
+    before = target.priority
+    target = scheduler.reprioritise(eng, target, command.priority, event.author)
+    reporter.comment(event.issue_number, (
+        f"{_link(eng, target)} now has priority {target.priority} (was {before}; 10 runs first). "
+        f"Next step: {_starts(eng, target)}."))
+    return f"priority {target.id} {target.priority}"
+
+
+def _starts(eng: Engine, execution: Execution) -> str:
+    est = scheduler.estimate(eng, execution)
+    if est.starts_in is None:
+        return "not scheduled"
+    return "now" if est.starts_in == 0 else f"in {scheduler.eta_text(est.starts_in)}"
+
+
 def _reset_failed(eng: Engine, execution: Execution, task_id: str | None) -> None:
-    """Make failed/skipped tasks eligible again (all of them, or just `task_id`)."""
+    """Make failed/skipped tasks eligible again (all of them, or just `task_id`).
+
+    A task a person marked skipped (`/clarity override`) stays skipped unless it is named.
+    """
     for progress in eng.store.tasks(execution.id).values():
-        if progress.status in (TaskStatus.FAILED, TaskStatus.SKIPPED) and task_id in (None, progress.task_id):
+        if progress.status in (TaskStatus.FAILED, TaskStatus.SKIPPED) and task_id in (None, progress.task_id) \
+                and not (progress.override_by and task_id is None):
             eng.store.put_task(execution.id, dataclasses.replace(progress, status=TaskStatus.PENDING,
-                                                                 attempts=0, last_error=""))
+                                                                 attempts=0, last_error="", override_by=""))
+
+
+def _eta_line(eng: Engine, execution: Execution) -> str:
+    """". Priority 5; next step now; done in about 12 min" for a live execution, else nothing."""
+    est = scheduler.estimate(eng, execution)
+    if est.finishes_in is None:
+        return ""
+    where = f"position {scheduler.position(eng, execution)} in this repository's line; " \
+        if execution.status is S.QUEUED else ""
+    return (f". Priority {execution.priority}; {where}next step {_starts(eng, execution)}; "
+            f"done in {scheduler.eta_text(est.finishes_in)} (tasks take {scheduler.eta_text(est.task_seconds)})")
 
 
 def status_text(eng: Engine, repo: str, issue_number: int) -> str:
@@ -268,7 +344,7 @@ def status_text(eng: Engine, repo: str, issue_number: int) -> str:
         f"**Execution {_link(eng, execution)}**: {execution.status.badge} {execution.status}, "
         f"{_scope(execution)}, {execution.tasks_completed}/{execution.tasks_total} tasks done"
         + (f", working on {execution.current_task}" if execution.current_task else "")
-        + (f". {execution.reason}" if execution.reason else ""), "",
+        + (f". {execution.reason}" if execution.reason else "") + _eta_line(eng, execution), "",
         "| task | title | status | attempts |", "|---|---|---|---|",
     ]
     for progress in eng.store.tasks(execution.id).values():

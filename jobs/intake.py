@@ -9,7 +9,7 @@ from typing import Any
 
 from githubkit.exception import RequestFailed
 
-from clarity import repoconfig
+from clarity import logcontext, repoconfig
 from github_app import commands, repos, roles
 from github_app.client import describe_error
 from github_app.commands import Command, Reply, Verb
@@ -57,11 +57,16 @@ def handle_delivery(event: str, delivery: str, body: str) -> str:
         return "ignored: body is not JSON"
     if not isinstance(payload, dict):
         return "ignored: payload is not a JSON object"
-    try:
-        return compose(router, buttons.router, lifecycle.router).dispatch(default_engine(), event, delivery, payload)
-    except PayloadError as exc:
-        log.warning("delivery %s: %s", delivery, exc)
-        return f"ignored: {exc}"
+    installation, repository = payload.get("installation"), payload.get("repository")
+    with logcontext.bind(delivery_id=delivery,
+                         installation=installation.get("id") if isinstance(installation, dict) else None,
+                         repo=repository.get("full_name") if isinstance(repository, dict) else None):
+        try:
+            return compose(router, buttons.router, lifecycle.router).dispatch(default_engine(), event, delivery,
+                                                                              payload)
+        except PayloadError as exc:
+            log.warning("delivery %s: %s", delivery, exc)
+            return f"ignored: {exc}"
 
 
 @router.register("issue_comment", action="created")
@@ -121,7 +126,7 @@ def handle_comment(eng: Engine, event: CommentEvent) -> str:
     done = []
     for item in items:
         try:
-            done.append(_act(eng, reporter, event, item))
+            done.append(_act(eng, reporter, event, item, role))
         except RequestFailed as exc:
             log.error("delivery %s: %s", event.delivery, describe_error(exc))
             done.append(f"error: {describe_error(exc)}")
@@ -142,10 +147,14 @@ def _managers(gh: Any, repo: str) -> tuple[str, ...]:
         return ()
 
 
-def _act(eng: Engine, reporter: Reporter, event: CommentEvent, item: Command | Reply) -> str:
+def _act(eng: Engine, reporter: Reporter, event: CommentEvent, item: Command | Reply, role: roles.Role) -> str:
     if isinstance(item, Reply):
         reporter.comment(event.issue_number, item.text)
         return "replied: " + (item.problem or "help")
+    needed = roles.NEEDED.get(str(item.verb), roles.Role.TEAM_MEMBER)
+    if role.rank < needed.rank:
+        reporter.comment(event.issue_number, roles.refusal_for(str(item.verb), needed, role, event.author))
+        return f"refused: {item.verb} needs {needed}"
     if item.verb is Verb.HELP:
         reporter.comment(event.issue_number, commands.help_text())
         return "replied: help"
@@ -164,4 +173,8 @@ def _act(eng: Engine, reporter: Reporter, event: CommentEvent, item: Command | R
         return control.set_stop_point(eng, reporter, event, item)
     if item.verb is Verb.RETRY:
         return control.retry(eng, reporter, event, item)
+    if item.verb is Verb.PRIORITY:
+        return control.prioritise(eng, reporter, event, item)
+    if item.verb is Verb.OVERRIDE:
+        return control.override(eng, reporter, event, item)
     raise AssertionError(f"unhandled verb {item.verb}")

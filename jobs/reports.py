@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 
 from clarity.models import Execution, TaskProgress
 from clarity.outcomes import CheckLine, Outcome
+from clarity.redaction import redact
 from clarity.status import ExecutionStatus
 from clarity.tasklist import Task
 from github_app.annotations import Annotation
 from github_app.annotations import parse as parse_annotations
 from github_app.reporting import RESUME, RETRY, STOP, Button, Conclusion
 from jobs.attempts import TaskResult
+from jobs.failures import explain
 from runner.checks import CheckResult
 
 EXCERPT = 3000
@@ -62,7 +65,8 @@ def scope(ex: Execution) -> str:
 def check_json(result: CheckResult) -> dict[str, object]:
     """A check verdict for the task table."""
     return {"name": result.name, "kind": result.kind, "passed": result.passed,
-            "exitCode": result.exit_code, "duration": round(result.duration, 3)}
+            "exitCode": result.exit_code, "duration": round(result.duration, 3),
+            **({"details": dict(result.details)} if result.details else {})}  # http measurements, junit counts
 
 
 def outcome(ex: Execution, task: Task, agent: str, result: TaskResult, base_sha: str) -> Outcome:
@@ -103,9 +107,11 @@ def annotations_for(result: TaskResult, workdir: str) -> list[Annotation]:
     return found
 
 
-def task_text(result: TaskResult, diff_stat: str) -> str:
-    """Check-run details: diff stat, check outputs and the agent's log excerpt."""
+def task_text(result: TaskResult, diff_stat: str, artifacts_url: str = "") -> str:
+    """Check-run details: diff stat, check outputs, the agent's log excerpt and a link to every artifact."""
     parts = []
+    if artifacts_url:
+        parts.append(f"[Artifacts of every attempt]({artifacts_url}): prompt, agent log, diff, checks, timings.")
     if diff_stat:
         parts.append(f"### Changes\n```\n{diff_stat}\n```")
     for r in result.checks:
@@ -116,11 +122,17 @@ def task_text(result: TaskResult, diff_stat: str) -> str:
 
 
 def escalation(ex: Execution, task: Task, result: TaskResult, url: str) -> str:
-    """The comment that hands a failed task to a human, quoting the last error."""
+    """The comment that hands a failed task to a human: the failure class and the last output (redacted tail)."""
+    kind = (f"Failure class: `{result.error_class}` ({explain(result.error_class)}).\n\n"
+            if result.error_class else "")
+    tail = redact(result.last_error)[-EXCERPT:]
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", tail)), default=0))
     return (f"@{ex.requester} task **{task.id} {task.title}** failed after {result.attempts} attempts "
             f"(1 + {result.attempts - 1} retries), so execution [`{ex.id}`]({url}) is blocked and nothing of "
-            f"this task was committed.\n\nLast error:\n\n```\n{result.last_error[-EXCERPT:]}\n```\n\n"
-            "Fix the task or its checks, then comment `/clarity retry` — or `/clarity stop`.")
+            f"this task was committed.\n\n{kind}Last output:\n\n{fence}\n{tail}\n{fence}\n\n"
+            f"Artifacts of every attempt: {url}/artifacts/{task.id}\n\n"
+            f"Fix the task or its checks, then comment `/clarity retry` — or `/clarity override {task.id} done` "
+            f"(or `skipped`) if a person finished it, or `/clarity stop`.")
 
 
 def finished(ex: Execution, reason: str, url: str, notify: tuple[str, ...] = ()) -> str:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import redis
 from githubkit.exception import RequestFailed
+from rq import get_current_job
 
-from clarity import outcomes, repoconfig, tasklist
+from clarity import logcontext, metrics, outcomes, repoconfig, tasklist
 from clarity.models import Execution
 from clarity.repoconfig import RepoConfig
 from clarity.status import ExecutionStatus, TaskStatus
@@ -25,12 +26,13 @@ from clarity.tasklist import Task, TaskList, TaskListError
 from github_app import repos
 from github_app.client import describe_error
 from github_app.reporting import RETRY, STOP, Reporter
-from jobs import reports, scheduler
-from jobs.attempts import AttemptPlan, Cancelled, TaskResult, attempt_task
+from jobs import gates, overrides, reports, sandboxes, scheduler, toolchain
+from jobs.attempts import AttemptPlan, Cancelled, TaskResult
 from jobs.context import Engine
 from jobs.context import engine as default_engine
+from jobs.failures import classify_exception
 from runner.agents import AgentError
-from runner.sandbox import Limits, LocalSandbox
+from runner.sandbox import IsolationError, Limits, Sandbox
 from runner.workspace import GitError, Workspace
 
 log = logging.getLogger(__name__)
@@ -46,19 +48,33 @@ class Blocked(Exception):
     """The execution cannot go on without a human; the message says why."""
 
 
-def run_step(execution_id: str) -> str:
-    """RQ job entry point."""
-    return Step(default_engine(), execution_id).run()
+def run_slot() -> str:
+    """RQ job entry point: step the execution that is next in line now (jobs.scheduler)."""
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("run_slot runs as an RQ job")
+    eng = default_engine()
+    execution_id = eng.store.ready.take(job.id)
+    if execution_id is None:
+        return "nobody was ready"
+    try:
+        return f"{execution_id}: " + Step(eng, execution_id, {"job": job.id, "worker": job.worker_name or ""}).run()
+    finally:
+        eng.store.ready.done(job.id)
 
 
 class Step:
     """One step of one execution."""
 
-    def __init__(self, engine: Engine, execution_id: str) -> None:
+    def __init__(self, engine: Engine, execution_id: str, who: dict[str, str] | None = None) -> None:
         self.eng = engine
         self.store = engine.store
         self.id = execution_id
+        self.who = who or {}  # the RQ job and worker running this step, for the audit stream
         self.cancel = threading.Event()
+        # Both happen once the step has ended, so no two steps of one repository ever overlap:
+        self.again = False  # the execution has more to do: make it ready again
+        self.release: Execution | None = None  # the execution ended: free its repository for the next
         self.notify: tuple[str, ...] = ()  # `.github/clarity.yml` notify:, once read from the branch
         self.pr_template: str | None = None  # `.github/clarity_pr_template.md`, if the repo has one
         self.head_sha = ""  # the branch head as this step last saw it: the summary check lives there
@@ -66,6 +82,22 @@ class Step:
     # -- the step -------------------------------------------------------------------------------
     def run(self) -> str:
         """Do the next task (or finish the execution) and say what happened."""
+        with logcontext.bind(execution_id=self.id):
+            # Step boundaries go to the audit stream: who worked on what, when.
+            self.store.audit_event(self.store.get(self.id), "step.started", "engine", self.who)
+            outcome = "crashed"
+            try:
+                outcome = self._run()
+                return outcome
+            finally:
+                self.store.audit_event(self.store.get(self.id), "step.finished", "engine",
+                                       {**self.who, "outcome": outcome})
+                if self.release is not None:
+                    scheduler.release(self.eng, self.release)
+                if self.again:
+                    scheduler.enqueue_step(self.eng, self.id)
+
+    def _run(self) -> str:
         ex = self.store.get(self.id)
         if ex.status not in RUNNABLE:
             return f"nothing to do: execution is {ex.status}"
@@ -82,7 +114,7 @@ class Step:
         except Cancelled:
             return self._finish(self.store.get(self.id), S.STOPPED,
                                 f"stopped by @{self.store.flag(self.id, 'stop') or 'someone'}")
-        except (Blocked, TaskListError, repoconfig.ConfigError, AgentError) as exc:
+        except (Blocked, TaskListError, repoconfig.ConfigError, AgentError, IsolationError) as exc:
             return self._finish(self.store.get(self.id), S.BLOCKED, str(exc))
         except (GitError, RequestFailed, OSError) as exc:
             reason = describe_error(exc)
@@ -102,6 +134,7 @@ class Step:
         self.head_sha = ws.head_sha()
         config = repoconfig.parse(ws.read(repoconfig.CONFIG_PATH))
         self.notify = config.notify
+        self.config, self.workdir = config, workdir  # for the post_execution gates of _conclude
         template = ws.read(outcomes.PR_TEMPLATE_PATH)
         self.pr_template = template.decode("utf-8", "replace") if template else None
         raw = ws.read(config.tasks_file)
@@ -113,12 +146,19 @@ class Step:
         if scope:
             tasks.get(scope)  # unknown stop point → TaskListError naming it
         ex = self._follow_git(ex, ws, tasks)
+        ticked = overrides.tick_overridden(self.store, ws, ex, config.tasks_file, text, tasks)
+        if ticked is not None:  # tasks people marked done: ticked and committed, the agent never runs
+            text, tasks, self.head_sha = ticked, tasklist.parse(ticked, config.tasks_file), ws.head_sha()
         if ex.status is S.INITIALIZING:
+            blocked = self._run_gates(ex, "pre", config.pre_gates)
+            if blocked:
+                raise Blocked(blocked)
             ex = self._initialize(ex, tasks)
         task = self._next(ex, tasks)
         if task is None:
             return self._conclude(ex, tasks)
-        return self._do_task(ex, ws, workdir, config, text, task)
+        with logcontext.bind(task_id=task.id):
+            return self._do_task(ex, ws, workdir, config, text, task)
 
     def _initialize(self, ex: Execution, tasks: TaskList) -> Execution:
         self.store.clear_flag(ex.id, "stop_point_reached")
@@ -188,11 +228,17 @@ class Step:
             self.store.clear_flag(ex.id, "pause")
             return self._finish(ex, S.PAUSED, f"paused by @{pause_by}")
         scope = ex.only or ex.stop_point
+        waived = overrides.waived(self.store.tasks(ex.id))  # skipped by a person: settled, never ticked
         open_in_scope = [t.id for t in (tasks.leaves(under=ex.only) if ex.only else
-                                        [tasks.get(i) for i in tasks.run_order(ex.stop_point)]) if not t.done]
+                                        [tasks.get(i) for i in tasks.run_order(ex.stop_point)])
+                         if not t.done and t.id not in waived]
         if not open_in_scope:
-            if not tasks.leaves() or all(t.done for t in tasks.leaves()):
-                return self._finish(ex, S.COMPLETED, "every task in the list is done")
+            blocked = self._run_gates(ex, "post_execution", self.config.post_execution_gates)
+            if blocked:
+                return self._finish(ex, S.BLOCKED, blocked)
+            if not tasks.leaves() or all(t.done or t.id in waived for t in tasks.leaves()):
+                return self._finish(ex, S.COMPLETED, "every task in the list is done"
+                                    + (f" or skipped by a person ({', '.join(sorted(waived))})" if waived else ""))
             self.store.set_flag(ex.id, "stop_point_reached", "engine")
             return self._finish(ex, S.PAUSED, f"stop point {scope} reached")
         failed = self._unavailable(ex)
@@ -204,14 +250,15 @@ class Step:
     def _do_task(self, ex: Execution, ws: Workspace, workdir: Path, config: RepoConfig, text: str,
                  task: Task) -> str:
         settings = self.eng.settings
-        agent = task.tool or ex.tool or config.agent_default or settings.default_agent
-        command = config.agent_command or settings.agent_command
+        route = toolchain.choose(self.eng, ex, config, task, self.reporter.gh)  # run > task > rules > default
+        agent = route.primary
+        command = config.agents.command or config.agent_command or settings.agent_command
         base_sha = ws.head_sha()
         ex = self.store.update(ex.id, current_task=task.id)
         self.store.transition(ex.id, S.TASK_EXECUTING, "engine", f"task {task.id}")
         self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title, tool=agent)
         check_id = self.reporter.start_check(base_sha, reports.check_name(task), self.eng.dashboard_url(ex.id),
-                                             f"{ex.id}:{task.id}", f"Running task {task.id} with `{agent}`.",
+                                             f"{ex.id}:{task.id}", f"Running task {task.id} with {route.describe()}.",
                                              actions=(STOP,))
         self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, check_run_id=check_id)
         plan = AttemptPlan(
@@ -220,13 +267,24 @@ class Step:
             artifacts=settings.artifacts_dir / ex.id / task.id, repo=ex.repo, branch=ex.branch,
             limits=Limits(timeout=task.timeout_seconds() or config.timeout or settings.task_timeout),
             retries=config.retries if config.retries is not None else settings.retries,
-            backoff=settings.retry_backoff)
+            backoff=settings.retry_backoff, diff=ws.diff, max_artifact_bytes=settings.artifact_max_bytes,
+            allow=gates.allowlist(settings, config), check_timeout=config.check_timeout)
         try:
-            # Agents and checks see their workspace and this task's artifacts; the rest of the data dir
-            # (other customers' workspaces and artifacts) is hidden when bubblewrap isolates them.
-            hidden = (settings.data_dir.resolve(), *([settings.private_key_path] if settings.private_key_path else []))
-            sandbox = LocalSandbox(hide=hidden, writable=(plan.artifacts.resolve(),))
-            result = attempt_task(plan, sandbox, self.cancel, self._hook(ex, task))
+            # Agents and checks see their workspace and this task's artifacts, never the rest of the data
+            # dir (other customers' workspaces and artifacts): hidden under bubblewrap, absent under docker.
+            sandbox = sandboxes.for_task(settings, config, plan.artifacts, ex.id, task.id)
+            self._before_task(ex, task, config, sandbox, plan)
+            self.store.log(ex.id, f"task {task.id}: {route.describe()}", task=task.id)
+            chain = toolchain.run_chain(
+                plan, route, sandbox, self.cancel, self._hook(ex, task),
+                toolchain.Edges(say=lambda line: self.store.log(ex.id, f"task {task.id}: {line}", task=task.id),
+                                discard=ws.discard, record=toolchain.stats_store(self.eng).record_for(ex.repo)),
+                lambda tool: toolchain.options_for(tool, config.agents, command), toolchain.agent_keys(self.eng, ex))
+            result, agent = chain.result, chain.tool
+            if len(chain.tries) > 1 or chain.skipped:
+                self.store.log(ex.id, f"task {task.id}: tools: {chain.summary()}", task=task.id)
+                self.store.put_task(ex.id, dataclasses.replace(self.store.task(ex.id, task.id), tool=agent))
+            metrics.task_finished(agent, result.passed, result.duration, result.attempts)
             if not result.passed:
                 return self._task_failed(ex, ws, config, task, check_id, result)
             return self._task_passed(ex, ws, config, text, task, check_id, result, agent, base_sha)
@@ -239,8 +297,28 @@ class Step:
                                            reports.check_name(task),
                                            "Stopped before the task finished." if cancelled else str(exc))
             if self.store.task(ex.id, task.id).status is not TaskStatus.COMPLETED:
-                self.store.set_task_status(ex.id, task.id, TaskStatus.PENDING)
+                infra = classify_exception(exc)  # isolation, git, disk: recorded as `infra` on the task
+                self.store.set_task_status(ex.id, task.id, TaskStatus.PENDING,
+                                           **({"error_class": str(infra), "last_error": str(exc)[-2000:]}
+                                              if infra else {}))
             raise
+
+    def _artifacts_url(self, ex: Execution, task: Task) -> str:
+        """The dashboard page listing this task's artifacts (prompts, logs, diffs, checks, timings)."""
+        return f"{self.eng.dashboard_url(ex.id)}/artifacts/{task.id}"
+
+    def _before_task(self, ex: Execution, task: Task, config: RepoConfig, sandbox: Sandbox,
+                     plan: AttemptPlan) -> None:
+        """Block before any attempt when the allowlist refuses a check or `setup:` fails (jobs.gates)."""
+        failed = gates.before_task(config.setup, sandbox, plan.workdir, plan.checks, plan.limits, plan.allow,
+                                   lambda line: self.store.log(ex.id, f"task {task.id}: {line}", task=task.id))
+        if failed:
+            raise Blocked(f"task {task.id}: {failed}")
+
+    def _run_gates(self, ex: Execution, phase: str, specs: tuple[str, ...]) -> str | None:
+        """A `pre` or `post_execution` gate phase (jobs.gates): the blocking reason, or None."""
+        return gates.run_phase(self.eng.settings, self.config, ex.id, phase, specs, self.workdir,
+                               lambda line, level: self.store.log(ex.id, line, level)) if specs else None
 
     def _hook(self, ex: Execution, task: Task):  # type: ignore[no-untyped-def]
         def on(event: str, attempt: int, detail: str) -> None:
@@ -276,31 +354,34 @@ class Step:
         # next step finds it ticked on the branch (_follow_git), so the check run never stays open.
         self.reporter.finish_check(check_id, "success", f"Task {task.id} done in {result.attempts} attempt(s)",
                                    reports.task_summary(task, agent, result, sha),
-                                   reports.task_text(result, stat))
+                                   reports.task_text(result, stat, self._artifacts_url(ex, task)))
         self.store.set_task_status(ex.id, task.id, TaskStatus.COMPLETED, commit=sha, duration=result.duration,
-                                   attempts=result.attempts, last_error="",
+                                   attempts=result.attempts, last_error="", error_class="",
                                    checks=tuple(reports.check_json(r) for r in result.checks))
         ex = self.store.update(ex.id, tasks_completed=ex.tasks_completed + 1, current_task=None)
+        self.store.record_duration(ex.repo, result.duration)
         self.store.log(ex.id, f"task {task.id}: done in {result.attempts} attempt(s), commit {sha[:10]}",
                        task=task.id)
         self._refresh_pull(ex, "running")
         self._summary(self.store.get(ex.id))
         self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} completed")
-        scheduler.enqueue_step(self.eng, ex.id)
+        self.again = True
         return f"task {task.id} completed"
 
     def _task_failed(self, ex: Execution, ws: Workspace, config: RepoConfig, task: Task, check_id: int,
                      result: TaskResult) -> str:
         ws.discard()  # the broken attempt is never committed
         self.store.set_task_status(ex.id, task.id, TaskStatus.FAILED, attempts=result.attempts,
-                                   duration=result.duration, last_error=result.last_error[-2000:])
+                                   duration=result.duration, last_error=result.last_error[-2000:],
+                                   error_class=result.error_class)
         self.reporter.finish_check(check_id, "failure", f"Task {task.id} failed after {result.attempts} attempts",
-                                   reports.failure_summary(task, result), reports.task_text(result, ""),
+                                   reports.failure_summary(task, result),
+                                   reports.task_text(result, "", self._artifacts_url(ex, task)),
                                    reports.annotations_for(result, str(ws.root)), actions=(RETRY, STOP))
         self.store.update(ex.id, current_task=None)
         if config.on_failure == "continue":
             self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} failed; continuing")
-            scheduler.enqueue_step(self.eng, ex.id)
+            self.again = True
             return f"task {task.id} failed; continuing"
         self.reporter.comment(ex.issue_number, reports.escalation(ex, task, result, self.eng.dashboard_url(ex.id)))
         return self._finish(self.store.get(ex.id), S.BLOCKED,
@@ -312,7 +393,7 @@ class Step:
             ex = self.store.transition(ex.id, status, "engine", reason, current_task=None)
         self.store.clear_flag(ex.id, "stop")
         self.store.log(ex.id, f"execution {status}: {reason}")
-        scheduler.release(self.eng, ex)
+        self.release = ex  # freed when the step ends (see run)
         self._summary(ex, final=True)
         if notify:
             with contextlib.suppress(RequestFailed):
