@@ -74,15 +74,34 @@ def append(existing: bytes | None, outcome: Outcome) -> bytes:
     return (text + newline + section).encode("utf-8")
 
 
+@dataclass(frozen=True, slots=True)
+class DoneTask:
+    """A finished task as the PR body shows it: its commit and the evidence behind it."""
+
+    task_id: str
+    title: str
+    sha: str
+    attempts: int
+    checks_passed: int = 0
+    checks_total: int = 0
+    artifacts_url: str = ""
+
+    def row(self) -> str:
+        """One line of the PR's task table."""
+        checks = f"{self.checks_passed}/{self.checks_total} passed" if self.checks_total else "–"
+        evidence = f"[artifacts]({self.artifacts_url})" if self.artifacts_url else ""
+        return f"| {self.task_id} | {self.title} | {self.sha[:10]} | {self.attempts} | {checks} | {evidence} |"
+
+
 def pull_body(issue_number: int | None, is_pull_request: bool, scope: str, dashboard_url: str,
-              done: Sequence[tuple[str, str, str, int]], status: str, template: str | None = None) -> str:
-    """The execution PR's body: what was done, with commits and evidence. `done`: (id, title, sha, attempts).
+              done: Sequence[DoneTask], status: str, template: str | None = None) -> str:
+    """The execution PR's body: what was done, with commits, checks and links to every attempt's artifacts.
 
     A repository template (`.github/clarity_pr_template.md`) may place `{tasks}`, `{status}`,
     `{dashboard}`, `{scope}` and `{issue}`; everything else in it is kept as written.
     """
-    table = ["| task | title | commit | attempts |", "|---|---|---|---|"]
-    table += [f"| {tid} | {title} | {sha[:10]} | {attempts} |" for tid, title, sha, attempts in done]
+    table = ["| task | title | commit | attempts | checks | evidence |", "|---|---|---|---|---|---|"]
+    table += [task.row() for task in done]
     if template is not None:
         values = {"{tasks}": "\n".join(table), "{status}": status, "{dashboard}": dashboard_url, "{scope}": scope,
                   "{issue}": f"#{issue_number}" if issue_number else ""}
@@ -94,7 +113,8 @@ def pull_body(issue_number: int | None, is_pull_request: bool, scope: str, dashb
         lines.append(f"\nRefs #{issue_number}.")
     lines += ["", f"**Status:** {status} · [live execution]({dashboard_url})", "", *table]
     if not done:
-        lines.append("| – | nothing finished yet | | |")
-    lines += ["", ("Each task has a check run with its acceptance checks and log excerpt; "
+        lines.append("| – | nothing finished yet | | | | |")
+    lines += ["", ("Each task has a check run with its acceptance checks and log excerpt, and its artifacts "
+                   "(prompt, agent log, diff, check results, timings of every attempt); "
                    "`task_outcomes.md` records every outcome.")]
     return "\n".join(lines)

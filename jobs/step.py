@@ -439,8 +439,10 @@ class Step:
             if ex.pr_number is None:
                 self.store.update(ex.id, pr_number=ex.issue_number)
             return
-        done = [(t.task_id, t.title, t.commit, t.attempts) for t in self.store.tasks(ex.id).values()
-                if t.status is TaskStatus.COMPLETED]
+        done = [outcomes.DoneTask(t.task_id, t.title, t.commit, t.attempts,
+                                  sum(1 for c in t.checks if c.get("passed")), len(t.checks),
+                                  f"{self.eng.dashboard_url(ex.id)}/artifacts/{t.task_id}")
+                for t in self.store.tasks(ex.id).values() if t.status is TaskStatus.COMPLETED]
         if not done:
             return
         body = outcomes.pull_body(ex.issue_number, False, reports.scope(ex), self.eng.dashboard_url(ex.id),

@@ -55,6 +55,10 @@ def test_comment_runs_tasks_to_the_stop_point_then_run_again_completes(stack, tm
     pulls = [i for i in state["issues"] if i.get("pull")]
     assert len(pulls) == 1 and pulls[0]["pull"]["head_ref"] == "clarity/issue-1"
     assert "Refs #1" in pulls[0]["body"]
+    sha = git(stack, "rev-parse", "clarity/issue-1").strip()
+    # Evidence per task: its commit, its checks, and a link to the artifacts of every attempt.
+    assert f"| 1.2 | Add CI | {sha[:10]} | 1 | 1/1 passed | [artifacts]({stack.web_url}/executions/{ex.id}/artifacts/1.2) |" \
+        in pulls[0]["body"]
     # Opened as a draft while tasks ran, marked ready for review (GraphQL) once paused.
     [opened] = stack.admin("GET", "/calls", params={"method": "POST", "path": "/pulls"})
     assert opened["request"]["draft"] is True
