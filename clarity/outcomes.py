@@ -85,12 +85,14 @@ class DoneTask:
     checks_passed: int = 0
     checks_total: int = 0
     artifacts_url: str = ""
+    commit_url: str = ""
 
     def row(self) -> str:
         """One line of the PR's task table."""
         checks = f"{self.checks_passed}/{self.checks_total} passed" if self.checks_total else "–"
         evidence = f"[artifacts]({self.artifacts_url})" if self.artifacts_url else ""
-        return f"| {self.task_id} | {self.title} | {self.sha[:10]} | {self.attempts} | {checks} | {evidence} |"
+        commit = f"[{self.sha[:10]}]({self.commit_url})" if self.commit_url else self.sha[:10]
+        return f"| {self.task_id} | {self.title} | {commit} | {self.attempts} | {checks} | {evidence} |"
 
 
 def pull_body(issue_number: int | None, is_pull_request: bool, scope: str, dashboard_url: str,

@@ -441,7 +441,8 @@ class Step:
             return
         done = [outcomes.DoneTask(t.task_id, t.title, t.commit, t.attempts,
                                   sum(1 for c in t.checks if c.get("passed")), len(t.checks),
-                                  f"{self.eng.dashboard_url(ex.id)}/artifacts/{t.task_id}")
+                                  f"{self.eng.dashboard_url(ex.id)}/artifacts/{t.task_id}",
+                                  f"{self.eng.settings.web_url}/{ex.repo}/commit/{t.commit}")
                 for t in self.store.tasks(ex.id).values() if t.status is TaskStatus.COMPLETED]
         if not done:
             return

@@ -57,8 +57,9 @@ def test_comment_runs_tasks_to_the_stop_point_then_run_again_completes(stack, tm
     assert "Refs #1" in pulls[0]["body"]
     sha = git(stack, "rev-parse", "clarity/issue-1").strip()
     # Evidence per task: its commit, its checks, and a link to the artifacts of every attempt.
-    assert f"| 1.2 | Add CI | {sha[:10]} | 1 | 1/1 passed | [artifacts]({stack.web_url}/executions/{ex.id}/artifacts/1.2) |" \
-        in pulls[0]["body"]
+    commit = f"[{sha[:10]}]({stack.settings.web_url}/{REPO}/commit/{sha})"
+    artifacts = f"[artifacts]({stack.web_url}/executions/{ex.id}/artifacts/1.2)"
+    assert f"| 1.2 | Add CI | {commit} | 1 | 1/1 passed | {artifacts} |" in pulls[0]["body"]
     # Opened as a draft while tasks ran, marked ready for review (GraphQL) once paused.
     [opened] = stack.admin("GET", "/calls", params={"method": "POST", "path": "/pulls"})
     assert opened["request"]["draft"] is True

@@ -99,10 +99,12 @@ def test_log_records_are_redacted_for_every_handler(caplog: pytest.LogCaptureFix
 
 
 def test_pr_body_rows_carry_commit_checks_and_artifacts() -> None:
-    done = [outcomes.DoneTask("1.1", "Skeleton", "a" * 40, 2, 3, 3, "http://d/executions/e/artifacts/1.1"),
+    done = [outcomes.DoneTask("1.1", "Skeleton", "a" * 40, 2, 3, 3, "http://d/executions/e/artifacts/1.1",
+                              "https://github.com/o/r/commit/" + "a" * 40),
             outcomes.DoneTask("1.2", "Notes", "b" * 40, 1)]
     body = outcomes.pull_body(7, False, "until 1.2", "http://d/executions/e", done, "running")
-    assert "| 1.1 | Skeleton | aaaaaaaaaa | 2 | 3/3 passed | [artifacts](http://d/executions/e/artifacts/1.1) |" in body
+    assert ("| 1.1 | Skeleton | [aaaaaaaaaa](https://github.com/o/r/commit/" + "a" * 40 + ") | 2 | 3/3 passed "
+            "| [artifacts](http://d/executions/e/artifacts/1.1) |") in body
     assert "| 1.2 | Notes | bbbbbbbbbb | 1 | – |  |" in body and "Refs #7" in body
     templated = outcomes.pull_body(7, False, "until 1.2", "http://d", done[:1], "paused", "Done:\n{tasks}\n")
     assert templated.startswith("Done:\n| task | title | commit | attempts | checks | evidence |")
