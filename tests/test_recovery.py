@@ -400,3 +400,37 @@ def test_killing_the_steps_worker_again_and_again_loses_nothing_and_repeats_noth
     runs = stack.admin("GET", "/state")["check_runs"]
     assert all(any(r["name"].startswith(f"Clarity: {i} ") and r["conclusion"] == "success" for r in runs)
                for i in ids), why
+
+
+EPHEMERAL = ("rq:*{ns}:*", "{ns}:ready*", "{ns}:slot:*", "{ns}:served*", "{ns}:repo:*:lease", "{ns}:recovery:*",
+             "{ns}:repo:*:waiting")
+
+
+def test_lost_queues_and_leases_are_rebuilt_and_the_execution_resumes_from_git(crash_stack, tmp_path) -> None:
+    """Redis restarted without its queue state (or an operator flushed it) while the workers were down."""
+    stack = crash_stack
+    ids = ["1", "2", "3", "4"]
+    make_repo(stack, tmp_path, tasks_md(*((i, f"Part {i} [slow:1]", False) for i in ids)))
+    store = store_of(stack)
+    stack.comment(REPO, 1, "/clarity run", user="ada")
+    devstack.wait_for(lambda: store.executions(repo=REPO), 20, what="the execution to be created")
+    ex_id = store.executions(repo=REPO)[0].id
+    worker = stack.start_worker(role="steps")
+    devstack.wait_for(lambda: store.get(ex_id).tasks_completed >= 1 and store.get(ex_id).status is E.TASK_EXECUTING,
+                      60, interval=0.02, what="task 2 to be under way")
+    kill_tree(worker.pid)
+    worker.wait()
+
+    client = store.r
+    ns = stack.settings.namespace
+    gone = [key for pattern in EPHEMERAL for key in client.scan_iter(pattern.format(ns=ns), count=1000)]
+    assert any(key.endswith(":lease") for key in gone) or any(key.startswith("rq:") for key in gone)
+    client.delete(*gone)
+
+    stack.start_worker(role="steps")
+    ex = wait_settled(stack, timeout=90)
+    why = f"see {stack.base}"
+    assert ex.status is E.COMPLETED and (ex.tasks_completed, ex.tasks_total) == (4, 4), f"{ex.reason} ({why})"
+    subjects = [s for s in git(stack, "log", "--format=%s", "clarity/issue-1").splitlines() if s.startswith("clarity:")]
+    assert sorted(s.split()[1] for s in subjects) == ids, why  # each task once: nothing lost, nothing repeated
+    assert any("recovered after a worker was lost" in line.get("message", "") for line in store.log_lines(ex.id))
