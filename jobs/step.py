@@ -11,10 +11,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import redis
 from githubkit.exception import RequestFailed
 from rq import get_current_job
 
@@ -26,7 +24,7 @@ from clarity.tasklist import Task, TaskList, TaskListError
 from github_app import repos
 from github_app.client import describe_error
 from github_app.reporting import RETRY, STOP, Reporter
-from jobs import gates, overrides, reports, sandboxes, scheduler, toolchain
+from jobs import gates, heartbeat, overrides, publish, reports, sandboxes, scheduler, toolchain
 from jobs.attempts import AttemptPlan, Cancelled, TaskResult
 from jobs.context import Engine
 from jobs.context import engine as default_engine
@@ -37,8 +35,6 @@ from runner.workspace import GitError, Workspace
 
 log = logging.getLogger(__name__)
 S = ExecutionStatus
-HEARTBEATS_PER_LEASE = 4  # the lease is renewed every lease_ttl / 4 seconds: three renewals may fail
-STOP_POLL = 0.5
 RUNNABLE = (S.INITIALIZING, S.AUTONOMOUS)
 OPEN_TASK = (TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.VERIFYING, TaskStatus.ERROR_SOLVING)
 SUBJECT_SCAN = 500  # commits of the branch searched for a task's commit
@@ -403,84 +399,13 @@ class Step:
         return f"{status}: {reason}"
 
     def _summary(self, ex: Execution, final: bool = False) -> None:
-        """The execution's summary check run ("Clarity: run until X") on the branch head, kept current.
-
-        Check runs belong to a commit, so when a task's push moves the head the summary moves with it
-        (the old run ends `neutral`, pointing at the new commit). Its conclusion changes the moment the
-        execution pauses, completes, blocks or stops, which makes GitHub notify people too.
-        """
-        try:
-            name, url = reports.summary_name(ex), self.eng.dashboard_url(ex.id)
-            text = reports.progress_text(ex, self.store.tasks(ex.id))
-            if ex.summary_check_id and self.head_sha and ex.summary_sha != self.head_sha:
-                self.reporter.finish_check(ex.summary_check_id, "neutral", "Continued on a newer commit",
-                                           f"This execution continues on {self.head_sha[:10]}.")
-                ex = self.store.update(ex.id, summary_check_id=None)
-            if not ex.summary_check_id:
-                if not self.head_sha:
-                    return
-                check_id = self.reporter.start_check(self.head_sha, name, url, f"{ex.id}:",
-                                                     reports.summary_line(ex), actions=(STOP,))
-                ex = self.store.update(ex.id, summary_check_id=check_id, summary_sha=self.head_sha)
-            assert ex.summary_check_id is not None
-            if final:
-                conclusion, buttons = reports.summary_conclusion(ex.status)
-                self.reporter.finish_check(ex.summary_check_id, conclusion, reports.summary_line(ex),
-                                           f"{reports.summary_line(ex)}\n\n{ex.reason}", text, actions=buttons)
-            else:
-                self.reporter.update_check(ex.summary_check_id, reports.summary_line(ex),
-                                           reports.summary_line(ex), text)
-        except RequestFailed as exc:  # reporting must never stop the engine
-            log.warning("execution %s: summary check not updated: %s", ex.id, describe_error(exc))
+        publish.summary(self.eng, self.reporter, ex, self.head_sha, final)
 
     def _refresh_pull(self, ex: Execution, status: str, draft: bool = True) -> None:
-        """Open or refresh the execution's PR (on a PR, that PR is the one): draft while it runs."""
-        if ex.is_pull_request:
-            if ex.pr_number is None:
-                self.store.update(ex.id, pr_number=ex.issue_number)
-            return
-        done = [outcomes.DoneTask(t.task_id, t.title, t.commit, t.attempts,
-                                  sum(1 for c in t.checks if c.get("passed")), len(t.checks),
-                                  f"{self.eng.dashboard_url(ex.id)}/artifacts/{t.task_id}",
-                                  f"{self.eng.settings.web_url}/{ex.repo}/commit/{t.commit}")
-                for t in self.store.tasks(ex.id).values() if t.status is TaskStatus.COMPLETED]
-        if not done:
-            return
-        body = outcomes.pull_body(ex.issue_number, False, reports.scope(ex), self.eng.dashboard_url(ex.id),
-                                  done, status, self.pr_template)
-        pull = self.reporter.ensure_pull(ex.branch, ex.base_branch, f"Clarity: tasks for #{ex.issue_number}",
-                                         body, draft=draft)
-        if ex.pr_number != pull.number:
-            self.store.update(ex.id, pr_number=pull.number, pr_url=pull.url)
+        publish.refresh_pull(self.eng, self.reporter, ex, status, self.pr_template, draft)
 
-    @contextlib.contextmanager
-    def _heartbeat(self, ex: Execution) -> Iterator[None]:
-        """Renew the repo lease and watch for a stop while the step works."""
-        done = threading.Event()
-        ttl = self.eng.settings.lease_ttl
-        every = ttl / HEARTBEATS_PER_LEASE
-
-        def beat() -> None:
-            renewed = time.monotonic()
-            while not done.wait(min(STOP_POLL, every)):
-                try:
-                    if not self.cancel.is_set() and self.store.flag(ex.id, "stop"):
-                        self.cancel.set()
-                    if time.monotonic() - renewed >= every:
-                        if not self.store.renew_lease(ex.repo, ex.id, ttl):
-                            log.warning("execution %s: the lease of %s is no longer ours", ex.id, ex.repo)
-                        renewed = time.monotonic()
-                except redis.RedisError as exc:
-                    # Keep beating: one failed renewal must not end the heartbeat (the lease would lapse).
-                    log.warning("execution %s: heartbeat failed: %s", ex.id, exc)
-
-        watcher = threading.Thread(target=beat, name=f"heartbeat-{ex.id}", daemon=True)
-        watcher.start()
-        try:
-            yield
-        finally:
-            done.set()
-            watcher.join(timeout=5)
+    def _heartbeat(self, ex: Execution) -> contextlib.AbstractContextManager[None]:
+        return heartbeat.beating(self.eng, ex, self.cancel)
 
 
 def _commit_of(ws: Workspace, task_id: str) -> str:
