@@ -44,6 +44,10 @@ class Execution:
     summary_check_id: int | None = None
     summary_sha: str = ""
     reason: str = ""
+    budget: str = ""  # this execution's own limits, canonical words of clarity.budget (over the repo's)
+    time_used: float = 0.0  # active seconds: the sum of its steps' durations (the time budget counts these)
+    cost_usd: float = 0.0  # what its agents reported spending (CLARITY_USAGE_FILE)
+    tokens_used: int = 0  # what its agents reported using
 
     @property
     def success_rate(self) -> float:

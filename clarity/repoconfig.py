@@ -9,11 +9,12 @@ from typing import Any
 import yaml
 
 from clarity.agentconfig import AgentConfigError, AgentsConfig, parse_agents
+from clarity.budget import Budget, BudgetError, parse_config
 
 CONFIG_PATH = ".github/clarity.yml"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _KNOWN = {"tasks_file", "outcomes_file", "image", "setup", "gates", "agents", "retries", "on_failure",
-          "limits", "notify", "managers", "allowed_commands", "check_timeout"}
+          "limits", "notify", "managers", "allowed_commands", "check_timeout", "budget"}
 
 
 class ConfigError(ValueError):
@@ -42,6 +43,7 @@ class RepoConfig:
     timeout: float | None = None
     managers: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
+    budget: Budget = field(default_factory=Budget)  # every execution's limits unless it sets its own
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,6 +79,10 @@ def parse(text: str | bytes | None) -> RepoConfig:
     on_failure = str(data.get("on_failure", "stop"))
     if on_failure not in ("stop", "continue"):
         raise ConfigError(f"{CONFIG_PATH}: `on_failure` must be `stop` or `continue`, got {on_failure!r}")
+    try:
+        budget = parse_config(data.get("budget"))
+    except BudgetError as exc:
+        raise ConfigError(f"{CONFIG_PATH}: {exc}") from None
     retries = data.get("retries")
     if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10):
         raise ConfigError(f"{CONFIG_PATH}: `retries` must be a whole number from 0 to 10, got {retries!r}")
@@ -97,6 +103,7 @@ def parse(text: str | bytes | None) -> RepoConfig:
         timeout=parse_duration(limits["timeout"], "limits.timeout") if "timeout" in limits else None,
         managers=_strings(data, "managers"),
         notify=_strings(data, "notify"),
+        budget=budget,
         extra={k: v for k, v in data.items() if k not in _KNOWN},
     )
 

@@ -48,7 +48,13 @@ class Settings:
     docker_pids: int = 512  # CLARITY_DOCKER_PIDS: processes per sandbox container, unless a limit says less
     artifact_max_bytes: int = 1_000_000  # CLARITY_ARTIFACT_MAX_BYTES: cap of each artifact file
     artifact_retention_days: float = 30.0  # CLARITY_ARTIFACT_RETENTION_DAYS: older execution folders go (0: keep)
+    max_recoveries: int = 3  # CLARITY_MAX_RECOVERIES: a task losing its worker this often blocks its execution
     command_allowlist: tuple[str, ...] = ()  # CLARITY_COMMAND_ALLOWLIST: programs (globs) agents/checks may run
+    github_client_id: str = ""  # CLARITY_GITHUB_CLIENT_ID: the app's OAuth client (dashboard sign-in)
+    github_client_secret: str = field(default="", repr=False)  # CLARITY_GITHUB_CLIENT_SECRET
+    session_secret: str = field(default="", repr=False)  # CLARITY_SESSION_SECRET; empty: derived from other secrets
+    dashboard_auth: str = "open"  # CLARITY_DASHBOARD_AUTH: "github" (sign in) or "open"; default github with a client id
+    live_max_sockets: int = 16  # CLARITY_LIVE_MAX_SOCKETS: live sockets per web process; beyond, pages poll
 
     @property
     def web_url(self) -> str:
@@ -77,7 +83,8 @@ class Settings:
 
     def secret_values(self) -> tuple[str, ...]:
         """The values the redactor must never let out."""
-        return tuple(v for v in (self.private_key, self.webhook_secret, *self.secret_keys) if v)
+        return tuple(v for v in (self.private_key, self.webhook_secret, self.github_client_secret,
+                                 self.session_secret, *self.secret_keys) if v)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
@@ -107,6 +114,7 @@ class Settings:
             task_timeout=reader.number("CLARITY_TASK_TIMEOUT", default=900.0),
             delivery_ttl=reader.integer("CLARITY_DELIVERY_TTL", default=7 * 24 * 3600, minimum=60),
             lease_ttl=reader.integer("CLARITY_LEASE_TTL", default=60, minimum=1),
+            max_recoveries=reader.integer("CLARITY_MAX_RECOVERIES", default=3, minimum=1),
             log_level=(reader.text("CLARITY_LOG_LEVEL") or "INFO").upper(),
             log_format=reader.choice("CLARITY_LOG_FORMAT", ("text", "json")),
             ready_worker_age=reader.integer("CLARITY_READY_WORKER_AGE", default=480, minimum=1),
@@ -121,6 +129,11 @@ class Settings:
             artifact_retention_days=reader.number("CLARITY_ARTIFACT_RETENTION_DAYS", default=30.0),
             command_allowlist=tuple(p.strip() for p in reader.text("CLARITY_COMMAND_ALLOWLIST").split(",")
                                     if p.strip()),
+            github_client_id=reader.text("CLARITY_GITHUB_CLIENT_ID"),
+            github_client_secret=reader.text("CLARITY_GITHUB_CLIENT_SECRET"),
+            session_secret=reader.text("CLARITY_SESSION_SECRET"),
+            dashboard_auth=reader.dashboard_auth(),
+            live_max_sockets=reader.integer("CLARITY_LIVE_MAX_SOCKETS", default=16, minimum=0),
         )
         if problems:
             raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -152,6 +165,17 @@ class _Reader:
         if raw and not Path(raw).is_dir():
             self.problems.append(f"{name} must be an existing directory, got {raw!r}")
         return Path(raw) if raw else None
+
+    def dashboard_auth(self) -> str:
+        """CLARITY_DASHBOARD_AUTH: github or open; unset → github when an OAuth client is configured."""
+        client_id, secret = self.text("CLARITY_GITHUB_CLIENT_ID"), self.text("CLARITY_GITHUB_CLIENT_SECRET")
+        if not self.text("CLARITY_DASHBOARD_AUTH"):
+            return "github" if client_id and secret else "open"
+        mode = self.choice("CLARITY_DASHBOARD_AUTH", ("github", "open"))
+        if mode == "github" and not (client_id and secret):
+            self.problems.append("CLARITY_DASHBOARD_AUTH=github needs CLARITY_GITHUB_CLIENT_ID and "
+                                 "CLARITY_GITHUB_CLIENT_SECRET (the app's OAuth client; `clarity setup` stores them)")
+        return mode
 
     def choice(self, name: str, choices: tuple[str, ...]) -> str:
         """One of `choices` (case-insensitive); the first when unset."""

@@ -98,6 +98,10 @@ class Store:
         """Atomically add to a counter field."""
         return int(self.r.hincrby(self._k("exec", execution_id), field, amount))
 
+    def add(self, execution_id: str, field: str, amount: float) -> float:
+        """Atomically add to a float field (active time, cost)."""
+        return float(self.r.hincrbyfloat(self._k("exec", execution_id), field, amount))
+
     def transition(self, execution_id: str, new: ExecutionStatus, actor: str, reason: str = "",
                    **fields: Any) -> Execution:
         """Move an execution to `new` if the state machine allows it; raise IllegalTransition otherwise."""
@@ -123,8 +127,10 @@ class Store:
                     break
                 except redis.WatchError:
                     continue
+        # The fields that changed with the status ride along (tasks_total, ...): a live page applies them too.
         self._emit(updated, "execution.status", actor, {"from": str(current.status), "to": str(status),
-                                                        "reason": reason})
+                                                        "reason": reason,
+                                                        **{k: _jsonable(v) for k, v in fields.items()}})
         return updated
 
     def executions(self, repo: str | None = None, installation_id: int | None = None,
@@ -137,6 +143,26 @@ class Store:
         else:
             index = self._k("execs")
         ids = self.r.zrevrange(index, 0, limit - 1)
+        pipe = self.r.pipeline()
+        for execution_id in ids:
+            pipe.hgetall(self._k("exec", execution_id))
+        return [Execution.from_redis(raw) for raw in pipe.execute() if raw]
+
+    def executions_before(self, before: tuple[float, str] | None, limit: int, repo: str | None = None,
+                          installation_id: int | None = None) -> list[Execution]:
+        """Up to `limit` executions older than `before` (created at, id), newest first (the API's pages).
+
+        Ties on the creation time are broken by id, in the order the index returns them (id descending).
+        """
+        if repo:
+            index = self._k("repo", repo, "execs")
+        elif installation_id is not None:
+            index = self._k("inst", installation_id, "execs")
+        else:
+            index = self._k("execs")
+        top = "+inf" if before is None else repr(before[0])
+        pairs = self.r.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 64, withscores=True)
+        ids = [i for i, score in pairs if before is None or score < before[0] or i < before[1]][:limit]
         pipe = self.r.pipeline()
         for execution_id in ids:
             pipe.hgetall(self._k("exec", execution_id))
@@ -171,7 +197,7 @@ class Store:
         except NotFound:
             return
         pipe = self.r.pipeline()
-        for suffix in ("", ":tasks", ":task_order", ":log"):
+        for suffix in ("", ":tasks", ":task_order", ":log", ":recoveries"):
             pipe.delete(self._k("exec", execution_id) + suffix)
         for flag in ("stop", "pause", "stop_point_reached"):
             pipe.delete(self._k("exec", execution_id, "flag", flag))
@@ -277,7 +303,11 @@ class Store:
                  "time": time.time(), **data}
         payload = redact(json.dumps(event, default=str))
         if stream:
-            self.r.xadd(self._k("exec", execution.id, "log"), {"json": payload}, maxlen=LOG_MAXLEN, approximate=True)
+            entry_id = self.r.xadd(self._k("exec", execution.id, "log"), {"json": payload}, maxlen=LOG_MAXLEN,
+                                   approximate=True)
+            # The live event carries its stream id: a dashboard that lost its socket asks for what came
+            # after it (XRANGE). Appended to the redacted text rather than redacting the event twice.
+            payload = f'{payload[:-1]}, "id": {json.dumps(entry_id)}}}'
         self.r.publish(self.events_channel, payload)
 
     # -- repo leases and queues -------------------------------------------------------------------
@@ -315,6 +345,14 @@ class Store:
     def remove_waiting(self, repo: str, execution_id: str) -> None:
         """Take an execution out of the waiting line (it was stopped)."""
         self.r.lrem(self._k("repo", repo, "waiting"), 0, execution_id)
+
+    def count_recovery(self, execution_id: str, task_id: str) -> int:
+        """Count one more loss of the worker running this task; returns how many so far."""
+        return int(self.r.hincrby(self._k("exec", execution_id, "recoveries"), task_id, 1))
+
+    def reset_recoveries(self, execution_id: str, task_id: str) -> None:
+        """Forget the losses counted for a task (a person retries it)."""
+        self.r.hdel(self._k("exec", execution_id, "recoveries"), task_id)
 
     def record_duration(self, repo: str, seconds: float) -> None:
         """Remember how long a finished task took (the newest few per repository, and overall)."""

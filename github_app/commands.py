@@ -18,6 +18,8 @@ Decisions where the grammar is silent:
 - Aliases: `to` and `stop after` mean `until`; `stop-point` is also `stop_point`, `stoppoint`,
   `stop point` and `stop after` (`/clarity stop after 2.3` moves the stop point, it never stops).
 - `only X` runs just X and combines with `tool` and `priority`; with `until` it is an error.
+- `budget` takes every word up to the next option (`budget 30m $5 until 2.3`); the words are
+  clarity.budget's (`30m`, `$5`, `attempts=40`, `tokens=500k`) and come back in its canonical form.
 - Tool names are lower-cased (agents are named in lower case). `/clarity` alone and `/clarity help`
   are `Command(Verb.HELP)`, so every Reply from `parse` is a problem and has `problem` set.
 - Work is capped: the first 65,536 characters (GitHub's maximum body) and the first 10 commands.
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from typing import TypeVar
+
+from clarity import budget as budgets
 
 PREFIX = "/clarity"
 MAX_BODY_CHARS = 65536
@@ -50,6 +54,7 @@ _HTML_COMMENT = re.compile(r" {0,3}<!--")
 _TASK_ID = re.compile(r"[0-9]+(?:\.[0-9]+)*\.?")
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _NUMBER = re.compile(r"[0-9]{1,3}")
+_BUDGET_WORD = re.compile(r"[A-Za-z0-9$=._-]{1,40}")
 
 
 class Verb(StrEnum):
@@ -80,6 +85,7 @@ class Command:
     priority: int | None = None
     task_id: str | None = None  # for stop-point, retry and override
     outcome: str | None = None  # for override: "done" or "skipped"
+    budget: str | None = None  # canonical budget words (clarity.budget.parse_spec reads them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,7 @@ class OptionSpec:
     names: tuple[tuple[str, ...], ...]
     value: ValueSpec
     summary: str
+    many: bool = False  # the value is every word up to the next option, not just one
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,10 +193,29 @@ def _read_outcome(word: str) -> str:
     return word.lower()
 
 
+def _read_budget(words: str) -> str:
+    """Read budget limits (`30m $5 attempts=40`) into their canonical words."""
+    for word in words.split():
+        if not _BUDGET_WORD.fullmatch(word):  # clarity.budget echoes words: only plain ones get that far
+            raise _Problem(f"{_code(word)} is not a budget limit; write a duration (`30m`, `2h`), an amount"
+                           " (`$5`), `attempts=40` or `tokens=500k`.")
+    try:
+        return budgets.parse_spec(words).spec()
+    except budgets.BudgetError as exc:
+        raise _Problem(f"{exc}.") from None
+
+
 TASK_ID = ValueSpec("<id>", "task id", "2.3.1.4", _read_task_id)
 OUTCOME = ValueSpec("<done/skipped>", "`done` or `skipped`", "done", _read_outcome)
 TOOL_NAME = ValueSpec("<name>", "tool name", "aider", _read_tool)
 PRIORITY = ValueSpec("<1-10>", "priority from 1 to 10", "5", _read_priority)
+LIMITS = ValueSpec("<limits>", "budget limit", "30m $5", _read_budget)
+BUDGET = OptionSpec(
+    "budget", (("budget",),), LIMITS,
+    "limit the execution's active time (`30m`, `2h`), agent cost (`$5`), `attempts=40` or `tokens=500k`,"
+    " one or more of them like `budget 30m $5`; they replace the same limits of `.github/clarity.yml`",
+    many=True,
+)
 
 GRAMMAR: tuple[VerbSpec, ...] = (
     VerbSpec(
@@ -207,6 +233,7 @@ GRAMMAR: tuple[VerbSpec, ...] = (
             OptionSpec("only", (("only",),), TASK_ID, "run just this task"),
             OptionSpec("tool", (("tool",),), TOOL_NAME, "use this agent instead of the configured one"),
             OptionSpec("priority", (("priority",),), PRIORITY, "queue priority, a whole number from 1 to 10 (10 runs first)"),
+            BUDGET,
         ),
         conflicts=(("only", "until", "`only` runs one task, `until` runs every task up to a stop point"),),
     ),
@@ -218,7 +245,8 @@ GRAMMAR: tuple[VerbSpec, ...] = (
         argument_required=True,
     ),
     VerbSpec(Verb.PAUSE, (("pause",),), "Pause the running execution after the task in progress."),
-    VerbSpec(Verb.RESUME, (("resume",),), "Resume a paused execution."),
+    VerbSpec(Verb.RESUME, (("resume",),), "Resume a paused execution; one paused by its budget resumes only"
+             " once the budget allows it (raise it with `budget`).", options=(BUDGET,)),
     VerbSpec(Verb.STOP, (("stop",),), "Stop the running execution after the task in progress."),
     VerbSpec(
         Verb.RETRY,
@@ -379,8 +407,11 @@ def _read_arguments(spec: VerbSpec, said: str, raw: list[str], words: list[str])
             typed = f"{said} {' '.join(name)}"
             example = f"`{PREFIX} {typed} {option.value.example}`"
             raise _Problem(f"`{PREFIX} {typed}` needs a {option.value.noun}, like {example}.")
-        values[option.field] = option.value.read(raw[value_at])
-        at = value_at + 1
+        end = value_at + 1
+        while option.many and end < len(raw) and _find_option(spec, words, end) is None:
+            end += 1
+        values[option.field] = option.value.read(" ".join(raw[value_at:end]))
+        at = end
     for first, second, why in spec.conflicts:
         if first in values and second in values:
             raise _Problem(f"`{first}` and `{second}` cannot be combined: {why}.")

@@ -5,6 +5,7 @@ Pure of GitHub: the step reports; this module only runs things and says what hap
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -12,9 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clarity import artifacts
+from clarity import artifacts, budget
 from clarity.redaction import redact
 from clarity.tasklist import Task
+from jobs.budgets import USAGE_ENV, USAGE_FILE, Meter
 from jobs.failures import ErrorClass, classify_checks, classify_run
 from runner import agents, checks
 from runner.allowlist import Allowlist
@@ -49,6 +51,7 @@ class AttemptPlan:
     agent_env: Mapping[str, str] = field(default_factory=dict)  # the agent's extra variables (API keys, HOME)
     allow: Allowlist = ALLOW_ALL  # the command allowlist: the agent's program and every check's commands
     check_timeout: float | None = None  # each check's run, unless the check says `timeout=` (repo check_timeout)
+    meter: Meter | None = None  # the execution's budget: checked before each attempt, caps the agent's clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +82,16 @@ def attempt_task(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, o
     output = ""
     for attempt in range(1, plan.retries + 2):
         _raise_if(cancel)
+        if plan.meter is not None:
+            plan.meter.check()  # raises jobs.budgets.Exhausted: the step pauses the execution
         on("attempt", attempt, "")
         error, error_class, output, results = _one_attempt(plan, sandbox, cancel, attempt, previous_error,
                                                            classes[-1] if classes else "", on)
         if error is None:
             return TaskResult(True, attempt, time.monotonic() - started, tuple(results), "", output, tuple(errors),
                               error_classes=tuple(classes))
+        if error_class == ErrorClass.BUDGET and plan.meter is not None:
+            plan.meter.check(out_of_time=True)  # the budget's clock killed the agent: pause, never retry
         errors.append(error)
         classes.append(error_class)
         previous_error = error
@@ -112,19 +119,27 @@ def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, a
     refused = plan.allow.refuse_argv(invocation.argv)
     if refused:  # an AgentError: the next tool of the route is tried, else the execution blocks
         raise agents.AgentError(f"the agent `{plan.agent}` was not started: {refused}")
+    # The agent's clock: min(task timeout, time left in the budget); the budget's kills are `budget`.
+    timeout, budget_clock = budget.attempt_timeout(plan.limits.timeout,
+                                                   plan.meter.time_left() if plan.meter is not None else None)
     # Model API keys go to the agent only: the checks below run with an environment of their own.
-    result = sandbox.run(invocation.argv, plan.workdir, {**invocation.env, **plan.agent_env}, plan.limits,
-                         cancel=cancel)
+    result = sandbox.run(invocation.argv, plan.workdir,
+                         {**invocation.env, USAGE_ENV: str(folder / USAGE_FILE), **plan.agent_env},
+                         dataclasses.replace(plan.limits, timeout=timeout), cancel=cancel)
     output = redact(result.output_tail(ERROR_CHARS))
     killed = f" (killed: {result.killed_by})" if result.killed_by else ""
     artifacts.write_text(folder / "agent.log", f"$ {' '.join(invocation.argv)}\nexit {result.exit_code}{killed} in "
                          f"{result.duration:.1f}s\n\n{result.stdout}\n{result.stderr}", plan.max_artifact_bytes)
     _save_diff(folder, plan)
+    if plan.meter is not None:
+        plan.meter.charge(folder, plan.task.id)  # what the agent reported spending, even when it failed
     _raise_if(cancel)
     if not result.ok:
-        agent_class = classify_run(result.exit_code, result.timed_out, result.killed_by) or ErrorClass.AGENT_CRASHED
+        agent_class = classify_run(result.exit_code, result.timed_out, result.killed_by,
+                                   budget_clock) or ErrorClass.AGENT_CRASHED
         _save_result(folder, plan, attempt, result, None, agent_class)
-        why = "timed out" if result.timed_out else (result.killed_by or f"exited with code {result.exit_code}")
+        why = "ran out of the execution's time budget" if agent_class is ErrorClass.BUDGET else \
+            "timed out" if result.timed_out else (result.killed_by or f"exited with code {result.exit_code}")
         return f"The agent `{plan.agent}` {why} ({agent_class}).\n{output}", agent_class, output, []
     on("verifying", attempt, "")
     checks_started = time.monotonic()

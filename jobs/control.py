@@ -18,7 +18,7 @@ from clarity.tasklist import TaskListError
 from github_app import repos
 from github_app.commands import Command
 from github_app.reporting import Reporter
-from jobs import overrides, scheduler
+from jobs import budgets, overrides, scheduler
 from jobs.context import Engine
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def new_execution(event: CommentEvent, command: Command, branch: str, base: str)
         issue_number=event.issue_number, is_pull_request=event.is_pull_request, branch=branch,
         base_branch=base, requester=event.author, status=S.QUEUED, stop_point=command.until,
         only=command.only, tool=command.tool, priority=command.priority or 5,
-        trigger_comment_id=event.comment_id,
+        trigger_comment_id=event.comment_id, budget=command.budget or "",
     )
 
 
@@ -119,6 +119,8 @@ def run(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) 
         execution = eng.store.update(previous.id, stop_point=command.until, only=command.only,
                                      tool=command.tool, priority=command.priority or previous.priority,
                                      requester=event.author, trigger_comment_id=event.comment_id)
+        if command.budget:  # new limits replace the same ones, the others stay
+            execution = budgets.set_limits(eng.store, execution, command.budget, event.author)
         _reset_failed(eng, execution, None)
         verb = "Resuming"
     else:
@@ -183,8 +185,13 @@ def pause(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command
                             "Nothing to pause: no execution is running on this issue.")
     if not target:
         return "nothing to pause"
-    eng.store.set_flag(target.id, "pause", event.author)
-    reporter.comment(event.issue_number, f"{_link(eng, target)} will pause after the current task.")
+    return pause_execution(eng, reporter, target, event.author)
+
+
+def pause_execution(eng: Engine, reporter: Reporter, target: Execution, actor: str) -> str:
+    """Pause one execution after its current task (a comment or the dashboard's Pause button)."""
+    eng.store.set_flag(target.id, "pause", actor)
+    reporter.comment(target.issue_number, f"{_link(eng, target)} will pause after the current task.")
     return f"pause {target.id}"
 
 
@@ -194,6 +201,8 @@ def resume(eng: Engine, reporter: Reporter, event: CommentEvent, command: Comman
                             "Nothing to resume: no paused or blocked execution on this issue.")
     if not target:
         return "nothing to resume"
+    if command.budget:
+        target = budgets.set_limits(eng.store, target, command.budget, event.author)
     return resume_execution(eng, reporter, target, event.author)
 
 
@@ -206,15 +215,25 @@ def set_stop_point(eng: Engine, reporter: Reporter, event: CommentEvent, command
     """Move the stop point of the live (or paused) execution."""
     target = _target_or_say(eng, reporter, event, _live_statuses() + RESUMABLE,
                             "No execution here to change: start one with `/clarity run`.")
-    if not target:
+    if not target or not command.task_id:
         return "no execution"
-    problem = unknown_task(reporter, target.repo, (target.branch, target.base_branch), command.task_id)
+    return move_stop_point(eng, reporter, target, command.task_id)
+
+
+def move_stop_point(eng: Engine, reporter: Reporter, target: Execution, task_id: str) -> str:
+    """Give one execution another stop point (a comment or the API); a stop point reached before is behind it."""
+    if target.status not in (*_live_statuses(), *RESUMABLE):
+        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: its stop point "
+                                              "cannot change any more.")
+        return f"refused: {target.status}"
+    problem = unknown_task(reporter, target.repo, (target.branch, target.base_branch), task_id)
     if problem:
-        reporter.comment(event.issue_number, f"{problem}. The stop point stays {_scope(target)}.")
+        reporter.comment(target.issue_number, f"{problem}. The stop point stays {_scope(target)}.")
         return "refused: unknown task"
-    eng.store.update(target.id, stop_point=command.task_id)
-    reporter.comment(event.issue_number, f"{_link(eng, target)} now stops after task {command.task_id}.")
-    return f"stop-point {target.id} {command.task_id}"
+    eng.store.update(target.id, stop_point=task_id)
+    eng.store.clear_flag(target.id, "stop_point_reached")  # else a resume would drop the new stop point
+    reporter.comment(target.issue_number, f"{_link(eng, target)} now stops after task {task_id}.")
+    return f"stop-point {target.id} {task_id}"
 
 
 def retry(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
@@ -231,12 +250,49 @@ def retry_execution(eng: Engine, reporter: Reporter, target: Execution, actor: s
     return _continue(eng, reporter, target, actor, task_id, "retry")
 
 
+def replay_execution(eng: Engine, reporter: Reporter, target: Execution, actor: str, from_task: str | None,
+                     tool: str | None = None, stop_point: str | None = None) -> str:
+    """Run a blocked or paused execution again from `from_task` (the API's replay): that task and the ones
+    after it in run order that failed or were skipped become pending, with another tool or stop point if given.
+
+    Tasks a person settled stay settled; without `from_task` every failed task runs again.
+    """
+    if target.status not in RESUMABLE:
+        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to replay.")
+        return f"nothing to replay: {target.status}"
+    refs = (target.branch, target.base_branch)
+    for named in (from_task, stop_point):
+        problem = unknown_task(reporter, target.repo, refs, named)
+        if problem:
+            reporter.comment(target.issue_number, f"{problem}. Nothing was replayed.")
+            return f"refused: {problem}"
+    if tool or stop_point:
+        target = eng.store.update(target.id, **({"tool": tool} if tool else {}),
+                                  **({"stop_point": stop_point} if stop_point else {}))
+        if stop_point:
+            eng.store.clear_flag(target.id, "stop_point_reached")
+    order = list(eng.store.tasks(target.id))
+    later = order[order.index(from_task):] if from_task in order else []
+    for task_id in later:
+        progress = eng.store.task(target.id, task_id)
+        if progress.status in (TaskStatus.FAILED, TaskStatus.SKIPPED) and not progress.override_by:
+            _reset_failed(eng, target, task_id)
+    eng.store.log(target.id, f"replay from {from_task or 'the failed tasks'} by @{actor}"
+                             + (f", tool {tool}" if tool else "") + (f", until {stop_point}" if stop_point else ""))
+    return _continue(eng, reporter, target, actor, from_task if from_task in later else None, "retry")
+
+
 def _continue(eng: Engine, reporter: Reporter, target: Execution, actor: str, task_id: str | None,
               verb: str) -> str:
     """Resume or retry: failed tasks (all, or `task_id`) become eligible and the execution goes back in line."""
     if target.status not in RESUMABLE:
         reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to {verb}.")
         return f"nothing to {verb}: {target.status}"
+    over = _over_budget(reporter, target)
+    if over:
+        reporter.comment(target.issue_number, f"{_link(eng, target)} stays {target.status}: {over}. "
+                                              f"To go on, {budgets.HINT}.")
+        return f"refused: {over}"
     _reset_failed(eng, target, task_id)
     if target.stop_point and eng.store.flag(target.id, "stop_point_reached"):
         target = eng.store.update(target.id, stop_point=None)  # that stop point is behind us: run on
@@ -250,34 +306,53 @@ def _continue(eng: Engine, reporter: Reporter, target: Execution, actor: str, ta
     return f"{verb} {target.id}"
 
 
+def _over_budget(reporter: Reporter, target: Execution) -> str | None:
+    """The used-up limit that keeps `target` from going on; None when it may (or the config is unreadable:
+    the step reads it again and pauses at once if need be)."""
+    try:
+        config = repoconfig.parse(_first_file(reporter, target.repo, repoconfig.CONFIG_PATH,
+                                              (target.branch, target.base_branch)))
+    except (RequestFailed, repoconfig.ConfigError):
+        return None
+    return budgets.over_budget(config, target)
+
+
 def override(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
     """`/clarity override <id> done|skipped`: a person settles a task; a paused/blocked execution resumes."""
     target = _target_or_say(eng, reporter, event, _live_statuses() + RESUMABLE,
                             "Nothing to override: no execution on this issue. Start one with `/clarity run`.")
     if not target or not command.task_id or not command.outcome:
         return "nothing to override"
+    return override_task(eng, reporter, target, command.task_id, command.outcome, event.author)
+
+
+def override_task(eng: Engine, reporter: Reporter, target: Execution, task_id: str, outcome: str, actor: str) -> str:
+    """Settle one task of an execution by hand (a comment or the API), then resume it if it was waiting."""
+    if target.status not in (*_live_statuses(), *RESUMABLE):
+        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to override.")
+        return f"refused: {target.status}"
     tasks = _read_tasks(reporter, target.repo, (target.branch, target.base_branch))
-    progress = eng.store.task(target.id, command.task_id)
+    progress = eng.store.task(target.id, task_id)
     try:
         if tasks is None:
             raise TaskListError(f"the task list of `{target.branch}` cannot be read")
-        task = tasks.get(command.task_id)
+        task = tasks.get(task_id)
         progress = dataclasses.replace(progress, title=progress.title or task.title)
-        problem = overrides.refusal(progress, command.outcome, task.done, task.is_leaf,
-                                    target.status.is_active and target.current_task == command.task_id)
+        problem = overrides.refusal(progress, outcome, task.done, task.is_leaf,
+                                    target.status.is_active and target.current_task == task_id)
     except TaskListError as exc:
         problem = str(exc)
     if problem:
-        reporter.comment(event.issue_number, f"{problem[0].upper()}{problem[1:]}. Nothing was changed.")
+        reporter.comment(target.issue_number, f"{problem[0].upper()}{problem[1:]}. Nothing was changed.")
         return f"refused: {problem}"
-    overrides.record(eng.store, target, progress, command.outcome, event.author)
+    overrides.record(eng.store, target, progress, outcome, actor)
     effect = (f"Clarity ticks it on `{target.branch}` in its own commit, without running the agent"
-              if command.outcome == "done" else "it will not run, nor will tasks that depend on it")
-    reporter.comment(event.issue_number, f"Task {command.task_id} of {_link(eng, target)} marked "
-                                         f"**{command.outcome}** by @{event.author}: {effect}.")
+              if outcome == "done" else "it will not run, nor will tasks that depend on it")
+    reporter.comment(target.issue_number, f"Task {task_id} of {_link(eng, target)} marked "
+                                          f"**{outcome}** by @{actor}: {effect}.")
     if target.status in RESUMABLE:
-        return _continue(eng, reporter, eng.store.get(target.id), event.author, None, "resume")
-    return f"override {target.id} {command.task_id} {command.outcome}"
+        return _continue(eng, reporter, eng.store.get(target.id), actor, None, "resume")
+    return f"override {target.id} {task_id} {outcome}"
 
 
 def _read_tasks(reporter: Reporter, repo: str, refs: tuple[str, ...]) -> tasklist.TaskList | None:
@@ -296,9 +371,18 @@ def prioritise(eng: Engine, reporter: Reporter, event: CommentEvent, command: Co
                             "Nothing to re-prioritise: no execution is live or queued on this issue.")
     if not target or command.priority is None:
         return "nothing to re-prioritise"
+    return prioritise_execution(eng, reporter, target, command.priority, event.author)
+
+
+def prioritise_execution(eng: Engine, reporter: Reporter, target: Execution, priority: int, actor: str) -> str:
+    """Give one execution another priority (a manager's comment or the API)."""
+    if not (target.status.is_active or target.status is S.QUEUED):
+        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: it waits for nobody, "
+                                              "so its priority cannot change.")
+        return f"refused: {target.status}"
     before = target.priority
-    target = scheduler.reprioritise(eng, target, command.priority, event.author)
-    reporter.comment(event.issue_number, (
+    target = scheduler.reprioritise(eng, target, priority, actor)
+    reporter.comment(target.issue_number, (
         f"{_link(eng, target)} now has priority {target.priority} (was {before}; 10 runs first). "
         f"Next step: {_starts(eng, target)}."))
     return f"priority {target.id} {target.priority}"
@@ -321,6 +405,7 @@ def _reset_failed(eng: Engine, execution: Execution, task_id: str | None) -> Non
                 and not (progress.override_by and task_id is None):
             eng.store.put_task(execution.id, dataclasses.replace(progress, status=TaskStatus.PENDING,
                                                                  attempts=0, last_error="", override_by=""))
+            eng.store.reset_recoveries(execution.id, progress.task_id)  # a person's retry: a fresh count
 
 
 def _eta_line(eng: Engine, execution: Execution) -> str:

@@ -4,6 +4,8 @@ Pure: the sandbox's Result fields and the check verdicts in, an ErrorClass out. 
 - `check_failed`: the agent exited 0 but an acceptance check or gate did not pass;
 - `agent_crashed`: the agent exited non-zero (or died of a signal) without being killed by a limit;
 - `timeout`: the wall clock ran out (the task's `timeout:`, the repo's or CLARITY_TASK_TIMEOUT);
+- `budget`: the wall clock ran out because the execution's time budget did (it was shorter than the
+  task's timeout); the execution pauses instead of retrying;
 - `limit`: killed for memory, CPU time, processes or file size (LocalSandbox and DockerSandbox words);
 - `infra`: the machinery failed, not the work: a missing or unexecutable tool (exit 127/126),
   sandbox or isolation errors, git errors.
@@ -29,6 +31,7 @@ class ErrorClass(StrEnum):
     CHECK_FAILED = "check_failed"
     AGENT_CRASHED = "agent_crashed"
     TIMEOUT = "timeout"
+    BUDGET = "budget"
     LIMIT = "limit"
     INFRA = "infra"
 
@@ -37,17 +40,22 @@ EXPLANATIONS: dict[ErrorClass, str] = {
     ErrorClass.CHECK_FAILED: "the agent finished but an acceptance check failed",
     ErrorClass.AGENT_CRASHED: "the agent exited with an error",
     ErrorClass.TIMEOUT: "the attempt ran out of time and was killed",
+    ErrorClass.BUDGET: "the execution's time budget ran out during the attempt, which was killed",
     ErrorClass.LIMIT: "the attempt was killed for exceeding a resource limit (memory, CPU, processes or file size)",
     ErrorClass.INFRA: "the machinery failed (missing tool, sandbox or git error), not the work itself",
 }
 
 
-def classify_run(exit_code: int, timed_out: bool, killed_by: str | None) -> ErrorClass | None:
-    """The class of one sandboxed run (agent or check); None when it succeeded or was cancelled by a stop."""
+def classify_run(exit_code: int, timed_out: bool, killed_by: str | None,
+                 budget_clock: bool = False) -> ErrorClass | None:
+    """The class of one sandboxed run (agent or check); None when it succeeded or was cancelled by a stop.
+
+    `budget_clock`: the run's wall clock was the time left in the execution's budget, not the task's timeout.
+    """
     if killed_by == "cancelled":
         return None
     if timed_out or killed_by == "timeout":
-        return ErrorClass.TIMEOUT
+        return ErrorClass.BUDGET if budget_clock else ErrorClass.TIMEOUT
     if killed_by in LIMIT_KILLS:
         return ErrorClass.LIMIT
     if killed_by is None and exit_code in (EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE):

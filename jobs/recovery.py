@@ -55,9 +55,10 @@ class RecoveryReport:
     started: tuple[str, ...] = ()    # queued on a repository nobody held, now started
     relined: tuple[str, ...] = ()    # queued, and put back in their repository's line
     skipped: bool = False            # another process was reconciling
+    blocked: tuple[str, ...] = ()    # their task lost its worker max_recoveries times: blocked for a human
 
     def __bool__(self) -> bool:
-        return bool(self.recovered or self.requeued or self.started or self.relined)
+        return bool(self.recovered or self.requeued or self.started or self.relined or self.blocked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +142,7 @@ def _look(engine: Engine) -> Plan:
 
 
 def _act(engine: Engine, todo: Plan) -> RecoveryReport:
-    recovered: list[str] = []
-    requeued: list[str] = []
+    outcomes: dict[str, list[str]] = {"recovered": [], "requeued": [], "blocked": []}
     started: list[str] = []
     for ex in todo.orphans:
         try:
@@ -151,7 +151,7 @@ def _act(engine: Engine, todo: Plan) -> RecoveryReport:
             log.info("execution %s: not recovered: %s", ex.id, exc)
             continue
         if outcome is not None:
-            (recovered if outcome else requeued).append(ex.id)
+            outcomes[outcome].append(ex.id)
     for ex in todo.starts:
         current = engine.store.get(ex.id)
         if current.status is not S.QUEUED:
@@ -170,11 +170,13 @@ def _act(engine: Engine, todo: Plan) -> RecoveryReport:
         if engine.store.get(ex.id).status is S.QUEUED and ex.id not in engine.store.waiting(ex.repo):
             engine.store.enqueue_waiting(ex.repo, ex.id)
             relined.append(ex.id)
-    return RecoveryReport(tuple(recovered), tuple(requeued), tuple(started), tuple(relined))
+    return RecoveryReport(tuple(outcomes["recovered"]), tuple(outcomes["requeued"]), tuple(started),
+                          tuple(relined), blocked=tuple(outcomes["blocked"]))
 
 
-def _recover(engine: Engine, execution_id: str) -> bool | None:
-    """Put an orphan back on the road: True under the lease, False back in line, None if not ours to do."""
+def _recover(engine: Engine, execution_id: str) -> str | None:
+    """Put an orphan back on the road: "recovered" under the lease, "requeued" back in line, "blocked"
+    when its task lost its worker too often; None if not ours to do."""
     store = engine.store
     ttl = engine.settings.lease_ttl
     # One recovery per execution per lease time, whatever runs at once (the pass lock may lapse).
@@ -186,10 +188,20 @@ def _recover(engine: Engine, execution_id: str) -> bool | None:
     if not ex.status.is_active or store.lease_holder(ex.repo) == ex.id:
         return None
     lost = [p for p in store.tasks(ex.id).values() if p.status in LOST_TASK]
+    # A task whose worker is lost again and again (killed for memory, a crash it causes) is not tried
+    # once more: the execution blocks with the reason instead of looping through recoveries for ever.
+    limit = engine.settings.max_recoveries
+    too_often = [p for p in lost if store.count_recovery(ex.id, p.task_id) >= limit]
     for progress in lost:
-        store.set_task_status(ex.id, progress.task_id, TaskStatus.PENDING)
+        if progress in too_often:
+            store.set_task_status(ex.id, progress.task_id, TaskStatus.FAILED, error_class="infra",
+                                  last_error=LOST_TOO_OFTEN.format(n=limit))
+        else:
+            store.set_task_status(ex.id, progress.task_id, TaskStatus.PENDING)
     # Before the step is enqueued: once it runs, it may find the task done and report success itself.
     _close_checks(engine, ex, [p.check_run_id for p in lost if p.check_run_id is not None])
+    if too_often:
+        return _block(engine, ex, too_often[0].task_id)
     if time.monotonic() - claimed > ttl / 2:
         return None  # GitHub was slow and our claim is running out: the next pass finishes the job
     pending = f"; task {', '.join(p.task_id for p in lost)} back to pending" if lost else ""
@@ -201,9 +213,30 @@ def _recover(engine: Engine, execution_id: str) -> bool | None:
         ex = store.update(ex.id, current_task=None)
     if store.acquire_lease(ex.repo, ex.id, ttl):
         scheduler.enqueue_step(engine, ex.id)
-        return True
+        return "recovered"
     scheduler.submit(engine, ex, ACTOR)  # another execution holds the repository: wait in line
-    return False
+    return "requeued"
+
+
+LOST_TOO_OFTEN = ("the worker running this task was lost {n} times (killed for memory, or crashed by what the "
+                  "task runs?); Clarity does not try it again on its own")
+
+
+def _block(engine: Engine, ex: Execution, task_id: str) -> str:
+    """Block an execution whose task keeps losing its worker, and tell its issue (best effort)."""
+    reason = f"task {task_id}: {LOST_TOO_OFTEN.format(n=engine.settings.max_recoveries)}"
+    ex = engine.store.transition(ex.id, S.BLOCKED, ACTOR, reason, current_task=None)
+    engine.store.log(ex.id, reason, "error", task=task_id)
+    log.error("execution %s (%s): %s", ex.id, ex.repo, reason)
+    scheduler.release(engine, ex)
+    try:
+        Reporter(engine.github.client(ex.installation_id), ex.repo).comment(ex.issue_number, (
+            f"@{ex.requester} execution [`{ex.id}`]({engine.dashboard_url(ex.id)}) is blocked: {reason}. "
+            f"Look at the task's artifacts, then `/clarity retry {task_id}` or "
+            f"`/clarity override {task_id} skipped`."))
+    except (GitHubException, httpx.HTTPError) as exc:
+        log.warning("execution %s: could not comment: %s", ex.id, describe_error(exc))
+    return "blocked"
 
 
 def _close_checks(engine: Engine, ex: Execution, check_run_ids: list[int]) -> None:
@@ -308,6 +341,7 @@ def reconcile_logged(engine: Engine) -> RecoveryReport:
         log.exception("recovery pass failed")
         return RecoveryReport()
     if report:
-        log.warning("recovery: recovered %s; back in line %s; started %s; put in line %s",
-                    list(report.recovered), list(report.requeued), list(report.started), list(report.relined))
+        log.warning("recovery: recovered %s; back in line %s; started %s; put in line %s; blocked %s",
+                    list(report.recovered), list(report.requeued), list(report.started), list(report.relined),
+                    list(report.blocked))
     return report

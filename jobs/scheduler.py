@@ -10,11 +10,12 @@ step, then the execution is ready again, so customers share workers round-robin.
 from __future__ import annotations
 
 import logging
-import statistics
 from dataclasses import dataclass
 
 from rq import Worker
 
+# The arithmetic of estimates lives in clarity.eta, so the dashboard can share it.
+from clarity.eta import DEFAULT_TASK_SECONDS, eta_text, remaining_tasks, task_seconds  # noqa: F401
 from clarity.models import Execution
 from clarity.ready import Ready, schedule
 from clarity.status import ExecutionStatus
@@ -23,7 +24,6 @@ from jobs.context import Engine
 log = logging.getLogger(__name__)
 
 STEP_JOB = "jobs.step.run_slot"
-DEFAULT_TASK_SECONDS = 120.0  # the estimate before any task of the repository has finished
 # The repo lease lives `settings.lease_ttl` seconds: a step renews it while it works, a lost worker's
 # lease simply expires and jobs.recovery picks the execution up again.
 
@@ -100,17 +100,6 @@ class Estimate:
     task_seconds: float  # the mean task duration the estimate uses
 
 
-def task_seconds(durations: list[float]) -> float:
-    """The typical task duration from recent ones (the median resists one slow outlier)."""
-    return statistics.median(durations) if durations else DEFAULT_TASK_SECONDS
-
-
-def remaining_tasks(execution: Execution) -> int:
-    """Tasks still to do in the execution's scope, as far as it knows (at least one while live)."""
-    left = max(execution.tasks_total - execution.tasks_completed, 0)
-    return left or (1 if not execution.status.is_terminal else 0)
-
-
 def estimate(engine: Engine, execution: Execution) -> Estimate:
     """Start and finish estimates from measured task durations, the repo's line and the ready set."""
     store = engine.store
@@ -145,12 +134,3 @@ def capacity(engine: Engine) -> int:
     """Workers taking steps now (at least one, so estimates stay finite while none is up)."""
     return max(len(Worker.all(queue=engine.steps_queues[0])), 1)
 
-
-def eta_text(seconds: float | None) -> str:
-    """A short human duration: "about 3 min", "about 2 h 5 min", "unknown"."""
-    if seconds is None:
-        return "unknown"
-    minutes = max(int(seconds / 60 + 0.5), 1)  # half up: round() would make 4.5 min "about 4"
-    if minutes < 60:
-        return f"about {minutes} min"
-    return f"about {minutes // 60} h {minutes % 60} min"

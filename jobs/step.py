@@ -24,7 +24,7 @@ from clarity.tasklist import Task, TaskList, TaskListError
 from github_app import repos
 from github_app.client import describe_error
 from github_app.reporting import RETRY, STOP, Reporter
-from jobs import gates, heartbeat, overrides, publish, reports, sandboxes, scheduler, toolchain
+from jobs import budgets, gates, heartbeat, overrides, publish, reports, sandboxes, scheduler, toolchain
 from jobs.attempts import AttemptPlan, Cancelled, TaskResult
 from jobs.context import Engine
 from jobs.context import engine as default_engine
@@ -82,10 +82,12 @@ class Step:
             # Step boundaries go to the audit stream: who worked on what, when.
             self.store.audit_event(self.store.get(self.id), "step.started", "engine", self.who)
             outcome = "crashed"
+            self.clock = budgets.Clock(self.store, self.id)  # the time budget counts steps' durations
             try:
                 outcome = self._run()
                 return outcome
             finally:
+                self.clock.charge()
                 self.store.audit_event(self.store.get(self.id), "step.finished", "engine",
                                        {**self.who, "outcome": outcome})
                 if self.release is not None:
@@ -107,6 +109,9 @@ class Step:
         try:
             with self._heartbeat(ex):
                 return self._advance(ex, gh)
+        except budgets.Exhausted as exc:  # checked before every attempt; the time budget also kills one
+            return self._finish(budgets.settle(self.store, self.store.get(self.id)), S.PAUSED,
+                                budgets.pause_reason(str(exc)))
         except Cancelled:
             return self._finish(self.store.get(self.id), S.STOPPED,
                                 f"stopped by @{self.store.flag(self.id, 'stop') or 'someone'}")
@@ -153,6 +158,8 @@ class Step:
         task = self._next(ex, tasks)
         if task is None:
             return self._conclude(ex, tasks)
+        self.meter = budgets.Meter(self.store, ex, budgets.effective(config, ex), self.clock.started)
+        self.meter.check()
         with logcontext.bind(task_id=task.id):
             return self._do_task(ex, ws, workdir, config, text, task)
 
@@ -264,7 +271,7 @@ class Step:
             limits=Limits(timeout=task.timeout_seconds() or config.timeout or settings.task_timeout),
             retries=config.retries if config.retries is not None else settings.retries,
             backoff=settings.retry_backoff, diff=ws.diff, max_artifact_bytes=settings.artifact_max_bytes,
-            allow=gates.allowlist(settings, config), check_timeout=config.check_timeout)
+            allow=gates.allowlist(settings, config), check_timeout=config.check_timeout, meter=self.meter)
         try:
             # Agents and checks see their workspace and this task's artifacts, never the rest of the data
             # dir (other customers' workspaces and artifacts): hidden under bubblewrap, absent under docker.
@@ -287,11 +294,11 @@ class Step:
         except Exception as exc:
             # Whatever stopped the task, leave no half-done work and no check run spinning forever.
             ws.discard()
-            cancelled = isinstance(exc, Cancelled)
+            cancelled, paused = isinstance(exc, Cancelled), isinstance(exc, budgets.Exhausted)
             with contextlib.suppress(RequestFailed):
-                self.reporter.finish_check(check_id, "cancelled" if cancelled else "failure",
-                                           reports.check_name(task),
-                                           "Stopped before the task finished." if cancelled else str(exc))
+                self.reporter.finish_check(check_id, "cancelled" if cancelled else "neutral" if paused else "failure",
+                                           reports.check_name(task), "Stopped before the task finished." if cancelled
+                                           else f"Paused: {exc}." if paused else str(exc))
             if self.store.task(ex.id, task.id).status is not TaskStatus.COMPLETED:
                 infra = classify_exception(exc)  # isolation, git, disk: recorded as `infra` on the task
                 self.store.set_task_status(ex.id, task.id, TaskStatus.PENDING,
@@ -385,6 +392,7 @@ class Step:
 
     # -- endings --------------------------------------------------------------------------------
     def _finish(self, ex: Execution, status: ExecutionStatus, reason: str, notify: bool = True) -> str:
+        self.clock.charge()  # before the execution settles: a resume reads its active time
         if ex.status is not status:
             ex = self.store.transition(ex.id, status, "engine", reason, current_task=None)
         self.store.clear_flag(ex.id, "stop")

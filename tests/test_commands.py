@@ -208,7 +208,7 @@ def test_good_and_bad_lines_are_reported_in_order() -> None:
 
 # --- malformed commands ---------------------------------------------------------------------------
 
-OPTIONS = "its options are `until`, `only`, `tool` and `priority`."
+OPTIONS = "its options are `until`, `only`, `tool`, `priority` and `budget`."
 NOT_AN_ID = "is not a task id; task ids are dotted numbers like `2.3.1.4`."
 PRIORITY = "priority must be a whole number from 1 to 10, got"
 
@@ -290,7 +290,7 @@ MALFORMED = [
         "`only` and `until` cannot be combined: `only` runs one task, `until` runs every task up to a stop point.",
     ),
     ("/clarity pause now", "`/clarity pause` takes no arguments, got `now`."),
-    ("/clarity resume 1.2", "`/clarity resume` takes no arguments, got `1.2`."),
+    ("/clarity resume 1.2", "`/clarity resume` has no option `1.2`; its options are `budget`."),
     ("/clarity stop now please", "`/clarity stop` takes no arguments, got `now please`."),
     ("/clarity status all", "`/clarity status` takes no arguments, got `all`."),
     ("/clarity help me", "`/clarity help` takes no arguments, got `me`."),
@@ -378,7 +378,7 @@ def test_help_mentions_the_aliases_of_until_and_stop_point() -> None:
     assert "`stop after <id>`" in text
     assert "`/clarity stop after <id>`" in text
     assert "`/clarity stoppoint <id>`" in text
-    assert "`/clarity run [until <id>] [only <id>] [tool <name>] [priority <1-10>]`" in text
+    assert "`/clarity run [until <id>] [only <id>] [tool <name>] [priority <1-10>] [budget <limits>]`" in text
     assert "cannot be combined with `until`" in text
 
 

@@ -271,7 +271,9 @@ exit 0
 def crash_stack(redis_url: str, tmp_path: Path) -> Iterator[devstack.Stack]:
     running = devstack.start(tmp_path / "stack", redis_url, agent_command=f"{sys.executable} {AGENT} {{prompt_file}}",
                              workers=0, namespace=f"rec-{uuid.uuid4().hex[:8]}",
-                             extra_env={"CLARITY_RETRY_BACKOFF": "0.05", "CLARITY_LEASE_TTL": "2"})
+                             extra_env={"CLARITY_RETRY_BACKOFF": "0.05", "CLARITY_LEASE_TTL": "2",
+                                        # random kills may hit one task often: that guard has its own test
+                                        "CLARITY_MAX_RECOVERIES": "100"})
     running.start_worker(role="intake")
     try:
         yield running
@@ -434,3 +436,25 @@ def test_lost_queues_and_leases_are_rebuilt_and_the_execution_resumes_from_git(c
     subjects = [s for s in git(stack, "log", "--format=%s", "clarity/issue-1").splitlines() if s.startswith("clarity:")]
     assert sorted(s.split()[1] for s in subjects) == ids, why  # each task once: nothing lost, nothing repeated
     assert any("recovered after a worker was lost" in line.get("message", "") for line in store.log_lines(ex.id))
+
+
+def test_a_task_that_loses_its_worker_again_and_again_blocks_instead_of_looping(engine) -> None:
+    ex = execution(engine.store)  # task 1 in progress, its worker gone
+    for loss in range(1, engine.settings.max_recoveries):
+        assert recovery.reconcile(engine, confirm=0).recovered == (ex.id,), f"loss {loss}"
+        engine.store.ready.remove(ex.id)  # the recovered step "runs" and loses its worker again:
+        engine.store.release_lease(REPO, ex.id)
+        engine.store.transition(ex.id, E.TASK_EXECUTING, "engine")
+        engine.store.set_task_status(ex.id, "1", T.IN_PROGRESS)
+        engine.store.r.delete(f"{engine.settings.namespace}:recovery:claim:{ex.id}")
+    report = recovery.reconcile(engine, confirm=0)
+    assert report.blocked == (ex.id,) and not report.recovered
+    after = engine.store.get(ex.id)
+    assert after.status is E.BLOCKED and "lost 3 times" in after.reason
+    task = engine.store.task(ex.id, "1")
+    assert (task.status, task.error_class) == (T.FAILED, "infra")
+    assert engine.store.ready.entries() == [] and engine.store.lease_holder(REPO) is None
+
+    # A person's retry gives the task a fresh count.
+    engine.store.reset_recoveries(ex.id, "1")
+    assert engine.store.count_recovery(ex.id, "1") == 1
