@@ -3,7 +3,8 @@
 `clarity setup` keeps the app it created in the vault as one encrypted secret (`github_app`, JSON),
 so the app id, key and secrets are written together or not at all. `load_settings` is how processes
 read their settings: the environment first, and whatever of GITHUB_APP_ID, the private key,
-GITHUB_WEBHOOK_SECRET and CLARITY_BOT_LOGIN it leaves unset, from that stored app.
+GITHUB_WEBHOOK_SECRET, CLARITY_BOT_LOGIN and the OAuth client (CLARITY_GITHUB_CLIENT_ID/_SECRET, for
+dashboard sign-in) it leaves unset, from that stored app.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{err}\n  ({SETUP_HINT}; {why_not})") from None
     filled = dict(env)
     defaults = {"GITHUB_APP_ID": str(creds.app_id), "GITHUB_WEBHOOK_SECRET": creds.webhook_secret,
-                "CLARITY_BOT_LOGIN": creds.bot_login}
+                "CLARITY_BOT_LOGIN": creds.bot_login, "CLARITY_GITHUB_CLIENT_ID": creds.client_id,
+                "CLARITY_GITHUB_CLIENT_SECRET": creds.client_secret}
     for name, value in defaults.items():
         if not _set(env, name):
             filled[name] = value

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from clarity.tasklist import Task, TaskList, TaskListError, parse
 
 if TYPE_CHECKING:
+    from clarity.apitokens import ApiTokens
     from clarity.vault import Vault
 
 USAGE_ERROR = 2
@@ -192,6 +193,73 @@ _SECRETS_RUN: dict[str, Callable[[Vault, argparse.Namespace], int]] = {
 }
 
 
+TOKENS_ACTIONS = ("create", "list", "revoke")
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """API tokens for scripts (`Authorization: Bearer …`); needs only REDIS_URL and CLARITY_NAMESPACE."""
+    from redis import RedisError
+
+    from clarity.apitokens import ApiTokens, TokenError
+    from clarity.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env(args.env, require_github=False)
+        tokens = ApiTokens.from_url(settings.redis_url, settings.namespace)
+        return _TOKENS_RUN[args.action](tokens, args)
+    except (SettingsError, TokenError) as err:
+        return _fail(str(err))
+    except RedisError as err:  # its text names host and port, never the URL's password
+        return _fail(f"Redis (REDIS_URL) failed: {err}")
+
+
+def _tokens_create(tokens: ApiTokens, args: argparse.Namespace) -> int:
+    if args.target is not None:
+        return _fail("tokens create takes no positional argument; use --installation and --role")
+    token, record = tokens.create(args.role, args.installation or (), name=args.name or "",
+                                  everything=args.all_installations)
+    scope = "every installation" if record.everything else \
+        "installation" + ("s " if len(record.installations) > 1 else " ") + ", ".join(map(str, record.installations))
+    print(token)
+    print(f"created token {record.id} ({record.name}): {record.role} on {scope}. "
+          "It is shown only now: keep it somewhere safe.", file=sys.stderr)
+    return 0
+
+
+def _tokens_list(tokens: ApiTokens, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    def when(stamp: float | None) -> str:
+        return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M") if stamp else "never"
+
+    records = tokens.records()
+    if not records:
+        print("no API tokens")
+        return 0
+    rows = [("ID", "NAME", "ROLE", "INSTALLATIONS", "CREATED (UTC)", "LAST USED (UTC)")]
+    rows += [(t.id, t.name, t.role, "all" if t.everything else ",".join(map(str, t.installations)),
+              when(t.created), when(t.last_used)) for t in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _tokens_revoke(tokens: ApiTokens, args: argparse.Namespace) -> int:
+    if not args.target:
+        return _fail("tokens revoke takes the token's ID (or the start of it; see `clarity tokens list`)")
+    record = tokens.revoke(args.target)
+    print(f"revoked token {record.id} ({record.name})")
+    return 0
+
+
+_TOKENS_RUN: dict[str, Callable[[ApiTokens, argparse.Namespace], int]] = {
+    "create": _tokens_create,
+    "list": _tokens_list,
+    "revoke": _tokens_revoke,
+}
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "tasks": Subcommand(
         cmd_tasks,
@@ -242,6 +310,22 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             arg("name", nargs="?", metavar="NAME", help="the secret's name (set and delete)"),
             arg("--scope", default="global",
                 help="who may use it: global (default), installation:<id> or repo:<owner>/<name>"),
+        ),
+    ),
+    "tokens": Subcommand(
+        cmd_tokens,
+        "API tokens for scripts: create --role R --installation ID | list | revoke ID",
+        (
+            arg("action", choices=TOKENS_ACTIONS,
+                help="create: print a new token once (Redis keeps only its SHA-256); list: ids, names, "
+                     "roles, installations, dates (never tokens); revoke: forget a token by its id"),
+            arg("target", nargs="?", metavar="ID", help="revoke: the token's id or the start of it"),
+            arg("--role", choices=("viewer", "team_member", "manager", "admin"), default="viewer",
+                help="what the token may do (default viewer)"),
+            arg("--installation", type=int, action="append", metavar="ID",
+                help="an installation the token may see (repeatable)"),
+            arg("--all-installations", action="store_true", help="every installation (an operator's token)"),
+            arg("--name", help="a name to tell tokens apart (default token-<id>)"),
         ),
     ),
 }

@@ -2,16 +2,50 @@
 
 The contract every view uses: `current_viewer()` → Viewer (or None when nobody is signed in and
 sign-in is required), `Viewer.sees(installation_id)`, `Viewer.role_in(installation_id)`.
-Until sign-in is configured the dashboard is open (an operator's local view): the viewer sees
-everything with the viewer role.
+
+Three ways in: a browser session signed in with GitHub (dashboard.signin; `CLARITY_DASHBOARD_AUTH=github`,
+the default when the app's OAuth client is known), a script's `Authorization: Bearer clr_…` token
+(clarity.apitokens; either mode), or nobody when the dashboard is open (`CLARITY_DASHBOARD_AUTH=open`,
+the default without an OAuth client: an operator's local view where everyone sees everything with the
+viewer role). `configure` installs the guard: pages redirect to /login and JSON answers 401 when
+nobody is signed in, and every state-changing request made with the session cookie must carry the
+session's CSRF token (form field `csrf_token` or header `X-CSRF-Token`); bearer-token calls are exempt.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, Response, current_app, g, jsonify, redirect, request, session
+from flask.typing import ResponseReturnValue
+
+from clarity.apitokens import ApiToken, ApiTokens
+from clarity.models import Execution
+from clarity.settings import Settings
+from clarity.store import Store
 
 ROLES = ("viewer", "team_member", "manager", "admin")  # as github_app.roles.Role, least powerful first
+EXTENSION = "clarity.auth"
+SESSION_VIEWER = "viewer"
+SESSION_CSRF = "csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_LIFETIME = timedelta(hours=8)  # roles are read from GitHub at sign-in; sign in again to refresh them
+# Reachable without signing in: probes, metrics, GitHub's webhooks and the sign-in itself.
+# The API's description is public, like any published API reference: it holds no data.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/webhooks", "/login", "/auth/callback", "/logout",
+                        "/api/openapi.json"})
+CSRF_EXEMPT = frozenset({"/webhooks"})  # signed by GitHub (HMAC) instead
+JSON_PREFIXES = ("/api/", "/live")  # answered with 401 JSON rather than a redirect to /login
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +76,190 @@ class Viewer:
 OPEN_VIEWER = Viewer("anonymous", everything=True)
 
 
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """What the guard and the sign-in views need, on `app.extensions["clarity.auth"]`."""
+
+    settings: Settings
+    tokens: ApiTokens
+
+    @property
+    def sign_in(self) -> bool:
+        """Whether people sign in with GitHub (else the dashboard is open)."""
+        return self.settings.dashboard_auth == "github"
+
+
+def configure(app: Flask, settings: Settings, tokens: ApiTokens) -> None:
+    """Sessions (signed cookie), the guard, the template helpers and the sign-in routes."""
+    from dashboard.signin import bp  # the sign-in views use this module's helpers
+
+    app.secret_key = session_key(settings)
+    app.config.update(SESSION_COOKIE_NAME="clarity_session", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=settings.public_url.startswith("https:"),
+                      PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME)
+    app.extensions[EXTENSION] = AuthConfig(settings, tokens)
+    app.before_request(guard)
+    app.add_template_global(csrf_token, "csrf_token")
+    app.context_processor(lambda: {"viewer": current_viewer(), "sign_in": settings.dashboard_auth == "github"})
+    app.register_blueprint(bp)
+
+
+def session_key(settings: Settings) -> bytes:
+    """The key that signs session cookies: CLARITY_SESSION_SECRET, else derived from a secret every web process has.
+
+    Derived one-way (HMAC) from the first CLARITY_SECRET_KEYS key, else the app's private key, so several
+    processes agree without storing another secret; a fresh random key (sessions end at restart) when none.
+    """
+    if settings.session_secret:
+        return hashlib.sha256(settings.session_secret.encode("utf-8")).digest()
+    source = next((s for s in (*settings.secret_keys, settings.private_key, settings.webhook_secret) if s), "")
+    if not source:
+        log.warning("no CLARITY_SESSION_SECRET and no secret to derive one from: sessions end when this process does")
+        return secrets.token_bytes(32)
+    return hmac.new(source.encode("utf-8"), b"clarity dashboard session key v1", hashlib.sha256).digest()
+
+
+def _config() -> AuthConfig | None:
+    config: AuthConfig | None = current_app.extensions.get(EXTENSION)
+    return config
+
+
+def bearer_token() -> str | None:
+    """The credential of an `Authorization: Bearer …` header, if the request has one."""
+    scheme, _, credential = request.headers.get("Authorization", "").strip().partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" and credential.strip() else None
+
+
+def token_viewer(record: ApiToken) -> Viewer:
+    """The viewer a script's API token stands for."""
+    return Viewer(f"token:{record.name}", {i: record.role for i in record.installations},
+                  everything=record.everything, default_role=record.role)
+
+
+def session_viewer(data: Any) -> Viewer | None:
+    """The viewer stored in the session at sign-in (None when it is not one)."""
+    if not isinstance(data, dict) or not isinstance(data.get("login"), str):
+        return None
+    roles = data.get("roles")
+    if not isinstance(roles, dict):
+        return None
+    return Viewer(data["login"], {int(i): r for i, r in roles.items() if str(i).isdigit() and r in ROLES})
+
+
+def remember(viewer: Viewer) -> None:
+    """Start a fresh signed-in session for `viewer` (a new CSRF token with it)."""
+    session.clear()
+    session.permanent = True
+    session[SESSION_VIEWER] = {"login": viewer.login, "roles": {str(i): r for i, r in viewer.roles.items()}}
+    session[SESSION_CSRF] = secrets.token_urlsafe(32)
+
+
 def current_viewer() -> Viewer | None:
-    """The viewer of the current request (sign-in is not configured yet: everyone sees everything)."""
-    return OPEN_VIEWER
+    """The viewer of the current request: token, signed-in session, or everyone when the dashboard is open.
+
+    None when sign-in is required and nobody is signed in, or a bearer token is not a live API token.
+    """
+    if "clarity_viewer" not in g:
+        g.clarity_viewer = _resolve()
+    viewer: Viewer | None = g.clarity_viewer
+    return viewer
+
+
+def _resolve() -> Viewer | None:
+    config = _config()
+    if config is None:  # a bare blueprint (tests, tools): no sign-in configured
+        return OPEN_VIEWER
+    token = bearer_token()
+    if token is not None:
+        record = config.tokens.verify(token)
+        return token_viewer(record) if record is not None else None
+    if not config.sign_in:
+        return OPEN_VIEWER
+    return session_viewer(session.get(SESSION_VIEWER))
+
+
+def csrf_token() -> str:
+    """The session's CSRF token (made on first use), for forms (`csrf_token` field) and scripts' headers."""
+    token = session.get(SESSION_CSRF)
+    if not isinstance(token, str) or not token:
+        token = secrets.token_urlsafe(32)
+        session[SESSION_CSRF] = token
+    return token
+
+
+def wants_json() -> bool:
+    """Whether a refusal should be JSON (API, live feed, scripts) rather than a page or a redirect."""
+    return (request.path.startswith(JSON_PREFIXES) or "Authorization" in request.headers or request.is_json
+            or "json" in request.headers.get("Accept", ""))
+
+
+def refuse(status: int, message: str) -> Response:
+    """A refusal: JSON `{"message"}` for scripts, plain text for people."""
+    if wants_json():
+        resp = jsonify({"message": message})
+    else:
+        resp = Response(message + "\n", mimetype="text/plain")
+    resp.status_code = status
+    return resp
+
+
+def guard() -> ResponseReturnValue | None:
+    """Before every request: sign-in required outside OPEN_PATHS; CSRF token on state-changing requests."""
+    endpoint = request.endpoint or ""
+    unguarded = request.path in OPEN_PATHS or endpoint == "static" or endpoint.endswith(".static")
+    if not unguarded and current_viewer() is None:
+        return _signed_out()
+    if request.method in STATE_CHANGING and request.path not in CSRF_EXEMPT and bearer_token() is None:
+        return _csrf_problem()
+    return None
+
+
+def _signed_out() -> ResponseReturnValue:
+    if bearer_token() is not None:
+        resp = refuse(401, "this API token is not valid (revoked, or never made here)")
+    elif wants_json():
+        resp = refuse(401, "sign in first: open /login in a browser, or send Authorization: Bearer <API token>")
+    else:
+        return redirect(f"/login?next={_quote_path()}")
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="clarity"'
+    return resp
+
+
+def _quote_path() -> str:
+    from urllib.parse import quote
+
+    path = request.full_path.rstrip("?") if request.query_string else request.path
+    return quote(path, safe="")
+
+
+def _csrf_problem() -> Response | None:
+    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD) or ""
+    expected = session.get(SESSION_CSRF)
+    if not sent:
+        return refuse(400, f"missing CSRF token: send the page's {CSRF_FIELD} form field or an {CSRF_HEADER} header")
+    if not isinstance(expected, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
+        return refuse(403, "the CSRF token does not match this session: reload the page and try again")
+    return None
+
+
+def visible_executions(store: Store, viewer: Viewer, limit: int = 200) -> list[Execution]:
+    """The newest executions the viewer sees (read per installation, so others' executions never crowd them out)."""
+    if viewer.everything:
+        return store.executions(limit=limit)
+    found = [ex for inst in viewer.roles for ex in store.executions(installation_id=inst, limit=limit)]
+    return sorted(found, key=lambda ex: ex.created_at, reverse=True)[:limit]
+
+
+def role_for_permissions(permissions: Mapping[str, Any] | None) -> str:
+    """DESIGN §5 from a repository's permission flags: admin → admin; maintain/push → team_member; else viewer."""
+    flags = permissions or {}
+    if flags.get("admin"):
+        return "admin"
+    if flags.get("maintain") or flags.get("push"):
+        return "team_member"
+    return "viewer"
+
+
+def best_role(roles: list[str]) -> str:
+    """The most powerful of some roles (viewer when there are none)."""
+    return max(roles, key=ROLES.index, default="viewer")

@@ -97,6 +97,14 @@ def health() -> Response:
     )
 
 
+@blueprint.get("/app")
+def app_client() -> Response:
+    """The current app's id, slug and OAuth client (id and secret), for configuring sign-in against the forge."""
+    app = forge_context().app
+    return jsonify({"app_id": app.id, "slug": app.slug, "client_id": app.client_id,
+                    "client_secret": app.client_secret, "callback_urls": list(app.callback_urls)})
+
+
 @blueprint.post("/repos")
 def create_repo() -> Response:
     """Create a repo from `source_dir` (a git working copy or plain directory) or `files`; 201."""

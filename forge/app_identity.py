@@ -37,6 +37,8 @@ class AppIdentity:
     public_key: RSAPublicKey = field(repr=False)
     client_id: str
     created_at: datetime
+    client_secret: str = field(default="", repr=False)  # the OAuth client's secret (web flow sign-in)
+    callback_urls: tuple[str, ...] = ()  # allowed OAuth redirects; none registered: any http(s) URL
     description: str | None = "Works through tasks_list.md (served by the forge)."
     external_url: str = ""
     permissions: Mapping[str, str] = field(default_factory=lambda: dict(INSTALLATION_PERMISSIONS))
@@ -69,6 +71,7 @@ def initial_identity(config: ForgeConfig) -> AppIdentity:
         public_key=public_key_from_pem(config.app_public_key_pem),
         client_id=f"Iv1.forge{config.app_id:08d}",
         created_at=now(),
+        client_secret=secrets.token_hex(20),
         external_url=config.public_url.rstrip("/"),
     )
 

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 JWT_SKEW_SECONDS = 60
 JWT_MAX_LIFETIME_SECONDS = 600
 TOKEN_LIFETIME = timedelta(hours=1)
+USER_TOKEN_LIFETIME = timedelta(hours=8)  # GitHub Apps' user access tokens (`ghu_`) expire after 8 hours
+OAUTH_CODE_LIFETIME = timedelta(minutes=10)  # GitHub's web-flow codes work once, within ten minutes
 INSTALLATION_PERMISSIONS = {
     "checks": "write",
     "contents": "write",
@@ -44,6 +46,7 @@ class Principal:
     installation_id: int | None = None
     repositories: frozenset[str] | None = None  # token narrowed to these repo names, None = all
     permissions: Mapping[str, str] | None = None  # an installation token's grants
+    client_id: str | None = None  # a user access token (`ghu_`): the app the user authorized
 
 
 ANONYMOUS = Principal("none")
@@ -59,6 +62,17 @@ class Grant:
     installation_id: int | None = None
     repositories: frozenset[str] | None = None
     permissions: Mapping[str, str] | None = None
+    client_id: str | None = None  # user access tokens from the OAuth web flow: the app's client id
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthCode:
+    """A web-flow code: who authorized which app, for which redirect, until when."""
+
+    login: str
+    client_id: str
+    redirect_uri: str
+    expires_at: datetime
 
 
 def public_key_from_pem(pem: str) -> RSAPublicKey:
@@ -116,6 +130,7 @@ class TokenStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._grants: dict[str, Grant] = {}
+        self._codes: dict[str, OAuthCode] = {}
 
     def issue_installation_token(
         self,
@@ -140,6 +155,29 @@ class TokenStore:
         with self._lock:
             self._grants[token] = Grant("user", login, datetime.max.replace(tzinfo=UTC))
         return token
+
+    def issue_user_access_token(self, login: str, client_id: str) -> tuple[str, Grant]:
+        """A new `ghu_` token: the user acting through the app `client_id` (the OAuth web flow), 8 hours."""
+        token = "ghu_" + "".join(secrets.choice(_ALNUM) for _ in range(36))
+        grant = Grant("user", login, _now() + USER_TOKEN_LIFETIME, client_id=client_id)
+        with self._lock:
+            self._grants[token] = grant
+        return token, grant
+
+    def issue_oauth_code(self, login: str, client_id: str, redirect_uri: str) -> str:
+        """A one-time web-flow code for the redirect back to the app."""
+        code = secrets.token_hex(10)
+        with self._lock:
+            self._codes[code] = OAuthCode(login, client_id, redirect_uri, _now() + OAUTH_CODE_LIFETIME)
+        return code
+
+    def redeem_oauth_code(self, code: str) -> OAuthCode | None:
+        """The code's grant, once; None when unknown, already used or expired."""
+        with self._lock:
+            found = self._codes.pop(code, None)
+        if found is None or found.expires_at <= _now():
+            return None
+        return found
 
     def lookup(self, token: str) -> Grant | None:
         """The live grant for a token, or None when unknown or expired."""
@@ -197,4 +235,4 @@ def authenticate(
         return Principal(
             "installation", bot_login, grant.installation_id, grant.repositories, grant.permissions
         )
-    return Principal("user", grant.login)
+    return Principal("user", grant.login, client_id=grant.client_id)

@@ -168,6 +168,8 @@ def convert(code: str) -> tuple[Response, int]:
         public_key=key.public_key(),
         client_id="Iv23li" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(14)),
         created_at=now(),
+        client_secret=secrets.token_hex(20),
+        callback_urls=tuple(str(u) for u in manifest.raw.get("callback_urls") or () if _is_http_url(u)),
         description=manifest.description,
         external_url=manifest.url,
         permissions=dict(manifest.permissions),
@@ -177,6 +179,6 @@ def convert(code: str) -> tuple[Response, int]:
     ctx.apps.adopt(identity)
     ctx.hooks.set_app(manifest.hook_url, webhook_secret, identity.id)
     ctx.state.ensure_user(identity.bot_login, "Bot")
-    body = {**ctx.shapes.app(), "client_secret": secrets.token_hex(20), "webhook_secret": webhook_secret,
+    body = {**ctx.shapes.app(), "client_secret": identity.client_secret, "webhook_secret": webhook_secret,
             "pem": pem}
     return jsonify(body), 201

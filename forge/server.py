@@ -17,7 +17,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from forge import admin, git_http, graphql, manifests, pages
+from forge import admin, git_http, graphql, manifests, oauth, pages
 from forge.app_identity import AppRegistry, initial_identity
 from forge.auth import AuthFailure, TokenStore, authenticate
 from forge.calls import CallLog, RateMeter
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 GRAPHQL_PATH = "/api/graphql"
-_SECRET = re.compile(r"\b(gh[sp]_[A-Za-z0-9]{36})\b|\beyJ[\w-]+\.[\w-]+\.[\w-]+")
+_SECRET = re.compile(r"\b(gh[spu]_[A-Za-z0-9]{36})\b|\beyJ[\w-]+\.[\w-]+\.[\w-]+")
 
 
 def _is_api(path: str) -> bool:
@@ -195,6 +195,7 @@ def create_forge_app(config: ForgeConfig) -> Flask:
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(git_http.blueprint)
     app.register_blueprint(manifests.pages)
+    app.register_blueprint(oauth.blueprint)
     app.register_blueprint(pages.blueprint)
     app.before_request(_authenticate)
     app.after_request(_finish)

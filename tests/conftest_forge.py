@@ -95,6 +95,16 @@ class ForgeHandle:
         """The GitHub App id the forge trusts."""
         return self.config.app_id
 
+    @property
+    def client_id(self) -> str:
+        """The current app's OAuth client id (sign-in with the web flow)."""
+        return self.running.context.app.client_id
+
+    @property
+    def client_secret(self) -> str:
+        """The current app's OAuth client secret."""
+        return self.running.context.app.client_secret
+
     def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Call the ``/_forge`` admin API; returns (status, decoded JSON)."""
         data = None if body is None else json.dumps(body).encode()

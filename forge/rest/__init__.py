@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from forge.rest import apps, checks, issues, pulls, repos
+from forge.rest import apps, checks, issues, pulls, repos, users
 
 BLUEPRINTS: tuple[Blueprint, ...] = (
     apps.blueprint,
@@ -12,4 +12,5 @@ BLUEPRINTS: tuple[Blueprint, ...] = (
     issues.blueprint,
     pulls.blueprint,
     checks.blueprint,
+    users.blueprint,
 )
