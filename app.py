@@ -6,17 +6,21 @@ import redis
 from flask import Flask
 from rq import Queue
 
+from clarity.apitokens import ApiTokens
 from clarity.app_credentials import load_settings
 from clarity.deliveries import DeliveryQueue
 from clarity.metrics import ExecutionCollector, QueueCollector
 from clarity.redaction import install_logging, redact
 from clarity.settings import Settings
 from clarity.store import Store
+from dashboard import api, auth, controls, live
 from dashboard.ops import OpsConfig
 from dashboard.ops import bp as ops_bp
 from dashboard.views import bp as dashboard_bp
 from github_app.webhooks import INTAKE_JOB, MAX_BODY, WebhookConfig
 from github_app.webhooks import bp as webhooks_bp
+from jobs import context as engine_context
+from jobs.api_engine import ApiEngine
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -36,9 +40,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["clarity.webhooks"] = WebhookConfig(settings.webhook_secret, intake)
     app.extensions["clarity.ops"] = OpsConfig(settings, rq_connection, (
         QueueCollector(rq_connection, settings.namespace, (settings.intake_queue,)), ExecutionCollector(store)))
+    auth.configure(app, settings, ApiTokens(store.r, settings.namespace))  # sign-in, tokens, CSRF: first
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(ops_bp)
+    live.init_app(app)  # /live (WebSocket) and /live/poll: one Redis subscription per process, lazily
+    controls.init_app(app, Queue(settings.intake_queue, connection=rq_connection))
+    api.init_app(app, ApiEngine(engine_context.build(settings)))  # /api/devteam: the engine via its port
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

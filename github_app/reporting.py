@@ -102,6 +102,12 @@ class Reporter:
                                                       body=fit(body, COMMENT_LIMIT))
         return response.parsed_data.html_url
 
+    def open_issue(self, title: str, body: str) -> int:
+        """Open an issue (the tracking issue of an execution started through the API); returns its number."""
+        response = self.gh.rest.issues.create(self.owner, self.name, title=fit(title, 256),
+                                              body=fit(body, COMMENT_LIMIT))
+        return int(response.parsed_data.number)
+
     def start_check(self, head_sha: str, name: str, details_url: str, external_id: str, summary: str,
                     actions: Sequence[Button] = ()) -> int:
         """Create an in-progress check run (with its buttons); returns its id."""

@@ -74,3 +74,26 @@ def issue_labels(gh: GitHub, repo: str, number: int) -> tuple[str, ...]:
     owner, name = repo.split("/", 1)
     data: Any = gh.rest.issues.get(owner, name, number).json()
     return tuple(str(label["name"] if isinstance(label, dict) else label) for label in data.get("labels") or [])
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRef:
+    """What the engine needs to know about an issue or pull request before it runs there."""
+
+    number: int
+    is_pull_request: bool
+    locked: bool
+    state: str
+
+
+def issue(gh: GitHub, repo: str, number: int) -> IssueRef | None:
+    """An issue or pull request of the repository; None when it does not exist."""
+    owner, name = repo.split("/", 1)
+    try:
+        data: Any = gh.rest.issues.get(owner, name, number).json()
+    except RequestFailed as exc:
+        if exc.response.status_code in (404, 410):
+            return None
+        raise
+    return IssueRef(int(data["number"]), bool(data.get("pull_request")), bool(data.get("locked")),
+                    str(data.get("state") or "open"))

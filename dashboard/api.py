@@ -1,0 +1,367 @@
+"""The REST API (DESIGN §14): `/api/devteam/...` JSON beside the dashboard, same roles and scoping.
+
+Who calls: a script with `Authorization: Bearer clr_…` (clarity.apitokens) or a signed-in browser
+session (state-changing calls then carry the session's CSRF token); dashboard.auth's guard answers 401
+before any of this runs. Scoping: an execution of an installation the caller does not see is a 404,
+exactly like an id that does not exist, and lists never hold one. Roles: team_member to initialize,
+stop, resume, move the stop point, override and replay; manager to re-prioritise.
+
+Acting goes through `clarity.engine_port.EnginePort` on `app.extensions["clarity.engine_port"]`
+(jobs.api_engine, wired by app.create_app), i.e. the same engine functions as the comment commands.
+Bodies are declared once in dashboard.api_models; spectree validates them (422 with each field and
+why) and writes the OpenAPI document served at `/api/openapi.json`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from json import dumps
+from typing import Any, NoReturn
+
+from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from spectree import Response as Declared
+from spectree import SecurityScheme, SpecTree
+from spectree.models import SecureType, SecuritySchemeData
+
+from clarity import artifacts
+from clarity import budget as budgets
+from clarity.engine_port import EnginePort, EngineRefusal, Start, Unprocessable
+from clarity.models import Execution
+from clarity.redaction import redact
+from clarity.settings import Settings
+from clarity.status import ExecutionStatus
+from clarity.store import NotFound, Store
+from dashboard import api_models as m
+from dashboard.auth import Viewer, visible_executions
+from dashboard.live import viewer
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+PORT = "clarity.engine_port"
+TEAM_MEMBER, MANAGER = "team_member", "manager"
+RECENT = 20  # settled executions the dashboard endpoint lists
+SCAN_CHUNK, SCAN_CHUNKS = 100, 20  # a list request reads at most this many records per index
+
+
+def _problem_body(req: Any, resp: Any, error: Exception | None, instance: Any, adapter: Any) -> None:
+    """spectree's 422 body, rewritten as {message, errors: [{field, reason}]}."""
+    if error is None or resp is None:
+        return
+    problems = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "__root__") or "body",
+                 "reason": str(e.get("msg", "invalid"))} for e in adapter.validation_errors(error)]
+    first = problems[0] if problems else {"field": "body", "reason": "invalid"}
+    resp.set_data(dumps({"message": f"{first['field']}: {first['reason']}", "errors": problems}))
+    resp.mimetype = "application/json"
+
+
+def _schema_name(model: Any) -> str:
+    return str(model.__name__)
+
+
+def _nested_name(parent: str, child: str) -> str:
+    return child
+
+
+spec = SpecTree("flask", naming_strategy=_schema_name, nested_naming_strategy=_nested_name, mode="strict", title="Clarity REST API", version="1",
+                description="Executions of tasks_list.md, as the comment commands drive them (DESIGN §14).",
+                validation_error_model=m.ValidationProblem, before=_problem_body, annotations=True,
+                security_schemes=[SecurityScheme(name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer"))],
+                security={"bearer": []})
+Reply = BaseModel | tuple[BaseModel, int]  # spectree serialises the declared model
+
+
+def _declared(ok: int, model: type, *errors: int) -> Declared:
+    """The responses of an endpoint: `ok` with `model`, and its refusals with a Problem body."""
+    return Declared(**{f"HTTP_{ok}": model}, HTTP_401=m.Problem,
+                    **{f"HTTP_{code}": m.Problem for code in errors})
+
+
+class ApiError(Exception):
+    """A refusal the API answers with {message} and a status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> ResponseReturnValue:
+    return jsonify({"message": exc.message}), exc.status
+
+
+@bp.errorhandler(EngineRefusal)
+def _engine_refusal(exc: EngineRefusal) -> ResponseReturnValue:
+    if isinstance(exc, Unprocessable):
+        field = exc.field_name or "body"
+        return jsonify({"message": exc.message, "errors": [{"field": field, "reason": exc.message}]}), 422
+    return jsonify({"message": exc.message}), exc.status
+
+
+def init_app(app: Flask, port: EnginePort) -> None:
+    """Register the API with the engine it acts through."""
+    app.extensions[PORT] = port
+    app.register_blueprint(bp)
+
+
+# -- who, what, which ---------------------------------------------------------------------------
+def _store() -> Store:
+    store: Store = current_app.extensions["clarity.store"]
+    return store
+
+
+def _port() -> EnginePort:
+    port: EnginePort = current_app.extensions[PORT]
+    return port
+
+
+def _who() -> Viewer:
+    who = viewer()
+    if who is None:  # the guard answers first where sign-in is configured; a bare blueprint lands here
+        raise ApiError(401, "sign in first, or send Authorization: Bearer <API token>")
+    return who
+
+
+def _visible(execution_id: str) -> tuple[Viewer, Execution]:
+    """The execution, if the caller sees its installation; 404 alike for others' (never reveal they exist)."""
+    who = _who()
+    try:
+        execution = _store().get(execution_id)
+    except NotFound:
+        _missing(execution_id)
+    if not who.sees(execution.installation_id):
+        _missing(execution_id)
+    return who, execution
+
+
+def _missing(execution_id: str) -> NoReturn:
+    raise ApiError(404, f"no execution {execution_id}")
+
+
+def _allowed(who: Viewer, installation_id: int, role: str, what: str, account: str) -> None:
+    if not who.may(installation_id, role):
+        held = who.role_in(installation_id) or "none"
+        raise ApiError(403, f"{what} needs the {role} role in {account}; yours is {held}")
+
+
+def _acting(execution_id: str, role: str, what: str) -> tuple[Viewer, Execution]:
+    who, execution = _visible(execution_id)
+    _allowed(who, execution.installation_id, role, what, execution.account)
+    return who, execution
+
+
+def _out(execution: Execution) -> m.ExecutionOut:
+    return m.ExecutionOut.model_validate(execution.to_json())
+
+
+# -- executions ---------------------------------------------------------------------------------
+@bp.post("/devteam/executions/initialize")
+@spec.validate(json=m.InitializeBody, resp=_declared(201, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+def initialize(json: m.InitializeBody) -> Reply:
+    """Start an execution: `/clarity run` on `issueNumber`, or on a new tracking issue when it is left out."""
+    who = _who()
+    installation = _port().installation_of(json.repository)
+    if installation is None or not who.sees(installation):  # not installed, or not the caller's: the same 404
+        raise ApiError(404, f"no repository {json.repository} that Clarity works on for you")
+    _allowed(who, installation, TEAM_MEMBER, "initialize", json.repository.split("/", 1)[0])
+    execution = _port().initialize(Start(
+        json.repository, who.login, json.issueNumber, json.stopPoint, json.priority, json.tool,
+        budgets.from_api(json.budget).spec()))
+    return _out(execution), 201
+
+
+@bp.get("/devteam/executions")
+@spec.validate(query=m.ListQuery, resp=_declared(200, m.ExecutionPage), tags=["executions"])
+def list_executions(query: m.ListQuery) -> Reply:
+    """Executions the caller sees, newest first; filter by installation, repo and status; page with cursor."""
+    who = _who()
+    before = None
+    if query.cursor:
+        created, _, execution_id = query.cursor.partition(":")
+        before = (float(created), execution_id)
+    found, more = _select(_store(), who, query, before)
+    last = found[-1] if found and more else None
+    return m.ExecutionPage(executions=[_out(ex) for ex in found],
+                           nextCursor=f"{last.created_at!r}:{last.id}" if last else None)
+
+
+def _select(store: Store, who: Viewer, query: m.ListQuery,
+            before: tuple[float, str] | None) -> tuple[list[Execution], bool]:
+    """One page of the caller's executions matching the filters, and whether there may be more."""
+    if query.installation is not None and not who.sees(query.installation):
+        return [], False
+    if query.repo or query.installation is not None or who.everything:
+        indexes: list[tuple[str | None, int | None]] = [(query.repo, query.installation)]
+    else:
+        indexes = [(None, inst) for inst in sorted(who.roles)]
+
+    def wanted(ex: Execution) -> bool:
+        return (who.sees(ex.installation_id) and (query.status is None or ex.status is query.status)
+                and (query.installation is None or ex.installation_id == query.installation))
+
+    found: list[Execution] = []
+    boundary: tuple[float, str] | None = None  # an index scanned only down to here: nothing older is sure
+    for repo, inst in indexes:
+        hits, stopped = _scan(store, repo, inst, before, wanted, query.limit + 1)
+        found += hits
+        if stopped is not None and (boundary is None or stopped > boundary):
+            boundary = stopped
+    found.sort(key=lambda ex: (ex.created_at, ex.id), reverse=True)
+    if boundary is not None:
+        found = [ex for ex in found if (ex.created_at, ex.id) >= boundary]
+    more = len(found) > query.limit or boundary is not None
+    return found[:query.limit], more
+
+
+def _scan(store: Store, repo: str | None, inst: int | None, before: tuple[float, str] | None,
+          wanted: Callable[[Execution], bool], need: int) -> tuple[list[Execution], tuple[float, str] | None]:
+    """Matches older than `before` in one index, up to `need`; and where the scan stopped short, if it did."""
+    found: list[Execution] = []
+    position = before
+    for _ in range(SCAN_CHUNKS):
+        chunk = store.executions_before(position, SCAN_CHUNK, repo=repo, installation_id=inst)
+        for ex in chunk:
+            position = (ex.created_at, ex.id)
+            if wanted(ex):
+                found.append(ex)
+                if len(found) >= need:
+                    return found, None
+        if len(chunk) < SCAN_CHUNK:
+            return found, None
+    return found, position
+
+
+@bp.get("/devteam/executions/dashboard")
+@spec.validate(resp=_declared(200, m.DashboardOut), tags=["executions"])
+def dashboard() -> Reply:
+    """Active, queued and recent executions the caller sees, the engine's resources, and totals."""
+    who = _who()
+    seen = visible_executions(_store(), who, limit=500)
+    active = [ex for ex in seen if ex.status.is_active]
+    queued = [ex for ex in seen if ex.status is ExecutionStatus.QUEUED]
+    recent = [ex for ex in seen if not ex.status.is_active and ex.status is not ExecutionStatus.QUEUED][:RECENT]
+    by_status: dict[str, int] = {}
+    for ex in seen:
+        by_status[str(ex.status)] = by_status.get(str(ex.status), 0) + 1
+    done, attempts = sum(ex.tasks_completed for ex in seen), sum(ex.attempts for ex in seen)
+    metrics = m.MetricsOut(executions=len(seen), byStatus=by_status, tasksCompleted=done, attempts=attempts,
+                           successRate=round(done / attempts, 3) if attempts else 0.0,
+                           errorCount=sum(ex.error_count for ex in seen),
+                           retryCount=sum(ex.retry_count for ex in seen))
+    return m.DashboardOut(active=[_out(ex) for ex in active], queued=[_out(ex) for ex in queued],
+                          recent=[_out(ex) for ex in recent], systemResources=_resources(), metrics=metrics)
+
+
+@bp.post("/devteam/executions/<execution_id>/stop")
+@spec.validate(resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+def stop(execution_id: str) -> Reply:
+    """Stop: at once when nothing runs, else the running attempt is cancelled at the next safe point."""
+    who, execution = _acting(execution_id, TEAM_MEMBER, "stop")
+    return _out(_port().stop(execution.id, who.login))
+
+
+@bp.post("/devteam/executions/<execution_id>/resume")
+@spec.validate(resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+def resume(execution_id: str) -> Reply:
+    """Continue a paused or blocked execution where it stopped."""
+    who, execution = _acting(execution_id, TEAM_MEMBER, "resume")
+    return _out(_port().resume(execution.id, who.login))
+
+
+@bp.post("/devteam/executions/<execution_id>/set-stop-point")
+@spec.validate(json=m.StopPointBody, resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+def set_stop_point(execution_id: str, json: m.StopPointBody) -> Reply:
+    """Move the stop point of a live or paused execution (a paused one then waits for resume)."""
+    who, execution = _acting(execution_id, TEAM_MEMBER, "set-stop-point")
+    return _out(_port().set_stop_point(execution.id, json.stopPoint, who.login))
+
+
+@bp.post("/devteam/executions/<execution_id>/manual-override")
+@spec.validate(json=m.OverrideBody, resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+def manual_override(execution_id: str, json: m.OverrideBody) -> Reply:
+    """Mark a task done (ticked without the agent) or skipped; a paused or blocked execution resumes."""
+    who, execution = _acting(execution_id, TEAM_MEMBER, "manual-override")
+    return _out(_port().override(execution.id, json.taskId, json.action, who.login))
+
+
+@bp.post("/devteam/executions/<execution_id>/replay")
+@spec.validate(json=m.ReplayBody, resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+def replay(execution_id: str, json: m.ReplayBody) -> Reply:
+    """Run a blocked or paused execution again from `fromTask` (its failures and later ones reset)."""
+    who, execution = _acting(execution_id, TEAM_MEMBER, "replay")
+    return _out(_port().replay(execution.id, who.login, json.fromTask, json.tool, json.stopPoint))
+
+
+@bp.get("/devteam/executions/<execution_id>/progress")
+@spec.validate(resp=_declared(200, m.ProgressOut, 404), tags=["executions"])
+def progress(execution_id: str) -> Reply:
+    """Every task with its status, attempts, tool, duration and error class; and the estimates."""
+    _, execution = _visible(execution_id)
+    starts, finishes = _port().estimate(execution)
+    tasks = [m.TaskOut(id=t.task_id, title=t.title, status=t.status, attempts=t.attempts, tool=t.tool,
+                       duration=t.duration, errorClass=t.error_class, lastError=redact(t.last_error),
+                       commit=t.commit, overrideBy=t.override_by)
+             for t in _store().tasks(execution.id).values()]
+    return m.ProgressOut(executionId=execution.id, status=execution.status, stopPoint=execution.stop_point,
+                         currentTask=execution.current_task, tasksCompleted=execution.tasks_completed,
+                         tasksTotal=execution.tasks_total, tasks=tasks, estimatedStartSeconds=starts,
+                         estimatedFinishSeconds=finishes)
+
+
+@bp.get("/devteam/executions/<execution_id>/artifacts")
+@spec.validate(resp=_declared(200, m.ArtifactsOut, 404), tags=["executions"])
+def list_artifacts(execution_id: str) -> Reply:
+    """The execution's artifacts (per task and attempt), each with the URL that serves it."""
+    _, execution = _visible(execution_id)
+    settings: Settings = current_app.extensions["clarity.settings"]
+    folder = artifacts.resolve(settings.artifacts_dir, execution.id)
+    entries = artifacts.listing(folder, folder) if folder is not None and folder.is_dir() else []
+    base = f"{settings.public_url}/executions/{execution.id}/artifacts"
+    return m.ArtifactsOut(executionId=execution.id, artifacts=[
+        m.ArtifactOut(path=e.path, isDir=e.is_dir, size=e.size, url=f"{base}/{e.path}") for e in entries])
+
+
+# -- resources ----------------------------------------------------------------------------------
+def _resources() -> m.ResourcesOut:
+    found = _port().resources()
+    return m.ResourcesOut(
+        workers=[m.WorkerOut(name=w.name, state=w.state, currentJob=w.current) for w in found.workers],
+        slotsInUse=found.slots_in_use, readyExecutions=found.ready,
+        queueDepths={str(p): n for p, n in found.queue_depths.items()},
+        host=m.HostOut(cpuCount=found.cpu_count, loadAverage=list(found.load_average),
+                       memoryTotalBytes=found.memory_total_bytes, memoryAvailableBytes=found.memory_available_bytes))
+
+
+@bp.get("/devteam/resources/status")
+@spec.validate(resp=_declared(200, m.ResourcesOut), tags=["resources"])
+def resources_status() -> Reply:
+    """Steps workers, slots in use, queue depths per priority, and this host's CPU and memory."""
+    _who()
+    return _resources()
+
+
+@bp.get("/devteam/resources/queue")
+@spec.validate(resp=_declared(200, m.QueueOut), tags=["resources"])
+def resources_queue() -> Reply:
+    """The caller's waiting executions: position, priority and estimated start (positions count everyone)."""
+    who = _who()
+    return m.QueueOut(entries=[
+        m.QueueEntryOut(executionId=e.execution_id, repository=e.repository, status=ExecutionStatus(e.status),
+                        priority=e.priority, position=e.position, waitingFor=e.waiting_for,
+                        estimatedStartSeconds=e.starts_in)
+        for e in _port().queue() if who.sees(e.installation_id)])
+
+
+@bp.post("/devteam/resources/prioritize")
+@spec.validate(json=m.PrioritizeBody, resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["resources"])
+def prioritize(json: m.PrioritizeBody) -> Reply:
+    """Give an execution another priority; a waiting one moves in line at once (managers)."""
+    who, execution = _acting(json.executionId, MANAGER, "prioritize")
+    return _out(_port().prioritise(execution.id, json.priority, who.login))
+
+
+# -- the document -------------------------------------------------------------------------------
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI document of this API, generated from the declarations above."""
+    return jsonify(spec.spec)

@@ -1,0 +1,262 @@
+"""The REST API's request and response bodies, declared once: pydantic validates them and spectree writes
+the OpenAPI document from them. Field names are the wire's (camelCase, as the PRD's data models)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from clarity import budget
+from clarity.status import ExecutionStatus, TaskStatus
+
+TaskId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,6}(\.[0-9]{1,6}){0,9}$")]
+ToolName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+RepoName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")]
+ExecutionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Priority = Annotated[int, Field(ge=1, le=10, description="1 to 10; 10 runs first, 5 by default")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, not silently ignored
+
+
+# -- errors -------------------------------------------------------------------------------------
+class Problem(BaseModel):
+    """Why a request was refused (401, 403, 404, 409)."""
+
+    message: str
+
+
+class FieldProblem(BaseModel):
+    """One field that cannot be used, and why."""
+
+    field: str
+    reason: str
+
+
+class ValidationProblem(BaseModel):
+    """A 422: the fields that cannot be used."""
+
+    message: str
+    errors: list[FieldProblem]
+
+
+# -- requests -----------------------------------------------------------------------------------
+class InitializeBody(_Body):
+    """Start an execution, as `/clarity run` on an issue (a tracking issue is opened when none is named)."""
+
+    repository: RepoName
+    issueNumber: int | None = Field(None, ge=1, le=2**31 - 1)
+    stopPoint: TaskId | None = None
+    priority: Priority | None = None
+    tool: ToolName | None = None
+    budget: str | dict[str, str | int | float] | None = Field(
+        None, description='limits over the repository\'s: words ("30m $5 attempts=40") or {"time": "30m", "cost": 5}')
+
+    @field_validator("budget")
+    @classmethod
+    def _readable(cls, value: Any) -> Any:
+        budget.from_api(value)  # BudgetError is a ValueError: pydantic reports its message on the field
+        return value
+
+
+class StopPointBody(_Body):
+    """The task the execution stops after."""
+
+    stopPoint: TaskId
+
+
+class OverrideBody(_Body):
+    """A person settles a task."""
+
+    taskId: TaskId
+    action: Literal["done", "skipped"]
+
+
+class ReplayBody(_Body):
+    """Run a blocked or paused execution again from a task."""
+
+    fromTask: TaskId | None = None
+    tool: ToolName | None = None
+    stopPoint: TaskId | None = None
+
+
+class PrioritizeBody(_Body):
+    """Give an execution another priority (managers)."""
+
+    executionId: ExecutionId
+    priority: Priority
+
+
+class ListQuery(_Body):
+    """Filters and the page of `GET /api/devteam/executions`."""
+
+    installation: int | None = Field(None, ge=1, le=2**53)
+    repo: RepoName | None = None
+    status: ExecutionStatus | None = None
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, pattern=r"^[0-9]{1,16}(\.[0-9]{1,20})?:[A-Za-z0-9_-]{1,64}$",
+                               description="nextCursor of the previous page")
+
+
+# -- responses ----------------------------------------------------------------------------------
+class ExecutionOut(BaseModel):
+    """An execution (the PRD's AutonomousExecution: customer = account, project = repo)."""
+
+    model_config = ConfigDict(extra="allow")  # fields added to the record later pass through
+
+    id: str
+    installationId: int
+    repo: str
+    account: str
+    issueNumber: int
+    isPullRequest: bool
+    branch: str
+    baseBranch: str
+    requester: str
+    status: ExecutionStatus
+    stopPoint: str | None
+    only: str | None
+    tool: str | None
+    priority: int
+    createdAt: float
+    updatedAt: float
+    startedAt: float
+    finishedAt: float
+    currentTask: str | None
+    tasksCompleted: int
+    tasksTotal: int
+    errorCount: int
+    retryCount: int
+    attempts: int
+    prNumber: int | None
+    prUrl: str | None
+    triggerCommentId: int | None
+    summaryCheckId: int | None
+    summarySha: str
+    reason: str
+    budget: str
+    timeUsed: float
+    costUsd: float
+    tokensUsed: int
+    successRate: float
+
+
+class ExecutionPage(BaseModel):
+    """One page of executions, newest first."""
+
+    executions: list[ExecutionOut]
+    nextCursor: str | None
+
+
+class TaskOut(BaseModel):
+    """One task's progress (the PRD's TaskProgression)."""
+
+    id: str
+    title: str
+    status: TaskStatus
+    attempts: int
+    tool: str
+    duration: float
+    errorClass: str
+    lastError: str
+    commit: str
+    overrideBy: str
+
+
+class ProgressOut(BaseModel):
+    """Where an execution is: its tasks, and when it should go on and end."""
+
+    executionId: str
+    status: ExecutionStatus
+    stopPoint: str | None
+    currentTask: str | None
+    tasksCompleted: int
+    tasksTotal: int
+    tasks: list[TaskOut]
+    estimatedStartSeconds: float | None
+    estimatedFinishSeconds: float | None
+
+
+class ArtifactOut(BaseModel):
+    """A file or folder an attempt left, and where to read it."""
+
+    path: str
+    isDir: bool
+    size: int
+    url: str
+
+
+class ArtifactsOut(BaseModel):
+    """Everything in an execution's artifacts folder (empty before its first attempt)."""
+
+    executionId: str
+    artifacts: list[ArtifactOut]
+
+
+class WorkerOut(BaseModel):
+    """A steps worker."""
+
+    name: str
+    state: str
+    currentJob: str | None
+
+
+class HostOut(BaseModel):
+    """The web host, from /proc."""
+
+    cpuCount: int
+    loadAverage: list[float]
+    memoryTotalBytes: int
+    memoryAvailableBytes: int
+
+
+class ResourcesOut(BaseModel):
+    """Capacity and load."""
+
+    workers: list[WorkerOut]
+    slotsInUse: int
+    readyExecutions: int
+    queueDepths: dict[str, int] = Field(description="slot jobs queued per priority (\"10\" … \"1\")")
+    host: HostOut
+
+
+class QueueEntryOut(BaseModel):
+    """An execution waiting for a worker or for its repository."""
+
+    executionId: str
+    repository: str
+    status: ExecutionStatus
+    priority: int
+    position: int
+    waitingFor: Literal["worker", "repository"]
+    estimatedStartSeconds: float | None
+
+
+class QueueOut(BaseModel):
+    """Who waits, in the order they will be served."""
+
+    entries: list[QueueEntryOut]
+
+
+class MetricsOut(BaseModel):
+    """Totals over the executions the caller sees."""
+
+    executions: int
+    byStatus: dict[str, int]
+    tasksCompleted: int
+    attempts: int
+    successRate: float
+    errorCount: int
+    retryCount: int
+
+
+class DashboardOut(BaseModel):
+    """What the dashboard's overview shows, as data."""
+
+    active: list[ExecutionOut]
+    queued: list[ExecutionOut]
+    recent: list[ExecutionOut]
+    systemResources: ResourcesOut
+    metrics: MetricsOut
