@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template
+import time
+
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from clarity import artifacts
@@ -10,6 +12,8 @@ from clarity.models import Execution
 from clarity.redaction import redact
 from clarity.settings import Settings
 from clarity.store import NotFound, Store
+from dashboard import board, controls
+from dashboard.live import viewer
 
 bp = Blueprint("dashboard", __name__)
 
@@ -20,23 +24,35 @@ def _store() -> Store:
 
 @bp.get("/")
 def overview() -> ResponseReturnValue:
-    """All executions, newest first."""
-    return render_template("overview.html", executions=_store().executions(limit=200))
+    """The executions the viewer sees, by customer and repository, with counts per status (live-updated)."""
+    who = viewer()
+    if who is None:
+        abort(401, description="sign in to see executions")
+    now = time.time()  # before reading: the page's live feed asks for what changed after it
+    return render_template("overview.html", board=board.build(_store(), who), now=now)
 
 
 def _execution_or_404(execution_id: str) -> Execution:
+    """The execution, if the viewer sees its installation; 404 alike for others' (never reveal they exist)."""
     try:
-        return _store().get(execution_id)
+        ex = _store().get(execution_id)
     except NotFound:
         abort(404, description=f"no execution {execution_id}")
+    who = viewer()
+    if who is None or not who.sees(ex.installation_id):
+        abort(404, description=f"no execution {execution_id}")
+    return ex
 
 
 @bp.get("/executions/<execution_id>")
 def execution(execution_id: str) -> ResponseReturnValue:
     """One execution: its task table and recent log lines."""
     ex, store = _execution_or_404(execution_id), _store()
-    return render_template("execution.html", ex=ex, tasks=store.tasks(execution_id),
-                           log=store.log_lines(execution_id, 300))
+    log = store.log_lines(execution_id, 300)
+    requested = request.args.get("requested", "")
+    return render_template("execution.html", ex=ex, tasks=store.tasks(execution_id), log=log,
+                           cursor=log[-1]["id"] if log else "", controls=controls.for_page(viewer(), ex),
+                           requested=requested if requested in {a for a, _, _ in controls.CONTROLS} else "")
 
 
 @bp.get("/api/executions/<execution_id>")
@@ -45,6 +61,9 @@ def execution_json(execution_id: str) -> ResponseReturnValue:
     try:
         ex = _store().get(execution_id)
     except NotFound:
+        return jsonify({"message": f"no execution {execution_id}"}), 404
+    who = viewer()
+    if who is None or not who.sees(ex.installation_id):  # the same answer as for no execution at all
         return jsonify({"message": f"no execution {execution_id}"}), 404
     store = _store()
     return jsonify({**ex.to_json(), "tasks": [
