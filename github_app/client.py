@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Generator
@@ -90,6 +94,18 @@ class InstallationToken:
     expires_at: float
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's TLS client context, exactly what httpx would build (certifi, or SSL_CERT_FILE/DIR).
+
+    githubkit opens a new httpx client for every request, and each new client loads the CA bundle
+    again (~40 ms of CPU) unless it is handed a context: with this one a REST call costs a step
+    ~10 ms instead of ~50 (bench/overhead_bench.py). A context is safe to share between threads
+    and survives RQ's fork (the worker builds the engine, and so this, before forking).
+    """
+    return httpx.create_ssl_context()
+
+
 class GitHubApp:
     """The app's identity towards GitHub; hands out installation-scoped clients."""
 
@@ -100,7 +116,7 @@ class GitHubApp:
         self.retry = retry or RetryPolicy()
         self._cache = MemCacheStrategy()  # githubkit's default cache is process-wide: keep ours apart
         # http_cache off: GitHub sends max-age=60 and the engine must read what it just wrote.
-        self.app = GitHub(AppAuthStrategy(app_id, private_key), base_url=self.api_url,
+        self.app = GitHub(AppAuthStrategy(app_id, private_key), base_url=self.api_url, ssl_verify=tls_context(),
                           cache_strategy=self._cache, timeout=timeout, http_cache=False, auto_retry=self.retry)
         self._tokens: dict[int, InstallationToken] = {}
         self._lock = threading.Lock()
@@ -122,13 +138,46 @@ class GitHubApp:
 
     def client(self, installation_id: int) -> GitHub[InstallationAuthStrategy]:
         """A REST client acting as the installation (token refreshed before expiry, and once on a 401)."""
-        return GitHub(InstallationAuthStrategy(self, installation_id), base_url=self.api_url,
+        return GitHub(InstallationAuthStrategy(self, installation_id), base_url=self.api_url, ssl_verify=tls_context(),
                       cache_strategy=self._cache, timeout=self.timeout, http_cache=False, auto_retry=self.retry)
 
     def installation_id_for(self, repo: str) -> int:
         """The installation that covers `owner/name` (app JWT call)."""
         owner, name = repo.split("/", 1)
         return self.app.rest.apps.get_repo_installation(owner, name).parsed_data.id
+
+
+# The REST calls Clarity makes (github_app.repos and .reporting, jobs): their models are preloaded.
+ENGINE_CALLS = (
+    ("apps", "create_installation_access_token"), ("apps", "get_repo_installation"),
+    ("checks", "create"), ("checks", "update"), ("issues", "create"), ("issues", "create_comment"), ("issues", "get"),
+    ("pulls", "create"), ("pulls", "get"), ("pulls", "list"), ("pulls", "update"),
+    ("reactions", "create_for_issue_comment"), ("repos", "get"),
+    ("repos", "get_collaborator_permission_level"), ("repos", "get_content"),
+)
+
+
+def preload_models() -> None:
+    """Import the githubkit modules and pydantic models of ENGINE_CALLS now, without a network call.
+
+    githubkit imports a call's models (and builds their pydantic classes) the first time the call is
+    made, ~0.25 s for the calls of one step. RQ runs every job in a fresh fork of the worker, so a
+    worker that never made the calls paid that in every step; after this the forks inherit them.
+    Each call is made once against a transport that answers 404 (arguments are dummies).
+    """
+    def not_found(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"message": "Not Found"})
+
+    gh = GitHub("preload", base_url="http://preload.invalid/", transport=httpx.MockTransport(not_found),
+                http_cache=False, auto_retry=False)
+    for namespace, name in ENGINE_CALLS:
+        # A 404 or a body that does not validate: imported either way. Anything else (a call that a
+        # githubkit upgrade renamed) only means that call's models load in the horse, as before.
+        with contextlib.suppress(Exception):
+            method = getattr(getattr(gh.rest, namespace), name)
+            positional = [p for p in inspect.signature(method).parameters.values()
+                          if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+            method(*["x"] * len(positional))
 
 
 def describe_error(exc: Exception) -> str:

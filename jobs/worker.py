@@ -9,6 +9,7 @@ Every steps worker also runs the reconciler (jobs.recovery): once at start, then
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from rq import Worker
 from clarity import artifacts
 from clarity.app_credentials import load_settings
 from clarity.settings import Settings
+from github_app.client import preload_models
 from jobs import recovery, sandboxes
 from jobs.context import engine
 
@@ -36,6 +38,7 @@ def work(role: str = "all", burst: bool = False) -> int:
         load_settings()  # fail here, once, with the message naming every bad variable
         return supervise(("intake", "steps"), burst)
     eng = engine()
+    preload()
     queues = [eng.intake_queue] if role == "intake" else [eng.intake_queue, *eng.steps_queues]
     # A heartbeat every ~45 s even when idle, so /readyz and recovery see a live worker quickly.
     worker = Worker(queues, connection=eng.intake_queue.connection, worker_ttl=WORKER_TTL)
@@ -55,6 +58,17 @@ def work(role: str = "all", burst: bool = False) -> int:
     finally:
         stop.set()
     return 0
+
+
+def preload() -> None:
+    """Import now what jobs would import in every work horse (RQ forks one per job; it dies with it).
+
+    The job modules and githubkit's lazily loaded models cost a step ~0.3 s each time otherwise
+    (bench/overhead_bench.py).
+    """
+    importlib.import_module("jobs.intake")
+    importlib.import_module("jobs.step")
+    preload_models()
 
 
 def prune_artifacts(settings: Settings) -> list[str]:
