@@ -11,11 +11,12 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
 
+from clarity import leases
 from clarity.models import Execution, TaskProgress
 from clarity.ready import ReadySet
 from clarity.redaction import redact
@@ -94,9 +95,12 @@ class Store:
         self._publish(updated, "execution.updated", {k: _jsonable(v) for k, v in fields.items()})
         return updated
 
-    def incr(self, execution_id: str, field: str, amount: int = 1) -> int:
-        """Atomically add to a counter field."""
-        return int(self.r.hincrby(self._k("exec", execution_id), field, amount))
+    def incr(self, execution_id: str, field: str, amount: int = 1, announce: Execution | None = None) -> int:
+        """Atomically add to a counter field; with `announce` (the execution), publish the new value live."""
+        value = int(self.r.hincrby(self._k("exec", execution_id), field, amount))
+        if announce is not None:
+            self._publish(announce, "execution.updated", {field: value})
+        return value
 
     def add(self, execution_id: str, field: str, amount: float) -> float:
         """Atomically add to a float field (active time, cost)."""
@@ -197,7 +201,7 @@ class Store:
         except NotFound:
             return
         pipe = self.r.pipeline()
-        for suffix in ("", ":tasks", ":task_order", ":log", ":recoveries"):
+        for suffix in ("", ":tasks", ":task_order", ":log", ":recoveries", ":step"):
             pipe.delete(self._k("exec", execution_id) + suffix)
         for flag in ("stop", "pause", "stop_point_reached"):
             pipe.delete(self._k("exec", execution_id, "flag", flag))
@@ -240,6 +244,23 @@ class Store:
         table = {tid: TaskProgress.from_json(raw[tid]) for tid in order if tid in raw}
         table.update({tid: TaskProgress.from_json(v) for tid, v in raw.items() if tid not in table})
         return table
+
+    def tasks_of(self, execution_ids: Sequence[str], chunk: int = 500) -> dict[str, dict[str, TaskProgress]]:
+        """The task tables of several executions, as `tasks` orders them, one round trip per `chunk` ids."""
+        tables: dict[str, dict[str, TaskProgress]] = {}
+        for start in range(0, len(execution_ids), chunk):
+            ids = execution_ids[start:start + chunk]
+            pipe = self.r.pipeline(transaction=False)
+            for execution_id in ids:
+                pipe.hgetall(self._k("exec", execution_id, "tasks"))
+                pipe.lrange(self._k("exec", execution_id, "task_order"), 0, -1)
+            replies = pipe.execute()
+            for i, execution_id in enumerate(ids):
+                raw, order = replies[2 * i], replies[2 * i + 1]
+                table = {tid: TaskProgress.from_json(raw[tid]) for tid in order if tid in raw}
+                table.update({tid: TaskProgress.from_json(v) for tid, v in raw.items() if tid not in table})
+                tables[execution_id] = table
+        return tables
 
     def task(self, execution_id: str, task_id: str) -> TaskProgress:
         """One task's progress (pending if never touched)."""
@@ -311,28 +332,52 @@ class Store:
         self.r.publish(self.events_channel, payload)
 
     # -- repo leases and queues -------------------------------------------------------------------
-    def acquire_lease(self, repo: str, execution_id: str, ttl: float) -> bool:
-        """Take the repo's single-run lease (or renew it if we hold it)."""
-        key = self._k("repo", repo, "lease")
-        if self.r.set(key, execution_id, nx=True, px=int(ttl * 1000)):
-            return True
-        return self.renew_lease(repo, execution_id, ttl)
+    # The value names the execution and the step holding it (clarity.leases): a step can take its
+    # execution's lease over, never another step's.
+    def acquire_lease(self, repo: str, execution_id: str, ttl: float, token: str = "") -> bool:
+        """Take the repo's single-run lease for an execution, or for its step `token`.
 
-    def renew_lease(self, repo: str, execution_id: str, ttl: float) -> bool:
-        """Extend the lease if `execution_id` holds it (a heartbeat)."""
-        script = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
-                  "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end")
-        return bool(self.r.eval(script, 1, self._k("repo", repo, "lease"), execution_id, int(ttl * 1000)))
+        Free, or the execution's between steps: taken. This very step's: renewed. A step's of the
+        execution, and no token given: renewed as it is. Another step's or execution's: False.
+        """
+        return bool(self.r.eval(leases.ACQUIRE, 2, *self._lease_keys(repo, execution_id), execution_id, token,
+                                int(ttl * 1000)))
 
-    def release_lease(self, repo: str, execution_id: str) -> bool:
-        """Give up the lease if we hold it."""
-        script = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
-                  "return redis.call('del', KEYS[1]) else return 0 end")
-        return bool(self.r.eval(script, 1, self._k("repo", repo, "lease"), execution_id))
+    def renew_lease(self, repo: str, execution_id: str, ttl: float, token: str = "") -> bool:
+        """Extend the lease if the execution (its step `token`) holds it."""
+        return bool(self.r.eval(leases.RENEW, 1, self._k("repo", repo, "lease"), leases.value(execution_id, token),
+                                int(ttl * 1000)))
+
+    def keep_lease(self, repo: str, execution_id: str, token: str, ttl: float) -> str:
+        """A step's heartbeat, one round trip: "renewed" while it holds the lease, "retaken" if it had
+        lapsed and nobody recovered the execution meanwhile, "lost" if it is someone else's now."""
+        return str(self.r.eval(leases.KEEP, 2, *self._lease_keys(repo, execution_id),
+                               leases.value(execution_id, token), token, int(ttl * 1000)))
+
+    def take_free_lease(self, repo: str, execution_id: str, ttl: float) -> bool:
+        """Recovery: take the lease only if nobody holds it; the step that held it can never take it again."""
+        return bool(self.r.eval(leases.TAKE_FREE, 2, *self._lease_keys(repo, execution_id), execution_id,
+                                int(ttl * 1000)))
+
+    def hand_back_lease(self, repo: str, execution_id: str, token: str) -> bool:
+        """The step `token` ended: the lease (same expiry) is its execution's again, for the next step."""
+        return bool(self.r.eval(leases.HAND_BACK, 2, *self._lease_keys(repo, execution_id),
+                                leases.value(execution_id, token), token, execution_id))
+
+    def release_lease(self, repo: str, execution_id: str, token: str = "") -> bool:
+        """Give up the lease if the execution holds it (itself or any step of it; only step `token`'s if given)."""
+        return bool(self.r.eval(leases.RELEASE, 1, self._k("repo", repo, "lease"), execution_id, token))
 
     def lease_holder(self, repo: str) -> str | None:
-        """The execution id holding the repo's lease, if any."""
-        return self.r.get(self._k("repo", repo, "lease"))
+        """The execution id holding the repo's lease, if any (whichever step of it holds it)."""
+        return leases.holder(self.r.get(self._k("repo", repo, "lease")))
+
+    def lease_step(self, repo: str) -> str | None:
+        """The token of the step holding the repo's lease ("" between steps), None if nobody holds it."""
+        return leases.step(self.r.get(self._k("repo", repo, "lease")))
+
+    def _lease_keys(self, repo: str, execution_id: str) -> tuple[str, str]:
+        return self._k("repo", repo, "lease"), self._k("exec", execution_id, "step")
 
     def enqueue_waiting(self, repo: str, execution_id: str) -> int:
         """Put an execution in the repo's waiting line; returns its 1-based position."""

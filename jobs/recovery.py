@@ -7,6 +7,9 @@ that was in progress goes back to `pending` (its uncommitted work went with the 
 resets the workspace), its check run is closed, and a step is enqueued under a fresh lease. A task
 pushed before the loss is ticked on the branch, so that step records it done instead of redoing it.
 It also starts queued executions whose repository nobody holds (a worker lost inside `release`).
+A lapsed lease may also mean Redis restarted under a live step: recovery takes only a free lease, and
+takes it first, so a step that took its lease again keeps its execution untouched, and a step that
+did not is shut out for good (clarity.leases) and abandons its work (jobs.heartbeat).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from githubkit.exception import GitHubException
 from rq.executions import Execution as RQExecution
 from rq.registry import StartedJobRegistry
 
+from clarity import history
 from clarity.models import Execution
 from clarity.settings import Settings
 from clarity.status import ExecutionStatus, IllegalTransition, TaskStatus
@@ -185,7 +189,13 @@ def _recover(engine: Engine, execution_id: str) -> str | None:
         return None
     claimed = time.monotonic()
     ex = store.get(execution_id)
-    if not ex.status.is_active or store.lease_holder(ex.repo) == ex.id:
+    if not ex.status.is_active:
+        return None
+    # The lease first, and only a free one: a step whose lease lapsed (Redis restarted, or it stalled)
+    # and who took it again is alive and must find its execution as it left it. Once recovery holds
+    # it, that step can never take it again: it sees the lease gone and abandons its work.
+    took = store.take_free_lease(ex.repo, ex.id, ttl)
+    if not took and store.lease_holder(ex.repo) == ex.id:
         return None
     lost = [p for p in store.tasks(ex.id).values() if p.status in LOST_TASK]
     # A task whose worker is lost again and again (killed for memory, a crash it causes) is not tried
@@ -203,6 +213,8 @@ def _recover(engine: Engine, execution_id: str) -> str | None:
     if too_often:
         return _block(engine, ex, too_often[0].task_id)
     if time.monotonic() - claimed > ttl / 2:
+        if took:
+            store.release_lease(ex.repo, ex.id)
         return None  # GitHub was slow and our claim is running out: the next pass finishes the job
     pending = f"; task {', '.join(p.task_id for p in lost)} back to pending" if lost else ""
     store.log(ex.id, f"{REASON}{pending}", "warning")
@@ -211,7 +223,7 @@ def _recover(engine: Engine, execution_id: str) -> str | None:
         ex = store.transition(ex.id, S.AUTONOMOUS, ACTOR, REASON, current_task=None)
     elif ex.current_task:
         ex = store.update(ex.id, current_task=None)
-    if store.acquire_lease(ex.repo, ex.id, ttl):
+    if took or store.acquire_lease(ex.repo, ex.id, ttl):
         scheduler.enqueue_step(engine, ex.id)
         return "recovered"
     scheduler.submit(engine, ex, ACTOR)  # another execution holds the repository: wait in line
@@ -326,6 +338,7 @@ def run_periodically(settings: Settings, stop: threading.Event) -> threading.Thr
         engine = context.build(settings)
         while not stop.wait(settings.lease_ttl / 2):
             reconcile_logged(engine)
+            history.prune_when_due(engine.store, settings.history_retention_days)  # hourly; never raises
 
     thread = threading.Thread(target=loop, name="clarity-recovery", daemon=True)
     thread.start()

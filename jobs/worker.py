@@ -5,12 +5,21 @@ behind it. So the default role `all` supervises two worker processes: one that o
 jobs (webhook deliveries: fast), and one that takes steps and, when idle, intake too. Run more
 `--role steps` processes (here or on other hosts sharing Redis) to run more executions at once.
 Every steps worker also runs the reconciler (jobs.recovery): once at start, then in a thread.
+
+A Redis outage does not end a worker: RQ retries Redis only while it waits for a job and quits when
+it loses it anywhere else (above all while it watches a work horse run a step, most of a steps
+worker's life), leaving the horse, in a process group of its own, to run on unwatched. So the worker
+keeps watching its horse through an outage (`SteadyWorker`), and when RQ's loop quits anyway a fresh
+worker starts in the same process once Redis answers again. Nothing has to restart the process, and
+nothing does here: compose.yaml sets no restart policy, and a Procfile runner may stop everything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -18,7 +27,10 @@ import threading
 import time
 from types import FrameType
 
-from rq import Worker
+import redis
+from rq import Queue, Worker
+from rq.executions import Execution as RQExecution
+from rq.job import Job
 
 from clarity import artifacts
 from clarity.app_credentials import load_settings
@@ -30,6 +42,8 @@ from jobs.context import engine
 log = logging.getLogger(__name__)
 ROLES = ("all", "intake", "steps")
 WORKER_TTL = 60
+REDIS_LOST = (redis.ConnectionError, redis.TimeoutError)
+REDIS_WAIT_MAX = 2.0  # seconds between two looks at a Redis that does not answer
 
 
 def work(role: str = "all", burst: bool = False) -> int:
@@ -40,9 +54,6 @@ def work(role: str = "all", burst: bool = False) -> int:
     eng = engine()
     preload()
     queues = [eng.intake_queue] if role == "intake" else [eng.intake_queue, *eng.steps_queues]
-    # A heartbeat every ~45 s even when idle, so /readyz and recovery see a live worker quickly.
-    worker = Worker(queues, connection=eng.intake_queue.connection, worker_ttl=WORKER_TTL)
-    log.info("worker %s (%s) listening on %s", worker.name, role, ", ".join(q.name for q in queues))
     stop = threading.Event()
     if role == "steps":
         # Sandboxes and executions of workers that died go before this one takes new work; the
@@ -54,10 +65,74 @@ def work(role: str = "all", burst: bool = False) -> int:
         if not burst:
             recovery.run_periodically(eng.settings, stop)
     try:
-        worker.work(burst=burst, logging_level=eng.settings.log_level)
+        work_through_outages(queues, role, burst, eng.settings.log_level)
     finally:
         stop.set()
     return 0
+
+
+class SteadyWorker(Worker):
+    """RQ's worker, watching its work horse through a Redis outage instead of quitting on it."""
+
+    stopping = False  # asked to stop (SIGTERM, SIGINT), as opposed to quitting on a lost Redis
+    max_connection_wait_time = REDIS_WAIT_MAX  # RQ's retries while idle back off up to 60 s otherwise
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Warm shutdown, as RQ does it, remembered."""
+        self.stopping = True
+        super().request_stop(signum, frame)
+
+    def maintain_heartbeats(self, job: Job, execution: RQExecution) -> None:
+        """RQ's heartbeats while a horse runs; a Redis outage skips them (RQ would quit the worker)."""
+        try:
+            super().maintain_heartbeats(job, execution)
+        except REDIS_LOST as exc:
+            # The step goes on or abandons on its own (jobs.heartbeat); the next beat tries again.
+            log.warning("worker %s: Redis unreachable while job %s runs: %s", self.name, job.id, exc)
+
+
+def work_through_outages(queues: list[Queue], role: str, burst: bool, level: str) -> None:
+    """RQ's work loop, and a fresh worker whenever it quits on its own (Redis was lost), until asked to stop."""
+    connection = queues[0].connection
+    while True:
+        # A heartbeat every ~45 s even when idle, so /readyz and recovery see a live worker quickly.
+        worker = SteadyWorker(queues, connection=connection, worker_ttl=WORKER_TTL)
+        log.info("worker %s (%s) listening on %s", worker.name, role, ", ".join(q.name for q in queues))
+        try:
+            worker.work(burst=burst, logging_level=level)
+        except REDIS_LOST as exc:  # RQ's teardown could not record the worker's end
+            log.warning("worker %s: Redis lost as it stopped: %s", worker.name, exc)
+        if burst or worker.stopping:
+            return
+        log.error("worker %s quit on its own (Redis lost?); a new worker takes over once Redis answers",
+                  worker.name)
+        if worker.horse_pid:  # quit while its horse ran: let the step end before taking more work
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(worker.horse_pid, 0)
+        if not wait_for_redis(connection):
+            return
+        with contextlib.suppress(redis.RedisError):
+            worker.register_death()  # so readiness and estimates stop counting it
+
+
+def wait_for_redis(connection: redis.Redis) -> bool:
+    """Block until Redis answers (True) or the process is asked to stop (False)."""
+    stopping = threading.Event()
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: stopping.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    pause = 0.5
+    try:
+        while not stopping.wait(pause):
+            try:
+                connection.ping()
+                return True
+            except REDIS_LOST as exc:
+                log.warning("Redis unreachable: %s; next try in %.0f s", exc, min(pause * 2, REDIS_WAIT_MAX))
+            pause = min(pause * 2, REDIS_WAIT_MAX)
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def preload() -> None:
