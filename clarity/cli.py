@@ -260,6 +260,33 @@ _TOKENS_RUN: dict[str, Callable[[ApiTokens, argparse.Namespace], int]] = {
 }
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    """`history prune`: forget finished executions older than the retention; needs only REDIS_URL."""
+    import time
+
+    from redis import RedisError
+
+    from clarity import history
+    from clarity.settings import Settings, SettingsError
+    from clarity.store import Store
+
+    try:
+        settings = Settings.from_env(args.env, require_github=False)
+        days = settings.history_retention_days if args.days is None else args.days
+        if days < 0:
+            return _fail(f"--days must not be negative, got {days:g}")
+        gone = history.prune(Store.from_url(settings.redis_url, settings.namespace), time.time(), days)
+    except SettingsError as err:
+        return _fail(str(err))
+    except RedisError as err:  # its text names host and port, never the URL's password
+        return _fail(f"Redis (REDIS_URL) failed: {err}")
+    for execution_id in gone:
+        print(execution_id)
+    print(f"removed {len(gone)} finished execution(s) older than {days:g} days" if days > 0 else
+          "retention is 0 (keep forever): nothing removed", file=sys.stderr)
+    return 0
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "tasks": Subcommand(
         cmd_tasks,
@@ -326,6 +353,17 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                 help="an installation the token may see (repeatable)"),
             arg("--all-installations", action="store_true", help="every installation (an operator's token)"),
             arg("--name", help="a name to tell tokens apart (default token-<id>)"),
+        ),
+    ),
+    "history": Subcommand(
+        cmd_history,
+        "execution history: prune [--days N] forgets finished executions older than the retention",
+        (
+            arg("action", choices=("prune",),
+                help="prune: forget completed, failed and stopped executions that finished more than N days "
+                     "ago (live, queued, paused and blocked ones stay); prints their ids"),
+            arg("--days", type=float, metavar="N",
+                help="retention in days (default CLARITY_HISTORY_RETENTION_DAYS, 90; 0 keeps everything)"),
         ),
     ),
 }

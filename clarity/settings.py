@@ -48,6 +48,7 @@ class Settings:
     docker_pids: int = 512  # CLARITY_DOCKER_PIDS: processes per sandbox container, unless a limit says less
     artifact_max_bytes: int = 1_000_000  # CLARITY_ARTIFACT_MAX_BYTES: cap of each artifact file
     artifact_retention_days: float = 30.0  # CLARITY_ARTIFACT_RETENTION_DAYS: older execution folders go (0: keep)
+    history_retention_days: float = 90.0  # CLARITY_HISTORY_RETENTION_DAYS: finished executions kept (0: forever)
     max_recoveries: int = 3  # CLARITY_MAX_RECOVERIES: a task losing its worker this often blocks its execution
     command_allowlist: tuple[str, ...] = ()  # CLARITY_COMMAND_ALLOWLIST: programs (globs) agents/checks may run
     github_client_id: str = ""  # CLARITY_GITHUB_CLIENT_ID: the app's OAuth client (dashboard sign-in)
@@ -127,6 +128,7 @@ class Settings:
             docker_pids=reader.integer("CLARITY_DOCKER_PIDS", default=512, minimum=1),
             artifact_max_bytes=reader.integer("CLARITY_ARTIFACT_MAX_BYTES", default=1_000_000, minimum=1024),
             artifact_retention_days=reader.number("CLARITY_ARTIFACT_RETENTION_DAYS", default=30.0),
+            history_retention_days=reader.number("CLARITY_HISTORY_RETENTION_DAYS", default=90.0),
             command_allowlist=tuple(p.strip() for p in reader.text("CLARITY_COMMAND_ALLOWLIST").split(",")
                                     if p.strip()),
             github_client_id=reader.text("CLARITY_GITHUB_CLIENT_ID"),
