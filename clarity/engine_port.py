@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from clarity.models import Execution
+from clarity.tasklist import TaskList
 
 
 class EngineRefusal(Exception):
@@ -63,6 +64,16 @@ class Start:
     priority: int | None = None
     tool: str | None = None
     budget: str = ""  # canonical words of clarity.budget ("" = the repository's limits)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskListing:
+    """A repository's task list as one branch holds it (the dashboard's stop-point pickers read it)."""
+
+    repository: str
+    ref: str  # the branch it was read from
+    filename: str  # `tasks_file` of the repository's config, tasks_list.md by default
+    tasks: TaskList
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +147,11 @@ class EnginePort(Protocol):
 
     def prioritise(self, execution_id: str, priority: int, actor: str) -> Execution:
         """Give an execution another priority (1 to 10, 10 runs first)."""
+        ...
+
+    def task_list(self, repository: str, installation_id: int, ref: str | None = None) -> TaskListing:
+        """The parsed task list on `ref` (the default branch when None): Missing when there is none on that
+        branch, Unprocessable when the list or the repository's config cannot be read (the parser's message)."""
         ...
 
     def estimate(self, execution: Execution) -> tuple[float | None, float | None]:

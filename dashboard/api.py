@@ -14,6 +14,8 @@ why) and writes the OpenAPI document served at `/api/openapi.json`.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
 from json import dumps
 from typing import Any, NoReturn
@@ -25,10 +27,10 @@ from spectree import Response as Declared
 from spectree import SecurityScheme, SpecTree
 from spectree.models import SecureType, SecuritySchemeData
 
-from clarity import artifacts
+from clarity import artifacts, history
 from clarity import budget as budgets
 from clarity.engine_port import EnginePort, EngineRefusal, Start, Unprocessable
-from clarity.models import Execution
+from clarity.models import Execution, TaskProgress
 from clarity.redaction import redact
 from clarity.settings import Settings
 from clarity.status import ExecutionStatus
@@ -174,19 +176,24 @@ def initialize(json: m.InitializeBody) -> Reply:
 @spec.validate(query=m.ListQuery, resp=_declared(200, m.ExecutionPage), tags=["executions"])
 def list_executions(query: m.ListQuery) -> Reply:
     """Executions the caller sees, newest first; filter by installation, repo and status; page with cursor."""
-    who = _who()
+    found, cursor = _page(_who(), query, lambda ex: query.status is None or ex.status is query.status)
+    return m.ExecutionPage(executions=[_out(ex) for ex in found], nextCursor=cursor)
+
+
+def _page(who: Viewer, query: m.ListQuery | m.HistoryQuery,
+          matches: Callable[[Execution], bool]) -> tuple[list[Execution], str | None]:
+    """One page of the caller's executions that match, and the cursor of the next page (None: the last)."""
     before = None
     if query.cursor:
         created, _, execution_id = query.cursor.partition(":")
         before = (float(created), execution_id)
-    found, more = _select(_store(), who, query, before)
+    found, more = _select(_store(), who, query, before, matches)
     last = found[-1] if found and more else None
-    return m.ExecutionPage(executions=[_out(ex) for ex in found],
-                           nextCursor=f"{last.created_at!r}:{last.id}" if last else None)
+    return found, f"{last.created_at!r}:{last.id}" if last else None
 
 
-def _select(store: Store, who: Viewer, query: m.ListQuery,
-            before: tuple[float, str] | None) -> tuple[list[Execution], bool]:
+def _select(store: Store, who: Viewer, query: m.ListQuery | m.HistoryQuery, before: tuple[float, str] | None,
+            matches: Callable[[Execution], bool]) -> tuple[list[Execution], bool]:
     """One page of the caller's executions matching the filters, and whether there may be more."""
     if query.installation is not None and not who.sees(query.installation):
         return [], False
@@ -196,7 +203,7 @@ def _select(store: Store, who: Viewer, query: m.ListQuery,
         indexes = [(None, inst) for inst in sorted(who.roles)]
 
     def wanted(ex: Execution) -> bool:
-        return (who.sees(ex.installation_id) and (query.status is None or ex.status is query.status)
+        return (who.sees(ex.installation_id) and matches(ex)
                 and (query.installation is None or ex.installation_id == query.installation))
 
     found: list[Execution] = []
@@ -298,10 +305,7 @@ def progress(execution_id: str) -> Reply:
     """Every task with its status, attempts, tool, duration and error class; and the estimates."""
     _, execution = _visible(execution_id)
     starts, finishes = _port().estimate(execution)
-    tasks = [m.TaskOut(id=t.task_id, title=t.title, status=t.status, attempts=t.attempts, tool=t.tool,
-                       duration=t.duration, errorClass=t.error_class, lastError=redact(t.last_error),
-                       commit=t.commit, overrideBy=t.override_by)
-             for t in _store().tasks(execution.id).values()]
+    tasks = [_task_out(t) for t in _store().tasks(execution.id).values()]
     return m.ProgressOut(executionId=execution.id, status=execution.status, stopPoint=execution.stop_point,
                          currentTask=execution.current_task, tasksCompleted=execution.tasks_completed,
                          tasksTotal=execution.tasks_total, tasks=tasks, estimatedStartSeconds=starts,
@@ -319,6 +323,70 @@ def list_artifacts(execution_id: str) -> Reply:
     base = f"{settings.public_url}/executions/{execution.id}/artifacts"
     return m.ArtifactsOut(executionId=execution.id, artifacts=[
         m.ArtifactOut(path=e.path, isDir=e.is_dir, size=e.size, url=f"{base}/{e.path}") for e in entries])
+
+
+def _task_out(task: TaskProgress) -> m.TaskOut:
+    return m.TaskOut(id=task.task_id, title=task.title, status=task.status, attempts=task.attempts,
+                     tool=task.tool, duration=task.duration, errorClass=task.error_class,
+                     lastError=redact(task.last_error), commit=task.commit, overrideBy=task.override_by)
+
+
+# -- history ------------------------------------------------------------------------------------
+def _record_out(record: history.Record) -> m.HistoryExecutionOut:
+    return m.HistoryExecutionOut.model_validate(
+        {**record.execution.to_json(), "tasks": [_task_out(t) for t in record.tasks]})
+
+
+@bp.get("/devteam/history/executions")
+@spec.validate(query=m.HistoryQuery, resp=_declared(200, m.HistoryPage), tags=["history"])
+def history_executions(query: m.HistoryQuery) -> Reply:
+    """Finished executions (completed, failed, stopped) the caller sees, newest first, with their tasks.
+
+    Filter by installation, repo, status and `since` (finished at or after, epoch seconds); page with cursor.
+    """
+    def matches(ex: Execution) -> bool:
+        return (history.is_finished(ex) and (query.status is None or ex.status == query.status)
+                and (query.since is None or history.finished_time(ex) >= query.since))
+
+    found, cursor = _page(_who(), query, matches)
+    tables = _store().tasks_of([ex.id for ex in found])  # one round trip for the page
+    return m.HistoryPage(executions=[_record_out(history.Record(ex, tuple(tables[ex.id].values())))
+                                     for ex in found], nextCursor=cursor)
+
+
+@bp.get("/devteam/history/executions/<execution_id>")
+@spec.validate(resp=_declared(200, m.HistoryExecutionOut, 404), tags=["history"])
+def history_execution(execution_id: str) -> Reply:
+    """One finished execution with the outcome of each task (404 while it has not finished)."""
+    _, execution = _visible(execution_id)
+    if not history.is_finished(execution):
+        raise ApiError(404, f"execution {execution_id} has not finished (status {execution.status}): "
+                            f"see /api/devteam/executions/{execution_id}/progress")
+    [record] = history.read_records(_store(), [execution])
+    return _record_out(record)
+
+
+@bp.get("/devteam/history/trends")
+@spec.validate(query=m.TrendsQuery, resp=_declared(200, m.TrendsOut), tags=["history"])
+def history_trends(query: m.TrendsQuery) -> Reply:
+    """Per customer the caller sees, over the last `days` UTC days: tasks per day, success rate, task time."""
+    who, now = _who(), time.time()
+    since = history.window_start(now, query.days)
+    found = history.read_finished(_store(), None if who.everything else list(who.roles), since=since)
+    return m.TrendsOut(days=query.days, since=since, customers=[_trend_out(t) for t in history.trends(
+        [r for r in found if who.sees(r.execution.installation_id)], query.days, now)])
+
+
+def _trend_out(trend: history.Trend) -> m.CustomerTrendOut:
+    return m.CustomerTrendOut(
+        installationId=trend.installation_id, account=trend.account, executions=trend.executions,
+        tasksCompleted=trend.tasks.completed, tasksFailed=trend.tasks.failed,
+        successRate=trend.tasks.success_rate, meanTaskSeconds=trend.tasks.mean_seconds,
+        perDay=[m.DayOut(date=day, tasksCompleted=n) for day, n in trend.per_day],
+        tools=[m.ToolTrendOut(tool=name, tasksCompleted=t.completed, tasksFailed=t.failed,
+                              successRate=t.success_rate, meanTaskSeconds=t.mean_seconds)
+               for name, t in trend.tools.items()],
+        errorClasses=trend.error_classes)
 
 
 # -- resources ----------------------------------------------------------------------------------
@@ -358,6 +426,35 @@ def prioritize(json: m.PrioritizeBody) -> Reply:
     """Give an execution another priority; a waiting one moves in line at once (managers)."""
     who, execution = _acting(json.executionId, MANAGER, "prioritize")
     return _out(_port().prioritise(execution.id, json.priority, who.login))
+
+
+# -- a repository's task list (the dashboard's stop-point pickers) -------------------------------
+REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+
+
+@bp.get("/devteam/repos/<owner>/<repo>/tasks")
+@spec.validate(query=m.RepositoryTasksQuery, resp=_declared(200, m.RepositoryTasksOut, 404, 503),
+               tags=["repositories"])
+def repository_tasks(owner: str, repo: str, query: m.RepositoryTasksQuery) -> Reply:
+    """The tasks and groups of a repository's tasks_list.md on its default branch (or `ref`): its stop points.
+
+    Read from GitHub through the app, as the engine reads it. A repository Clarity is not installed on,
+    or one of an installation the caller does not see, is the same 404.
+    """
+    who = _who()
+    repository = f"{owner}/{repo}"
+    if not REPOSITORY.match(repository) or ".." in repository or repo == ".":
+        raise Unprocessable(f"`{repository}` is not a repository name (owner/name)", "repository")
+    if query.ref and ".." in query.ref:
+        raise Unprocessable(f"`{query.ref}` is not a branch name", "ref")
+    installation = _port().installation_of(repository)
+    if installation is None or not who.sees(installation):
+        raise ApiError(404, f"no repository {repository} that Clarity works on for you")
+    listing = _port().task_list(repository, installation, query.ref)
+    return m.RepositoryTasksOut(repository=listing.repository, ref=listing.ref, file=listing.filename, tasks=[
+        m.ListedTaskOut(id=t.id, title=t.title, done=listing.tasks.is_done(t.id), parent=t.parent,
+                        level=t.id.count(".") + 1, isLeaf=t.is_leaf, isGroup=t.is_group)
+        for t in listing.tasks.tasks])
 
 
 # -- the document -------------------------------------------------------------------------------

@@ -100,6 +100,27 @@ class ListQuery(_Body):
                                description="nextCursor of the previous page")
 
 
+FinishedStatus = Literal["completed", "failed", "stopped"]  # the statuses of history (terminal)
+
+
+class HistoryQuery(_Body):
+    """Filters and the page of `GET /api/devteam/history/executions`."""
+
+    installation: int | None = Field(None, ge=1, le=2**53)
+    repo: RepoName | None = None
+    status: FinishedStatus | None = None
+    since: float | None = Field(None, ge=0, le=1e11, description="epoch seconds: finished at or after")
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, pattern=r"^[0-9]{1,16}(\.[0-9]{1,20})?:[A-Za-z0-9_-]{1,64}$",
+                               description="nextCursor of the previous page")
+
+
+class TrendsQuery(_Body):
+    """The window of `GET /api/devteam/history/trends`."""
+
+    days: int = Field(30, ge=1, le=365, description="UTC calendar days, ending today")
+
+
 # -- responses ----------------------------------------------------------------------------------
 class ExecutionOut(BaseModel):
     """An execution (the PRD's AutonomousExecution: customer = account, project = repo)."""
@@ -260,3 +281,87 @@ class DashboardOut(BaseModel):
     recent: list[ExecutionOut]
     systemResources: ResourcesOut
     metrics: MetricsOut
+
+
+class HistoryExecutionOut(ExecutionOut):
+    """A finished execution (completed, failed or stopped) with the outcome of each of its tasks."""
+
+    tasks: list[TaskOut]
+
+
+class HistoryPage(BaseModel):
+    """One page of finished executions, newest first (by creation, as every list)."""
+
+    executions: list[HistoryExecutionOut]
+    nextCursor: str | None
+
+
+class ToolTrendOut(BaseModel):
+    """How the tasks a tool ran last ended."""
+
+    tool: str
+    tasksCompleted: int
+    tasksFailed: int
+    successRate: float
+    meanTaskSeconds: float
+
+
+class DayOut(BaseModel):
+    """Tasks the engine completed on one UTC day (in executions that finished that day)."""
+
+    date: str = Field(description="YYYY-MM-DD (UTC)")
+    tasksCompleted: int
+
+
+class CustomerTrendOut(BaseModel):
+    """One customer (installation) over the window: tasks that ran to an outcome, not settled by hand."""
+
+    installationId: int
+    account: str
+    executions: int = Field(description="executions that finished in the window")
+    tasksCompleted: int
+    tasksFailed: int
+    successRate: float = Field(description="completed / (completed + failed)")
+    meanTaskSeconds: float
+    perDay: list[DayOut] = Field(description="every day of the window, oldest first")
+    tools: list[ToolTrendOut]
+    errorClasses: dict[str, int] = Field(description="tasks per error class of their last failed attempt")
+
+
+class TrendsOut(BaseModel):
+    """Trends per customer the caller sees, from the executions that finished in the window."""
+
+    days: int
+    since: float = Field(description="epoch seconds: the window's first instant (UTC midnight)")
+    customers: list[CustomerTrendOut]
+
+
+# -- a repository's task list (the dashboard's stop-point pickers) -------------------------------
+BranchName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}$")]
+
+
+class RepositoryTasksQuery(_Body):
+    """Which branch to read the task list from."""
+
+    ref: BranchName | None = Field(None, description="a branch; the repository's default branch when left out")
+
+
+class ListedTaskOut(BaseModel):
+    """A task or group of tasks_list.md: a possible stop point."""
+
+    id: str
+    title: str
+    done: bool = Field(description="ticked (a parent or group: all of its tasks are)")
+    parent: str | None
+    level: int = Field(description="1 for a top-level id, 2 for 1.2, 3 for 1.2.3, ...")
+    isLeaf: bool = Field(description="an executable task, not a parent or a heading group")
+    isGroup: bool = Field(description="a heading (### 2.3 ...): it names its tasks but is not one")
+
+
+class RepositoryTasksOut(BaseModel):
+    """The tasks of a repository's tasks_list.md on one branch, in document order."""
+
+    repository: str
+    ref: str
+    file: str = Field(description="the file read: `tasks_file` of .github/clarity.yml, tasks_list.md by default")
+    tasks: list[ListedTaskOut]

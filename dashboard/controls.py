@@ -1,13 +1,16 @@
-"""The execution page's Stop / Pause / Resume / Retry buttons: POST forms that enqueue a control job.
+"""The execution page's controls: Stop / Pause / Resume / Retry buttons, the stop point and the override.
 
 The dashboard imports only `clarity`, so a button does not act itself: it puts
 `jobs.control_jobs.dashboard_action(execution_id, action, actor)` on the intake queue by dotted name (as
 the webhook view does with deliveries) and the intake worker runs it through jobs.control, the same code
-as the comment commands and the check-run buttons. Only a viewer holding team_member or more in the
-execution's installation sees the buttons or may press them.
+as the comment commands and the check-run buttons. The stop-point and override forms call the REST API
+from the browser (static/controls.js: `set-stop-point`, `manual-override`), which acts through the same
+engine. Only a viewer holding team_member or more in the execution's installation sees any of them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from flask import Blueprint, Flask, abort, current_app, redirect
 from flask.typing import ResponseReturnValue
@@ -15,9 +18,11 @@ from rq import Queue
 
 from clarity.models import Execution
 from clarity.status import ExecutionStatus as S
+from clarity.status import TaskStatus
 from clarity.store import NotFound, Store
 from dashboard.auth import Viewer
 from dashboard.live import viewer
+from dashboard.tasktree import Row
 
 bp = Blueprint("controls", __name__)
 
@@ -31,6 +36,18 @@ CONTROLS: tuple[tuple[str, str, tuple[S, ...]], ...] = (
     ("resume", "Resume", (S.PAUSED, S.BLOCKED)),
     ("retry", "Retry", (S.BLOCKED,)),
 )
+# jobs.control moves the stop point of, and overrides tasks of, live, paused and blocked executions.
+STEERABLE = (*_LIVE, S.PAUSED, S.BLOCKED)
+OVERRIDABLE = (TaskStatus.FAILED, TaskStatus.SKIPPED)  # tasks a person may settle from the page
+
+
+@dataclass(frozen=True, slots=True)
+class Steering:
+    """The stop-point and override forms of the execution page, for a viewer who may use them."""
+
+    when: str  # space-separated statuses in which the forms apply (the page hides them elsewhere, live)
+    stop_points: tuple[tuple[str, int], ...]  # (id, level) of the tree's rows; the page swaps in the whole list
+    overridable: tuple[str, ...]  # ids of tasks that failed or were skipped
 
 
 def init_app(app: Flask, queue: Queue) -> None:
@@ -44,6 +61,14 @@ def for_page(who: Viewer | None, execution: Execution) -> list[tuple[str, str, s
     if who is None or not who.may(execution.installation_id, ROLE):
         return []
     return [(action, label, " ".join(map(str, when))) for action, label, when in CONTROLS]
+
+
+def steering(who: Viewer | None, execution: Execution, tree: list[Row]) -> Steering | None:
+    """The stop-point and override forms for this viewer (None: they may not steer this execution)."""
+    if who is None or not who.may(execution.installation_id, ROLE):
+        return None
+    return Steering(" ".join(map(str, STEERABLE)), tuple((row.task_id, row.level) for row in tree),
+                    tuple(row.task_id for row in tree if row.progress and row.progress.status in OVERRIDABLE))
 
 
 @bp.post("/executions/<execution_id>/actions/<action>")

@@ -12,7 +12,7 @@ from clarity.models import Execution
 from clarity.redaction import redact
 from clarity.settings import Settings
 from clarity.store import NotFound, Store
-from dashboard import board, controls
+from dashboard import board, controls, start, tasktree
 from dashboard.live import viewer
 
 bp = Blueprint("dashboard", __name__)
@@ -29,7 +29,8 @@ def overview() -> ResponseReturnValue:
     if who is None:
         abort(401, description="sign in to see executions")
     now = time.time()  # before reading: the page's live feed asks for what changed after it
-    return render_template("overview.html", board=board.build(_store(), who), now=now)
+    built = board.build(_store(), who)
+    return render_template("overview.html", board=built, now=now, start=start.form(_store(), who, built))
 
 
 def _execution_or_404(execution_id: str) -> Execution:
@@ -46,12 +47,14 @@ def _execution_or_404(execution_id: str) -> Execution:
 
 @bp.get("/executions/<execution_id>")
 def execution(execution_id: str) -> ResponseReturnValue:
-    """One execution: its task table and recent log lines."""
+    """One execution: its task tree, links, controls and recent log lines."""
     ex, store = _execution_or_404(execution_id), _store()
     log = store.log_lines(execution_id, 300)
     requested = request.args.get("requested", "")
-    return render_template("execution.html", ex=ex, tasks=store.tasks(execution_id), log=log,
+    tree = tasktree.rows(store.tasks(execution_id))
+    return render_template("execution.html", ex=ex, tree=tree, log=log, web_url=_settings().web_url,
                            cursor=log[-1]["id"] if log else "", controls=controls.for_page(viewer(), ex),
+                           steering=controls.steering(viewer(), ex, tree),
                            requested=requested if requested in {a for a, _, _ in controls.CONTROLS} else "")
 
 

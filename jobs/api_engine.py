@@ -20,12 +20,14 @@ from typing import ParamSpec, TypeVar
 from githubkit.exception import GitHubException, RequestFailed
 from rq import Worker
 
+from clarity import repoconfig, tasklist
 from clarity.engine_port import (
     Conflict,
     Missing,
     QueueEntry,
     Resources,
     Start,
+    TaskListing,
     Unavailable,
     Unprocessable,
     WorkerInfo,
@@ -205,6 +207,24 @@ class ApiEngine:
         return self.eng.store.get(execution_id)
 
     # -- reading ------------------------------------------------------------------------------
+    @reaching_github
+    def task_list(self, repository: str, installation_id: int, ref: str | None = None) -> TaskListing:
+        """The task list on `ref` (else the default branch), found as the step finds it: `tasks_file` of the config."""
+        gh = self.eng.github.client(installation_id)
+        branch = ref or repos.default_branch(gh, repository)
+        try:
+            config = repoconfig.parse(repos.read_file(gh, repository, repoconfig.CONFIG_PATH, branch))
+        except repoconfig.ConfigError as exc:
+            raise Unprocessable(str(exc), repoconfig.CONFIG_PATH) from None
+        raw = repos.read_file(gh, repository, config.tasks_file, branch)
+        if raw is None:
+            raise Missing(f"{repository} has no {config.tasks_file} on `{branch}`")
+        try:
+            tasks = tasklist.parse(raw.decode("utf-8-sig", "replace"), config.tasks_file)
+        except tasklist.TaskListError as exc:
+            raise Unprocessable(str(exc), config.tasks_file) from None
+        return TaskListing(repository, branch, config.tasks_file, tasks)
+
     def estimate(self, execution: Execution) -> tuple[float | None, float | None]:
         """Seconds to its next step and to its end (jobs.scheduler.estimate)."""
         est = scheduler.estimate(self.eng, execution)

@@ -288,7 +288,9 @@ def test_the_openapi_document_declares_every_endpoint(client: FlaskClient, token
     assert set(doc["paths"]) == {
         f"{BASE}/initialize", BASE, f"{BASE}/dashboard", *(f"{BASE}/{{execution_id}}/{a}" for a in (
             "stop", "resume", "set-stop-point", "manual-override", "progress", "artifacts", "replay")),
-        "/api/devteam/resources/status", "/api/devteam/resources/queue", "/api/devteam/resources/prioritize"}
+        "/api/devteam/resources/status", "/api/devteam/resources/queue", "/api/devteam/resources/prioritize",
+        "/api/devteam/history/executions", "/api/devteam/history/executions/{execution_id}",
+        "/api/devteam/history/trends", "/api/devteam/repos/{owner}/{repo}/tasks"}
     initialize = doc["paths"][f"{BASE}/initialize"]["post"]
     assert set(initialize["responses"]) == {"201", "401", "403", "404", "409", "422", "503"}
     assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}

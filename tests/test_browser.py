@@ -96,6 +96,7 @@ def test_pages_follow_executions_live_and_stop_stops_one(stack: devstack.Stack, 
     sync_api.expect(row).to_have_attribute("data-status", "paused", timeout=60_000)
     sync_api.expect(row.locator('[data-field="status-word"]')).to_have_text("paused")  # words, not colour alone
     sync_api.expect(row.locator('[data-field="progress"]')).to_have_text("1/1")
+    sync_api.expect(row.locator('[data-field="success"]')).to_have_text("100%")  # 1 task done in 1 attempt
     assert page.evaluate("window.__notReloaded") is True
     seen = page.evaluate("window.__statuses")
     assert "paused" in seen and {"initializing", "autonomous", "task-executing"} & set(seen), seen

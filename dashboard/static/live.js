@@ -99,11 +99,23 @@ function overviewApply(msg) {
   if (msg.type === "snapshot") {
     setProgress(row, ex.tasksCompleted, ex.tasksTotal);
     setText(field(row, "current-task"), ex.currentTask || "");
+    row.dataset.attempts = String(ex.attempts ?? 0);
   } else {
     setProgress(row, msg.tasks_completed, msg.tasks_total);  // execution.updated, or fields of a transition
+    if ("attempts" in msg) row.dataset.attempts = String(msg.attempts);
     if ("current_task" in msg) setText(field(row, "current-task"), msg.current_task || "");
   }
   setEta(row);
+  setSuccess(row);
+}
+
+function setSuccess(row) {
+  // Tasks completed per agent attempt, as the server renders it (Execution.success_rate).
+  const cell = field(row, "success");
+  if (!cell) return;
+  const attempts = Number(row.dataset.attempts || 0);
+  const done = Number(field(row, "progress").textContent.split("/")[0]);
+  setText(cell, attempts ? `${Math.floor((100 * done) / attempts)}%` : "—");
 }
 
 function refreshOverview() {
@@ -153,24 +165,72 @@ function executionApply(msg) {
   if (msg.kind === "task.status") setTask(msg);
 }
 
+// The task table is a tree (templates/execution.html): each id under its parent, a row for each parent the
+// engine's table does not hold (its status: the tasks under it that are done).
+const TASK_CELLS = 10;  // the columns of the execution page's task tree
+
+function levelOf(id) { return id.split(".").length; }
+
+function ancestorsOf(id) {  // "2.3.1" -> ["2", "2.3"]
+  const parts = id.split(".");
+  return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join("."));
+}
+
+function taskRow(body, id) { return body.querySelector(`tr[data-task="${CSS.escape(id)}"]`); }
+
+function treeRow(id, group) {
+  const row = document.createElement("tr");
+  row.dataset.task = id;
+  if (group) row.dataset.group = "";
+  row.setAttribute("aria-level", String(levelOf(id)));
+  row.tabIndex = -1;
+  const names = [null, "title", "task-status", "attempts"];
+  for (let i = 0; i < (group ? 4 : TASK_CELLS); i++) {
+    const td = document.createElement("td");
+    if (names[i]) td.dataset.field = names[i];
+    row.append(td);
+  }
+  row.cells[0].className = "task-id";
+  row.cells[0].style.paddingLeft = `${0.6 + 1.2 * (levelOf(id) - 1)}rem`;
+  row.cells[0].textContent = id;
+  if (group) row.cells[3].colSpan = TASK_CELLS - 3;
+  return row;
+}
+
+function placeRow(body, row) {
+  // After the last row under the nearest parent already shown, so a family stays together; else at the end.
+  const id = row.dataset.task;
+  const parent = ancestorsOf(id).reverse().find((p) => taskRow(body, p));
+  const family = parent
+    ? [...body.rows].filter((r) => r.dataset.task === parent || r.dataset.task.startsWith(`${parent}.`)) : [];
+  if (family.length) family[family.length - 1].after(row); else body.append(row);
+}
+
+function countUnder(body, id) {
+  for (const parent of ancestorsOf(id)) {
+    const row = body.querySelector(`tr[data-task="${CSS.escape(parent)}"][data-group]`);
+    if (!row) continue;
+    const below = [...body.rows].filter((r) => !("group" in r.dataset) && r.dataset.task.startsWith(`${parent}.`));
+    const done = below.filter((r) => field(r, "task-status").textContent === "completed").length;
+    setText(field(row, "task-status"), `${done}/${below.length} done`);
+  }
+}
+
 function setTask(msg) {
   const body = document.querySelector("#tasks tbody");
-  let row = body.querySelector(`tr[data-task="${CSS.escape(msg.task)}"]`);
+  let row = taskRow(body, msg.task);
   if (!row) {
-    row = document.createElement("tr");
-    row.dataset.task = msg.task;
-    const cells = [msg.task, msg.title || "", "", "0", "", "", "", "", ""];
-    const names = [null, "title", "task-status", "attempts"];
-    cells.forEach((text, i) => {
-      const td = document.createElement("td");
-      td.textContent = text;
-      if (names[i]) td.dataset.field = names[i];
-      row.append(td);
-    });
-    body.append(row);
+    for (const parent of ancestorsOf(msg.task)) {
+      if (!taskRow(body, parent)) placeRow(body, treeRow(parent, true));
+    }
+    row = treeRow(msg.task, false);
+    setText(field(row, "title"), msg.title || "");
+    setText(field(row, "attempts"), "0");
+    placeRow(body, row);
   }
   setText(field(row, "task-status"), msg.to);
   if (msg.attempts !== undefined) setText(field(row, "attempts"), String(msg.attempts));
+  countUnder(body, msg.task);
 }
 
 function appendLog(msg) {
