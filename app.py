@@ -13,12 +13,11 @@ from clarity.metrics import ExecutionCollector, QueueCollector
 from clarity.redaction import install_logging, redact
 from clarity.settings import Settings
 from clarity.store import Store
-from dashboard import api, auth, controls, live
+from dashboard import api, auth, controls, insights, live, pages
 from dashboard.ops import OpsConfig
 from dashboard.ops import bp as ops_bp
 from dashboard.views import bp as dashboard_bp
-from github_app.webhooks import INTAKE_JOB, MAX_BODY, WebhookConfig
-from github_app.webhooks import bp as webhooks_bp
+from github_app.webhooks import INTAKE_JOB, MAX_BODY, WebhookConfig, WebhookEndpoint
 from jobs import context as engine_context
 from jobs.api_engine import ApiEngine
 
@@ -38,15 +37,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["clarity.settings"] = settings
     app.extensions["clarity.store"] = store
     app.extensions["clarity.webhooks"] = WebhookConfig(settings.webhook_secret, intake)
+    # POST /webhooks is answered in front of Flask: none of its per-request work is needed there.
+    app.wsgi_app = WebhookEndpoint(app.extensions["clarity.webhooks"], app.wsgi_app)  # type: ignore[method-assign]
     app.extensions["clarity.ops"] = OpsConfig(settings, rq_connection, (
         QueueCollector(rq_connection, settings.namespace, (settings.intake_queue,)), ExecutionCollector(store)))
     auth.configure(app, settings, ApiTokens(store.r, settings.namespace))  # sign-in, tokens, CSRF: first
-    app.register_blueprint(webhooks_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(ops_bp)
+    app.register_blueprint(insights.bp)  # /insights: the Metrics page (history charts)
     live.init_app(app)  # /live (WebSocket) and /live/poll: one Redis subscription per process, lazily
     controls.init_app(app, Queue(settings.intake_queue, connection=rq_connection))
     api.init_app(app, ApiEngine(engine_context.build(settings)))  # /api/devteam: the engine via its port
+    pages.init_app(app)  # /queue, /resources, /audit: the same port, the steps' samples, the audit stream
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

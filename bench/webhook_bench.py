@@ -129,15 +129,15 @@ class Served:
         return run.summary()
 
 
-def start_all(targets: dict[str, str], env: dict[str, str], secret: str, args: argparse.Namespace,
-              workdir: Path) -> dict[str, Served]:
-    """Every app under its own gunicorn, ready to answer."""
-    servers: dict[str, Served] = {}
+def start_all(servers: dict[str, Served], targets: dict[str, str], env: dict[str, str], secret: str,
+              args: argparse.Namespace, workdir: Path) -> None:
+    """Every app under its own gunicorn, ready to answer; each is in `servers` from its start, so a
+    failure on the way still stops what was started."""
     for name, target in targets.items():
         port, log = free_port(), workdir / f"{name}.log"
-        servers[name] = Served(serve(target, env, port, args, log), port, Deliveries(secret, port))
+        make = Deliveries(secret, port)
+        servers[name] = Served(serve(target, env, port, args, log), port, make)
         wait_ready(port, servers[name].process, log)
-    return servers
 
 
 def measure(servers: dict[str, Served], args: argparse.Namespace) -> dict[str, Any]:
@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         env = app_env(handle.url, namespace, secret, workdir)
         try:
-            servers = start_all({"bare_flask": "bare_flask:create_app()", "clarity": args.app}, env, secret,
-                                args, workdir)
+            start_all(servers, {"bare_flask": "bare_flask:create_app()", "clarity": args.app}, env, secret, args,
+                      workdir)
             results = measure(servers, args)
             queued = Queue(f"{namespace}:intake", connection=redis.Redis.from_url(handle.url)).count
         finally:

@@ -1,29 +1,44 @@
-"""`POST /webhooks`: verify the signature, dedupe the delivery, enqueue intake, answer 202 in milliseconds."""
+"""`POST /webhooks`: verify the signature, dedupe the delivery, enqueue intake, answer 202 in milliseconds.
+
+The endpoint is a plain WSGI application in front of the Flask app (`WebhookEndpoint`, composed by
+app.py), not a Flask view: a delivery needs none of what Flask does for every request (request and
+app contexts, URL routing, the dashboard's signed-cookie session and sign-in guard, response
+objects), and on this path that machinery cost more CPU than verifying, claiming and queueing the
+delivery together (docs/PERFORMANCE.md, "Webhooks"). Every other request goes to Flask unchanged.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
+import re
 import time
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import redis
-from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
+from werkzeug.wsgi import get_content_length, get_input_stream
 
 from clarity import logcontext, metrics
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 log = logging.getLogger(__name__)
 
+PATH = "/webhooks"
 INTAKE_JOB = "jobs.intake.handle_delivery"
 # The events the app subscribes to (its manifest lists the same); everything else is answered 204 and
 # dropped. Which actions of them matter is decided by the routers in jobs/.
 HANDLED_EVENTS = frozenset({"issue_comment", "check_run", "check_suite", "pull_request", "push", "installation",
                             "installation_repositories"})
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
-
-bp = Blueprint("webhooks", __name__)
+_JSON_OBJECT = re.compile(rb"\s*\{")  # the blanks bytes.lstrip() removes, then "{", without copying the body
 
 
 class Intake(Protocol):
@@ -36,62 +51,121 @@ class Intake(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class WebhookConfig:
-    """What the view needs, set on `app.extensions["clarity.webhooks"]` by the app factory."""
+    """What the endpoint needs: the app's webhook secret and the intake queue."""
 
-    secret: str
+    secret: str = field(repr=False)
     intake: Intake
+    # The HMAC keyed once; each delivery copies it instead of hashing the padded key again.
+    keyed: hmac.HMAC = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keyed", hmac.new(self.secret.encode(), digestmod=hashlib.sha256))
+
+    def signature_ok(self, body: bytes, header: str | None) -> bool:
+        """Constant-time check of `X-Hub-Signature-256: sha256=<hex hmac of the raw body>`."""
+        if not header or not header.startswith("sha256="):
+            return False
+        mac = self.keyed.copy()
+        mac.update(body)
+        return hmac.compare_digest(b"sha256=" + mac.hexdigest().encode(), header.strip().encode())
 
 
-def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
-    """Constant-time check of `X-Hub-Signature-256: sha256=<hex hmac of the raw body>`."""
-    if not header or not header.startswith("sha256="):
-        return False
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected.encode(), header.strip().encode())
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the endpoint answers: HTTP status, JSON fields, and the result counted in the metrics."""
+
+    status: int
+    fields: dict[str, str]
+    result: str
 
 
-def _problem(status: int, message: str) -> tuple[Response, int]:
-    return jsonify({"message": message}), status
+class WebhookEndpoint:
+    """WSGI middleware: `/webhooks` is answered here, every other path by the wrapped app (Flask's)."""
+
+    def __init__(self, config: WebhookConfig, app: WSGIApplication) -> None:
+        self.config = config
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH:
+            return self.app(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "POST":  # not a delivery: not counted
+            answered = respond(start_response, Answer(405, {"message": "only POST is allowed here"}, "malformed"))
+            return [] if environ.get("REQUEST_METHOD") == "HEAD" else answered
+        started = time.perf_counter()
+        event = environ.get("HTTP_X_GITHUB_EVENT", "")
+        delivery = environ.get("HTTP_X_GITHUB_DELIVERY", "")
+        with logcontext.bind(delivery_id=delivery):
+            try:
+                answer = receive(self.config, environ, event, delivery)
+            except Exception:  # the WSGI boundary: logged here, through the redactor, rather than by the server
+                log.exception("webhook delivery %s failed", delivery or "?")  # not counted, as before
+                return respond(start_response, Answer(500, {"message": "internal error"}, "error"))
+        # The event header is the sender's word until the signature checks: count only the known ones.
+        known = event if event in HANDLED_EVENTS or event == "ping" else "other"
+        metrics.webhook_delivery(known, answer.result, time.perf_counter() - started)
+        return respond(start_response, answer)
 
 
-@bp.post("/webhooks")
-def receive() -> tuple[Response, int]:
-    """Accept one GitHub delivery; count it and time the answer."""
-    started = time.perf_counter()
-    event = request.headers.get("X-GitHub-Event", "")
-    with logcontext.bind(delivery_id=request.headers.get("X-GitHub-Delivery")):
-        response, status, result = _receive(current_app.extensions["clarity.webhooks"], event)
-    # The event header is the sender's word until the signature checks: count only the known ones.
-    known = event if event in HANDLED_EVENTS or event == "ping" else "other"
-    metrics.webhook_delivery(known, result, time.perf_counter() - started)
-    return response, status
-
-
-def _receive(config: WebhookConfig, event: str) -> tuple[Response, int, str]:
-    if (request.content_length or 0) > MAX_BODY:
-        return *_problem(413, "payload larger than 25 MB"), "too_large"
-    body = request.get_data(cache=False)
-    if not signature_ok(config.secret, body, request.headers.get("X-Hub-Signature-256")):
-        log.warning("webhook refused: bad or missing signature (delivery %s)",
-                    request.headers.get("X-GitHub-Delivery", "?"))
-        return *_problem(401, "signature does not match"), "bad_signature"
-    delivery = request.headers.get("X-GitHub-Delivery", "")
+def receive(config: WebhookConfig, environ: WSGIEnvironment, event: str, delivery: str) -> Answer:
+    """Judge one delivery and, if it is new and well formed, queue it."""
+    if (get_content_length(environ) or 0) > MAX_BODY:
+        return Answer(413, {"message": "payload larger than 25 MB"}, "too_large")
+    body = read_body(environ)
+    if isinstance(body, Answer):
+        return body
+    if not config.signature_ok(body, environ.get("HTTP_X_HUB_SIGNATURE_256")):
+        log.warning("webhook refused: bad or missing signature (delivery %s)", delivery or "?")
+        return Answer(401, {"message": "signature does not match"}, "bad_signature")
     if not event or not delivery:
-        return *_problem(400, "X-GitHub-Event and X-GitHub-Delivery headers are required"), "malformed"
+        return Answer(400, {"message": "X-GitHub-Event and X-GitHub-Delivery headers are required"}, "malformed")
     if event == "ping":
-        return jsonify({"message": "pong", "delivery": delivery}), 200, "ping"
+        return Answer(200, {"message": "pong", "delivery": delivery}, "ping")
     if event not in HANDLED_EVENTS:
-        return jsonify({"message": f"event {event} is not handled"}), 204, "ignored"
-    if not request.is_json and not body.lstrip().startswith(b"{"):
-        return *_problem(400, "expected a JSON body"), "malformed"
+        return Answer(204, {"message": f"event {event} is not handled"}, "ignored")
+    if not _JSON_OBJECT.match(body) and not declares_json(environ.get("CONTENT_TYPE", "")):
+        return Answer(400, {"message": "expected a JSON body"}, "malformed")
     try:
         queued = config.intake.accept(event, delivery, body.decode("utf-8", "replace"))
     except redis.RedisError:
         # Nothing was claimed: GitHub's redelivery (or its automatic retry) will be processed.
         log.exception("could not queue delivery %s", delivery)
-        return *_problem(503, "could not queue the delivery; retry later"), "unavailable"
+        return Answer(503, {"message": "could not queue the delivery; retry later"}, "unavailable")
     if not queued:
         log.info("delivery %s already seen: ignored", delivery)
-        return jsonify({"message": "duplicate delivery", "delivery": delivery}), 200, "duplicate"
+        return Answer(200, {"message": "duplicate delivery", "delivery": delivery}, "duplicate")
     log.info("delivery %s (%s) queued", delivery, event)
-    return jsonify({"message": "queued", "delivery": delivery}), 202, "accepted"
+    return Answer(202, {"message": "queued", "delivery": delivery}, "accepted")
+
+
+def read_body(environ: WSGIEnvironment) -> bytes | Answer:
+    """The raw body, read as Flask reads it (at most MAX_BODY of a chunked stream); an Answer if it cannot be."""
+    try:
+        body = get_input_stream(environ, max_content_length=MAX_BODY).read()
+    except RequestEntityTooLarge:
+        return Answer(413, {"message": "payload larger than 25 MB"}, "too_large")
+    except ClientDisconnected:
+        return Answer(400, {"message": "the body ended before its Content-Length"}, "malformed")
+    if len(body) >= MAX_BODY and get_content_length(environ) is None:  # a stream cut at the cap, not a whole body
+        return Answer(413, {"message": "payload larger than 25 MB"}, "too_large")
+    return body
+
+
+def declares_json(content_type: str) -> bool:
+    """Whether a Content-Type names JSON (`application/json`, `application/*+json`), as Flask's `is_json`."""
+    mimetype = parse_options_header(content_type)[0].lower()
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def respond(start_response: StartResponse, answer: Answer) -> list[bytes]:
+    """Send an answer: its fields as one line of JSON (none for a 204)."""
+    status = f"{answer.status} {HTTP_STATUS_CODES[answer.status]}"
+    if answer.status == 204:  # no content, as werkzeug would send it
+        start_response(status, [])
+        return []
+    data = json.dumps(answer.fields).encode() + b"\n"
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    if answer.status == 405:
+        headers.append(("Allow", "POST"))
+    start_response(status, headers)
+    return [data]
