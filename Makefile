@@ -10,7 +10,7 @@ demo: $(VENV)/.installed
 	$(BIN)/clarity demo
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4 --dist worksteal
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -105,10 +105,18 @@ class Hub:
             return len(self._subscribers)
 
     def stop(self, timeout: float = 3.0) -> None:
-        """End the hub thread (tests; a web process simply exits)."""
+        """End the hub thread and send every socket away (tests, and a web process shutting down).
+
+        Each open socket is told to resync, so its handler closes it within a second and the browser
+        reconnects, with its cursors, to a process that still runs; the handlers' threads end with them.
+        """
         self._stopping.set()
+        self.resync_all()
+        deadline = time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(timeout)
+        while self.count() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def publish(self, event: Event) -> None:
         """Offer one event to every subscriber allowed to see it."""

@@ -42,6 +42,7 @@ SLACK = 2.0  # seconds of overlap in `since`: writers on other hosts may lag thi
 SNAPSHOTS = 200  # executions a catch-up looks at for changes (the overview shows as many)
 RESYNC_CLOSE = 4000  # close code: you fell behind, reconnect with your cursors
 FULL_CLOSE = 4001  # close code: no room for another socket here, poll /live/poll instead
+CLOSE_WAIT = 2.0  # seconds a closing socket waits for the browser's answering close frame
 BADGES = {str(s): s.badge for s in ExecutionStatus}
 
 ViewerProvider = Callable[[], "auth.Viewer | None"]
@@ -152,7 +153,7 @@ def live(ws: Any) -> None:
     """One browser tab's feed (see the module docstring for the protocol)."""
     who = viewer()
     if who is None:
-        ws.close(reason=1008, message="sign in to watch")
+        close(ws, 1008, "sign in to watch")
         return
     store, hub = _store(), hub_of(current_app._get_current_object())  # type: ignore[attr-defined]
     settings: Settings = current_app.extensions["clarity.settings"]
@@ -160,7 +161,7 @@ def live(ws: Any) -> None:
         # Under gunicorn's gthread workers a socket holds a thread for as long as it is open: past the cap
         # the page polls instead, so sockets never starve webhooks and page loads of threads.
         ws.send('{"type": "poll"}')
-        ws.close(reason=FULL_CLOSE, message="this web process has no room for another socket: poll")
+        close(ws, FULL_CLOSE, "this web process has no room for another socket: poll")
         return
     cursors, since = _hello(ws.receive(timeout=HELLO_TIMEOUT))
     subscriber = hub.subscribe(who)  # before the catch-up: whatever happens meanwhile is queued
@@ -177,13 +178,25 @@ def live(ws: Any) -> None:
         hub.unsubscribe(subscriber)
 
 
+def close(ws: Any, code: int, message: str) -> None:
+    """Close a socket with the closing handshake: wait (briefly) for the browser's answering close frame.
+
+    Returning at once would let the server drop the TCP connection while the browser still reads the
+    last messages, and a reset there can lose them (the `poll` or `resync` it needs to act on).
+    """
+    ws.close(reason=code, message=message)
+    thread = getattr(ws, "thread", None)
+    if thread is not None:
+        thread.join(CLOSE_WAIT)
+
+
 def _forward(ws: Any, subscriber: Subscriber, seen: dict[str, str]) -> None:
     """Send queued events until the socket closes or falls behind."""
     idle_since = time.monotonic()
     while ws.connected:
         if subscriber.lagging.is_set():
             ws.send(json.dumps({"type": "resync"}))
-            ws.close(reason=RESYNC_CLOSE, message="fell behind: reconnect with your cursors")
+            close(ws, RESYNC_CLOSE, "fell behind: reconnect with your cursors")
             return
         try:
             event: Event = subscriber.inbox.get(timeout=1.0)
