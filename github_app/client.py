@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
+import hashlib
+import hmac
 import inspect
+import json
 import logging
 import ssl
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
+import redis
+from cryptography.fernet import Fernet, InvalidToken
 from githubkit import AppAuthStrategy, GitHub
 from githubkit.auth.base import BaseAuthStrategy
 from githubkit.cache import MemCacheStrategy
@@ -21,6 +27,7 @@ from githubkit.exception import GitHubException, RateLimitExceeded, RequestFaile
 from githubkit.typing import RetryOption
 
 from clarity.redaction import redact
+from github_app import repos
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,8 @@ log = logging.getLogger(__name__)
 TOKEN_MARGIN = 300.0
 # Sleep inline for a rate limit at most this long; beyond it the caller fails and the work is retried later.
 MAX_RATE_LIMIT_WAIT = 120.0
+# How long the processes of a deployment reuse what GitHub said about a repository (its clone URL).
+REPO_FACT_TTL = 3600.0
 
 
 class RetryPolicy:
@@ -93,6 +102,10 @@ class InstallationToken:
     token: str
     expires_at: float
 
+    def fresh(self) -> bool:
+        """Still good for more than TOKEN_MARGIN seconds."""
+        return self.expires_at - TOKEN_MARGIN > time.time()
+
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
@@ -106,11 +119,56 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+class SharedCache:
+    """What every process of one deployment may reuse: installation tokens and repositories' clone URLs.
+
+    RQ runs every job in a fresh fork of its worker, so a cache in the process dies with the job: each
+    step minted a token (an RSA-signed JWT and a REST call) and asked for the clone URL again. Entries
+    live in Redis under `{namespace}:github:*` until 5 minutes before the token expires (an hour for a
+    clone URL), encrypted and authenticated with a Fernet key derived from the app's private key: a
+    reader of Redis learns no token, and a writer can neither plant a token nor point the workspace's
+    token-carrying fetch at a server of its own. Redis failing never fails a caller: it mints or asks.
+    Without a private key (a process that does not act as the app) nothing is read or kept.
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str, private_key: str) -> None:
+        self.redis = client
+        self.prefix = f"{namespace}:github:"
+        digest = hmac.new(private_key.encode(), b"clarity shared github cache v1", hashlib.sha256).digest()
+        self.fernet = Fernet(base64.urlsafe_b64encode(digest)) if private_key.strip() else None
+
+    def get(self, name: str) -> dict[str, object] | None:
+        """The entry stored under `name`, None when absent, expired, unreadable or Redis fails."""
+        if self.fernet is None:
+            return None
+        try:
+            raw = self.redis.get(self.prefix + name)
+        except redis.RedisError as exc:
+            log.warning("shared GitHub cache unavailable (%s): asking GitHub", type(exc).__name__)
+            return None
+        if raw is None:
+            return None
+        try:
+            value = json.loads(self.fernet.decrypt(raw if isinstance(raw, bytes) else str(raw).encode()))
+        except (InvalidToken, ValueError):
+            return None  # written under another app key, or not by us: ignored, then overwritten
+        return value if isinstance(value, dict) else None
+
+    def put(self, name: str, value: dict[str, object], ttl: float) -> None:
+        """Store an entry for `ttl` seconds (nothing when ttl < 1 s or Redis fails)."""
+        if ttl < 1 or self.fernet is None:
+            return
+        try:
+            self.redis.set(self.prefix + name, self.fernet.encrypt(json.dumps(value).encode()), px=int(ttl * 1000))
+        except redis.RedisError as exc:
+            log.warning("shared GitHub cache unavailable (%s): entry not kept", type(exc).__name__)
+
+
 class GitHubApp:
     """The app's identity towards GitHub; hands out installation-scoped clients."""
 
     def __init__(self, app_id: int, private_key: str, api_url: str, timeout: float = 30.0,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, shared: SharedCache | None = None) -> None:
         self.api_url = api_url.rstrip("/") + "/"
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -120,21 +178,63 @@ class GitHubApp:
                           cache_strategy=self._cache, timeout=timeout, http_cache=False, auto_retry=self.retry)
         self._tokens: dict[int, InstallationToken] = {}
         self._lock = threading.Lock()
+        self.shared = shared
         redact.add(private_key)
 
     def installation_token(self, installation_id: int, force: bool = False) -> str:
-        """A valid token for the installation, minted only when the cached one is near expiry."""
-        with self._lock:
-            cached = self._tokens.get(installation_id)
-            if cached and not force and cached.expires_at - TOKEN_MARGIN > time.time():
+        """A valid token for the installation, minted only when the cached one is near expiry.
+
+        Cached in the process, then in the shared cache (the other processes' tokens); `force` (a 401)
+        mints a new one for everyone.
+        """
+        if not force:
+            with self._lock:
+                cached = self._tokens.get(installation_id)
+            if cached is None or not cached.fresh():
+                cached = self._shared_token(installation_id)
+            if cached is not None and cached.fresh():
                 return cached.token
         response = self.app.rest.apps.create_installation_access_token(installation_id)
         data = response.parsed_data
-        expires = datetime.fromisoformat(str(data.expires_at)).timestamp()
-        redact.add(data.token)
+        minted = InstallationToken(data.token, datetime.fromisoformat(str(data.expires_at)).timestamp())
+        redact.add(minted.token)
         with self._lock:
-            self._tokens[installation_id] = InstallationToken(data.token, expires)
-        return data.token
+            self._tokens[installation_id] = minted
+        if self.shared is not None:
+            self.shared.put(f"token:{installation_id}", {"token": minted.token, "expires_at": minted.expires_at},
+                            minted.expires_at - TOKEN_MARGIN - time.time())
+        return minted.token
+
+    def _shared_token(self, installation_id: int) -> InstallationToken | None:
+        """Another process's token for the installation, taught to the redactor and kept here."""
+        entry = self.shared.get(f"token:{installation_id}") if self.shared is not None else None
+        if entry is None:
+            return None
+        try:
+            token = InstallationToken(str(entry["token"]), float(str(entry["expires_at"])))
+        except (KeyError, ValueError):
+            return None
+        if not token.fresh():
+            return None
+        redact.add(token.token)
+        with self._lock:
+            self._tokens[installation_id] = token
+        return token
+
+    def clone_url(self, installation_id: int, repo: str) -> str:
+        """The repository's HTTPS clone URL (github_app.repos), asked of GitHub once an hour per deployment."""
+        return self._repo_fact(f"clone_url:{repo}",
+                               lambda: repos.clone_url(self.client(installation_id), repo))
+
+    def _repo_fact(self, name: str, ask: Callable[[], str]) -> str:
+        """A fact about a repository from the shared cache, else asked of GitHub and kept an hour."""
+        entry = self.shared.get(name) if self.shared is not None else None
+        if entry is not None and isinstance(entry.get("value"), str):
+            return str(entry["value"])
+        value = ask()
+        if self.shared is not None:
+            self.shared.put(name, {"value": value}, REPO_FACT_TTL)
+        return value
 
     def client(self, installation_id: int) -> GitHub[InstallationAuthStrategy]:
         """A REST client acting as the installation (token refreshed before expiry, and once on a 401)."""
@@ -168,6 +268,9 @@ def preload_models() -> None:
     def not_found(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, json={"message": "Not Found"})
 
+    # The real transport imports httpcore and h11 (37 modules, ~50 ms) when the first client is built;
+    # the mock below never builds one, so build one here.
+    httpx.HTTPTransport(verify=tls_context()).close()
     gh = GitHub("preload", base_url="http://preload.invalid/", transport=httpx.MockTransport(not_found),
                 http_cache=False, auto_retry=False)
     for namespace, name in ENGINE_CALLS:

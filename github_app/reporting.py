@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
@@ -78,6 +78,14 @@ class PullRequestRef:
     url: str
     node_id: str = ""
     draft: bool = False
+    head: str = ""  # its head branch, as GitHub last answered
+    open: bool = True
+
+
+def _pull_ref(pull: Any) -> PullRequestRef:
+    """A PullRequestRef from githubkit's PullRequest or PullRequestSimple."""
+    return PullRequestRef(pull.number, pull.html_url, pull.node_id, bool(pull.draft), pull.head.ref,
+                          pull.state == "open")
 
 
 _READY = "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { clientMutationId } }"
@@ -109,12 +117,17 @@ class Reporter:
         return int(response.parsed_data.number)
 
     def start_check(self, head_sha: str, name: str, details_url: str, external_id: str, summary: str,
-                    actions: Sequence[Button] = ()) -> int:
-        """Create an in-progress check run (with its buttons); returns its id."""
+                    actions: Sequence[Button] = (), title: str = "", text: str = "") -> int:
+        """Create an in-progress check run (with its buttons); returns its id.
+
+        Its output title is `title`, else its name; `text` (details) saves an update right after.
+        """
+        output: dict[str, object] = {"title": fit(title or name, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)}
+        if text:
+            output["text"] = fit(text, CHECK_TEXT_LIMIT)
         response = self.gh.rest.checks.create(  # type: ignore[call-overload]  # actions: plain dicts
             self.owner, self.name, name=name[:255], head_sha=head_sha, status="in_progress",
-            started_at=_now(), details_url=details_url, external_id=external_id,
-            output={"title": fit(name, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)},
+            started_at=_now(), details_url=details_url, external_id=external_id, output=output,
             actions=[b.to_github() for b in actions[:3]])
         return int(response.parsed_data.id)
 
@@ -146,18 +159,30 @@ class Reporter:
                                         head=f"{self.owner}:{head_branch}").parsed_data
         for pull in pulls:
             if pull.head.ref == head_branch:
-                return PullRequestRef(pull.number, pull.html_url, pull.node_id, bool(pull.draft))
+                return _pull_ref(pull)
         return None
+
+    def refresh_pull(self, number: int, head: str, body: str, draft: bool) -> PullRequestRef | None:
+        """Refresh a PR opened before (body, then draft state) without looking it up first.
+
+        None when it is gone, closed or no longer on `head`: then `ensure_pull` finds or opens one.
+        """
+        try:
+            pull = self.update_pull(number, body=body)
+        except RequestFailed as exc:
+            if exc.response.status_code not in (404, 410):
+                raise
+            return None
+        if not pull.open or pull.head != head:
+            return None
+        return self._with_draft(pull, draft)
 
     def ensure_pull(self, head: str, base: str, title: str, body: str, draft: bool) -> PullRequestRef:
         """Open the execution's PR, or refresh the one that exists for the branch (body and draft state)."""
         existing = self.find_pull(head)
         if existing:
             self.update_pull(existing.number, body=body)
-            if existing.draft != draft and existing.node_id:
-                self.set_draft(existing.node_id, draft)
-                existing = dataclasses.replace(existing, draft=draft)
-            return existing
+            return self._with_draft(existing, draft)
         try:
             pull = self.gh.rest.pulls.create(self.owner, self.name, title=fit(title, 256), head=head,
                                              base=base, body=fit(body, COMMENT_LIMIT), draft=draft).parsed_data
@@ -169,12 +194,19 @@ class Reporter:
             if not existing:
                 raise
             return existing
-        return PullRequestRef(pull.number, pull.html_url, pull.node_id, bool(pull.draft))
+        return _pull_ref(pull)
+
+    def _with_draft(self, pull: PullRequestRef, draft: bool) -> PullRequestRef:
+        if pull.draft != draft and pull.node_id:
+            self.set_draft(pull.node_id, draft)
+            return dataclasses.replace(pull, draft=draft)
+        return pull
 
     def set_draft(self, node_id: str, draft: bool) -> None:
         """Draft while the execution runs, ready for review when it pauses or completes (GraphQL only)."""
         self.gh.graphql.request(_DRAFT if draft else _READY, {"id": node_id})
 
-    def update_pull(self, number: int, body: str) -> None:
-        """Refresh a PR's body with the latest evidence."""
-        self.gh.rest.pulls.update(self.owner, self.name, number, body=fit(body, COMMENT_LIMIT))
+    def update_pull(self, number: int, body: str) -> PullRequestRef:
+        """Refresh a PR's body with the latest evidence; the PR as GitHub answered."""
+        return _pull_ref(self.gh.rest.pulls.update(self.owner, self.name, number,
+                                                   body=fit(body, COMMENT_LIMIT)).parsed_data)

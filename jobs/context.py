@@ -12,7 +12,7 @@ from clarity.app_credentials import load_settings
 from clarity.redaction import install_logging, redact
 from clarity.settings import Settings
 from clarity.store import Store
-from github_app.client import GitHubApp
+from github_app.client import GitHubApp, SharedCache
 
 PRIORITIES = tuple(range(10, 0, -1))  # `/clarity run ... priority N`: 10 first, 5 by default
 
@@ -44,7 +44,8 @@ def build(settings: Settings) -> Engine:
     return Engine(
         settings=settings,
         store=Store.from_url(settings.redis_url, settings.namespace),
-        github=GitHubApp(settings.app_id, settings.private_key, settings.github_api_url),
+        github=GitHubApp(settings.app_id, settings.private_key, settings.github_api_url,
+                         shared=SharedCache(raw, settings.namespace, settings.private_key)),
         intake_queue=Queue(settings.intake_queue, connection=raw),
         steps_queues=tuple(Queue(f"{settings.steps_queue}:p{p}", connection=raw) for p in PRIORITIES),
     )

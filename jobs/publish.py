@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from githubkit.exception import RequestFailed
 
 from clarity import outcomes
-from clarity.models import Execution
+from clarity.models import Execution, TaskProgress
 from clarity.status import TaskStatus
 from github_app.client import describe_error
 from github_app.reporting import STOP, Reporter
@@ -17,41 +19,72 @@ from jobs.context import Engine
 log = logging.getLogger(__name__)
 
 
-def summary(eng: Engine, reporter: Reporter, ex: Execution, head_sha: str, final: bool = False) -> None:
+def at_once(*calls: Callable[[], object]) -> list[BaseException | None]:
+    """Run independent reporting calls at once, each in a thread; each one's error (or None), in order.
+
+    Each call spends its time waiting for GitHub (a round trip, 50 to 300 ms on github.com): a task's
+    check run, the summary check run and the PR body need nothing of each other once a task is done.
+    """
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="report") as pool:
+        futures = [pool.submit(call) for call in calls]
+    return [future.exception() for future in futures]
+
+
+def together(*calls: Callable[[], object]) -> None:
+    """`at_once`, then raise the first error, if any."""
+    for error in at_once(*calls):
+        if error is not None:
+            raise error
+
+
+def summary(eng: Engine, reporter: Reporter, ex: Execution, head_sha: str, final: bool = False,
+            tasks: Mapping[str, TaskProgress] | None = None) -> None:
     """The execution's summary check run ("Clarity: run until X") on the branch head, kept current.
 
     Check runs belong to a commit, so when a task's push moves the head the summary moves with it
     (the old run ends `neutral`, pointing at the new commit). Its conclusion changes the moment the
-    execution pauses, completes, blocks or stops, which makes GitHub notify people too.
+    execution pauses, completes, blocks or stops, which makes GitHub notify people too. `tasks` is the
+    task table when the caller knows it better than the store does yet (a task done, not yet recorded).
     """
     try:
-        name, url = reports.summary_name(ex), eng.dashboard_url(ex.id)
-        text = reports.progress_text(ex, eng.store.tasks(ex.id))
-        if ex.summary_check_id and head_sha and ex.summary_sha != head_sha:
-            reporter.finish_check(ex.summary_check_id, "neutral", "Continued on a newer commit",
-                                       f"This execution continues on {head_sha[:10]}.")
-            ex = eng.store.update(ex.id, summary_check_id=None)
-        if not ex.summary_check_id:
+        name, url, line = reports.summary_name(ex), eng.dashboard_url(ex.id), reports.summary_line(ex)
+        text = reports.progress_text(ex, eng.store.tasks(ex.id) if tasks is None else tasks)
+        moved = bool(ex.summary_check_id and head_sha and ex.summary_sha != head_sha)
+        if moved or not ex.summary_check_id:
             if not head_sha:
                 return
-            check_id = reporter.start_check(head_sha, name, url, f"{ex.id}:",
-                                                 reports.summary_line(ex), actions=(STOP,))
-            ex = eng.store.update(ex.id, summary_check_id=check_id, summary_sha=head_sha)
+            # Created with the progress already in it (no update right after), while the old one ends.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report") as pool:
+                old = ex.summary_check_id
+                ended = pool.submit(reporter.finish_check, old, "neutral", "Continued on a newer commit",
+                                    f"This execution continues on {head_sha[:10]}.") if old and moved else None
+                check_id = reporter.start_check(head_sha, name, url, f"{ex.id}:", line, actions=(STOP,),
+                                                title=line, text=text)
+                ex = eng.store.update(ex.id, summary_check_id=check_id, summary_sha=head_sha)
+            failed = ended.exception() if ended is not None else None
+            if isinstance(failed, RequestFailed):  # the new run is recorded and goes on either way
+                log.warning("execution %s: old summary check not ended: %s", ex.id, describe_error(failed))
+            elif failed is not None:
+                raise failed
+            if not final:
+                return
         assert ex.summary_check_id is not None
         if final:
             conclusion, buttons = reports.summary_conclusion(ex.status)
-            reporter.finish_check(ex.summary_check_id, conclusion, reports.summary_line(ex),
-                                       f"{reports.summary_line(ex)}\n\n{ex.reason}", text, actions=buttons)
+            reporter.finish_check(ex.summary_check_id, conclusion, line, f"{line}\n\n{ex.reason}", text,
+                                  actions=buttons)
         else:
-            reporter.update_check(ex.summary_check_id, reports.summary_line(ex),
-                                       reports.summary_line(ex), text)
+            reporter.update_check(ex.summary_check_id, line, line, text)
     except RequestFailed as exc:  # reporting must never stop the engine
         log.warning("execution %s: summary check not updated: %s", ex.id, describe_error(exc))
 
 
 def refresh_pull(eng: Engine, reporter: Reporter, ex: Execution, status: str, template: str | None,
-                 draft: bool = True) -> None:
-    """Open or refresh the execution's PR (on a PR, that PR is the one): draft while it runs."""
+                 draft: bool = True, tasks: Mapping[str, TaskProgress] | None = None) -> None:
+    """Open or refresh the execution's PR (on a PR, that PR is the one): draft while it runs.
+
+    `tasks` as for `summary`.
+    """
     if ex.is_pull_request:
         if ex.pr_number is None:
             eng.store.update(ex.id, pr_number=ex.issue_number)
@@ -60,12 +93,17 @@ def refresh_pull(eng: Engine, reporter: Reporter, ex: Execution, status: str, te
                               sum(1 for c in t.checks if c.get("passed")), len(t.checks),
                               f"{eng.dashboard_url(ex.id)}/artifacts/{t.task_id}",
                               f"{eng.settings.web_url}/{ex.repo}/commit/{t.commit}")
-            for t in eng.store.tasks(ex.id).values() if t.status is TaskStatus.COMPLETED]
+            for t in (eng.store.tasks(ex.id) if tasks is None else tasks).values()
+            if t.status is TaskStatus.COMPLETED]
     if not done:
         return
     body = outcomes.pull_body(ex.issue_number, False, reports.scope(ex), eng.dashboard_url(ex.id),
                               done, status, template)
-    pull = reporter.ensure_pull(ex.branch, ex.base_branch, f"Clarity: tasks for #{ex.issue_number}",
-                                     body, draft=draft)
+    # The PR this execution opened is refreshed by its number (no search first); if it was closed or
+    # is gone, the branch's open PR is found, or a new one opened, as the first time.
+    pull = reporter.refresh_pull(ex.pr_number, ex.branch, body, draft) if ex.pr_number is not None else None
+    if pull is None:
+        pull = reporter.ensure_pull(ex.branch, ex.base_branch, f"Clarity: tasks for #{ex.issue_number}",
+                                    body, draft=draft)
     if ex.pr_number != pull.number:
         eng.store.update(ex.id, pr_number=pull.number, pr_url=pull.url)

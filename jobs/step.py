@@ -17,11 +17,10 @@ from githubkit.exception import RequestFailed
 from rq import get_current_job
 
 from clarity import logcontext, metrics, outcomes, repoconfig, tasklist
-from clarity.models import Execution
+from clarity.models import Execution, TaskProgress
 from clarity.repoconfig import RepoConfig
 from clarity.status import ExecutionStatus, TaskStatus
 from clarity.tasklist import Task, TaskList, TaskListError
-from github_app import repos
 from github_app.client import describe_error
 from github_app.reporting import RETRY, STOP, Reporter
 from jobs import budgets, gates, heartbeat, overrides, publish, reports, sandboxes, scheduler, toolchain
@@ -84,7 +83,10 @@ class Step:
             outcome = "crashed"
             self.clock = budgets.Clock(self.store, self.id)  # the time budget counts steps' durations
             try:
-                outcome = self._run()
+                # The step's REST client, entered in _run: one connection pool for all its calls, where
+                # githubkit would otherwise build a client and open a connection (TLS) for every call.
+                with contextlib.ExitStack() as self.http:
+                    outcome = self._run()
                 return outcome
             finally:
                 self.clock.charge()
@@ -104,11 +106,13 @@ class Step:
             return "repository busy: back in line"
         if self.store.flag(ex.id, "stop"):
             return self._finish(ex, S.STOPPED, f"stopped by @{self.store.flag(ex.id, 'stop')}")
-        gh = self.eng.github.client(ex.installation_id)
-        self.reporter = Reporter(gh, ex.repo)
+        self.reporter = Reporter(self.http.enter_context(self.eng.github.client(ex.installation_id)), ex.repo)
         try:
-            with self._heartbeat(ex):
-                return self._advance(ex, gh)
+            with self._heartbeat(ex) as self.hold:
+                return self._advance(ex)
+        except heartbeat.LeaseLost as exc:  # another step has the execution now: leave it, unchanged, to it
+            self.release, self.again = None, False
+            return f"abandoned: {exc}"
         except budgets.Exhausted as exc:  # checked before every attempt; the time budget also kills one
             return self._finish(budgets.settle(self.store, self.store.get(self.id)), S.PAUSED,
                                 budgets.pause_reason(str(exc)))
@@ -127,12 +131,12 @@ class Step:
             self._finish(self.store.get(self.id), S.BLOCKED, f"internal error ({type(exc).__name__}); see the logs")
             raise
 
-    def _advance(self, ex: Execution, gh: object) -> str:
+    def _advance(self, ex: Execution) -> str:
         ws = Workspace(self.eng.settings.workspaces_dir / ex.repo,
-                       repos.clone_url(gh, ex.repo),  # type: ignore[arg-type]
+                       self.eng.github.clone_url(ex.installation_id, ex.repo),
                        lambda: self.eng.github.installation_token(ex.installation_id))
         workdir = ws.sync(ex.branch, ex.base_branch)
-        self.head_sha = ws.head_sha()
+        self.head_sha = ws.synced_sha
         config = repoconfig.parse(ws.read(repoconfig.CONFIG_PATH))
         self.notify = config.notify
         self.config, self.workdir = config, workdir  # for the post_execution gates of _conclude
@@ -256,14 +260,13 @@ class Step:
         route = toolchain.choose(self.eng, ex, config, task, self.reporter.gh)  # run > task > rules > default
         agent = route.primary
         command = config.agents.command or config.agent_command or settings.agent_command
-        base_sha = ws.head_sha()
-        ex = self.store.update(ex.id, current_task=task.id)
-        self.store.transition(ex.id, S.TASK_EXECUTING, "engine", f"task {task.id}")
-        self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title, tool=agent)
+        base_sha = self.head_sha  # what sync checked out (or the overrides' commit): the agent has not run yet
+        ex = self.store.transition(ex.id, S.TASK_EXECUTING, "engine", f"task {task.id}", current_task=task.id)
         check_id = self.reporter.start_check(base_sha, reports.check_name(task), self.eng.dashboard_url(ex.id),
                                              f"{ex.id}:{task.id}", f"Running task {task.id} with {route.describe()}.",
                                              actions=(STOP,))
-        self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, check_run_id=check_id)
+        self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title, tool=agent,
+                                   check_run_id=check_id)
         plan = AttemptPlan(
             task=task, agent=agent, agent_options={"command": command} if command else {},
             checks=task.checks + config.gates, workdir=workdir,
@@ -299,7 +302,7 @@ class Step:
                 self.reporter.finish_check(check_id, "cancelled" if cancelled else "neutral" if paused else "failure",
                                            reports.check_name(task), "Stopped before the task finished." if cancelled
                                            else f"Paused: {exc}." if paused else str(exc))
-            if self.store.task(ex.id, task.id).status is not TaskStatus.COMPLETED:
+            if not self.hold.lost.is_set() and self.store.task(ex.id, task.id).status is not TaskStatus.COMPLETED:
                 infra = classify_exception(exc)  # isolation, git, disk: recorded as `infra` on the task
                 self.store.set_task_status(ex.id, task.id, TaskStatus.PENDING,
                                            **({"error_class": str(infra), "last_error": str(exc)[-2000:]}
@@ -332,7 +335,7 @@ class Step:
                     self.store.incr(ex.id, "retry_count")
                 else:
                     self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, attempts=1)
-                self.store.incr(ex.id, "attempts")
+                self.store.incr(ex.id, "attempts", announce=ex)  # the overview's success rate follows it
                 self.store.log(ex.id, f"task {task.id}: attempt {attempt} started", task=task.id)
             elif event == "verifying":
                 self.store.set_task_status(ex.id, task.id, TaskStatus.VERIFYING)
@@ -349,25 +352,37 @@ class Step:
         ws.write(config.tasks_file, tasklist.tick(text, [task.id]).encode("utf-8"))
         outcome = reports.outcome(ex, task, agent, result, base_sha)
         ws.write(config.outcomes_file, outcomes.append(ws.read(config.outcomes_file), outcome))
-        stat = ws.diff_stat()
-        sha = ws.commit(f"clarity: {task.id} {task.title}") or base_sha
+        committed, stat = ws.commit_with_stat(f"clarity: {task.id} {task.title}")
+        sha = committed or base_sha
+        self.hold.confirm()  # a step that lost its lease never pushes (raises heartbeat.LeaseLost)
         ws.push(ex.branch)
         self.head_sha = sha
         # Report before recording: a worker lost in between leaves the task open in the table, and the
         # next step finds it ticked on the branch (_follow_git), so the check run never stays open.
-        self.reporter.finish_check(check_id, "success", f"Task {task.id} done in {result.attempts} attempt(s)",
-                                   reports.task_summary(task, agent, result, sha),
-                                   reports.task_text(result, stat, self._artifacts_url(ex, task)))
-        self.store.set_task_status(ex.id, task.id, TaskStatus.COMPLETED, commit=sha, duration=result.duration,
-                                   attempts=result.attempts, last_error="", error_class="",
-                                   checks=tuple(reports.check_json(r) for r in result.checks))
-        ex = self.store.update(ex.id, tasks_completed=ex.tasks_completed + 1, current_task=None)
+        # The task's check run, the PR body and the summary need nothing of each other: all three at
+        # once (one round trip to GitHub instead of three in a row), from the table about to be recorded.
+        table = self.store.tasks(ex.id)
+        done = dataclasses.replace(table.get(task.id) or TaskProgress(task_id=task.id), status=TaskStatus.COMPLETED,
+                                   commit=sha, duration=result.duration, attempts=result.attempts, last_error="",
+                                   error_class="", checks=tuple(reports.check_json(r) for r in result.checks))
+        table[task.id] = done
+        after = dataclasses.replace(ex, status=S.AUTONOMOUS, tasks_completed=ex.tasks_completed + 1, current_task=None)
+        checked, pulled, _ = publish.at_once(
+            lambda: self.reporter.finish_check(check_id, "success", f"Task {task.id} done in {result.attempts} "
+                                               f"attempt(s)", reports.task_summary(task, agent, result, sha),
+                                               reports.task_text(result, stat, self._artifacts_url(ex, task))),
+            lambda: self._refresh_pull(after, "running", tasks=table),
+            lambda: self._summary(after, tasks=table))
+        if checked is not None:
+            raise checked  # before recording, as if it had failed alone
+        self.store.put_task(ex.id, done)
+        ex = self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} completed",
+                                   tasks_completed=after.tasks_completed, current_task=None)
         self.store.record_duration(ex.repo, result.duration)
         self.store.log(ex.id, f"task {task.id}: done in {result.attempts} attempt(s), commit {sha[:10]}",
                        task=task.id)
-        self._refresh_pull(ex, "running")
-        self._summary(self.store.get(ex.id))
-        self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} completed")
+        if pulled is not None:
+            raise pulled  # after recording: the task is done, the PR could not be refreshed
         self.again = True
         return f"task {task.id} completed"
 
@@ -398,21 +413,24 @@ class Step:
         self.store.clear_flag(ex.id, "stop")
         self.store.log(ex.id, f"execution {status}: {reason}")
         self.release = ex  # freed when the step ends (see run)
-        self._summary(ex, final=True)
-        if notify:
-            with contextlib.suppress(RequestFailed):
-                self._refresh_pull(ex, str(status), draft=status not in (S.PAUSED, S.COMPLETED))
-                self.reporter.comment(ex.issue_number, reports.finished(ex, reason, self.eng.dashboard_url(ex.id),
-                                                                        self.notify))
+
+        def tell() -> None:  # the PR (ready for review, or a draft again), then the closing comment
+            if notify:
+                with contextlib.suppress(RequestFailed):
+                    self._refresh_pull(ex, str(status), draft=status not in (S.PAUSED, S.COMPLETED))
+                    self.reporter.comment(ex.issue_number, reports.finished(ex, reason, self.eng.dashboard_url(ex.id),
+                                                                            self.notify))
+        publish.together(lambda: self._summary(ex, final=True), tell)
         return f"{status}: {reason}"
 
-    def _summary(self, ex: Execution, final: bool = False) -> None:
-        publish.summary(self.eng, self.reporter, ex, self.head_sha, final)
+    def _summary(self, ex: Execution, final: bool = False, tasks: dict[str, TaskProgress] | None = None) -> None:
+        publish.summary(self.eng, self.reporter, ex, self.head_sha, final, tasks)
 
-    def _refresh_pull(self, ex: Execution, status: str, draft: bool = True) -> None:
-        publish.refresh_pull(self.eng, self.reporter, ex, status, self.pr_template, draft)
+    def _refresh_pull(self, ex: Execution, status: str, draft: bool = True,
+                      tasks: dict[str, TaskProgress] | None = None) -> None:
+        publish.refresh_pull(self.eng, self.reporter, ex, status, self.pr_template, draft, tasks)
 
-    def _heartbeat(self, ex: Execution) -> contextlib.AbstractContextManager[None]:
+    def _heartbeat(self, ex: Execution) -> contextlib.AbstractContextManager[heartbeat.Hold]:
         return heartbeat.beating(self.eng, ex, self.cancel)
 
 

@@ -14,6 +14,7 @@ import base64
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -23,6 +24,8 @@ from runner.sandbox import FALLBACK_PATH, Limits, LocalSandbox
 DEFAULT_EXCLUDES = (".aider*",)
 STDERR_TAIL = 2000
 _STALE_LOCKS = ("index.lock", "HEAD.lock", "config.lock", "shallow.lock")
+MAINTENANCE_MARKER = "clarity-maintenance"  # in .git: touched when git last checked for maintenance
+MAINTENANCE_EVERY = 3600.0
 # Flags on every call: no credential helper, none of the repository's hooks, no fsmonitor command.
 # With those (and the config rewritten before every call) a worktree owned by someone else is harmless:
 # the docker sandbox lends a root worker's workspace to uid 65534 for a run, and a worker lost during
@@ -47,6 +50,25 @@ def basic_auth_header(token: str) -> str:
     """The HTTP header value GitHub accepts for an installation token over git smart HTTP."""
     pair = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     return f"Authorization: Basic {pair}"
+
+
+_REF_FORBIDDEN = frozenset(" ~^:?*[\\\x7f") | frozenset(chr(c) for c in range(0x20))
+
+
+def valid_branch_name(name: str) -> bool:
+    """Whether `git check-ref-format --branch` would accept `name` (git's rules for refs/heads/<name>).
+
+    Decided here rather than by a git process per name (three per step): no empty component (so no
+    leading, trailing or double `/`), none starting with `.` or ending with `.lock`, no `..`, no `@{`,
+    no control character, space or any of ``~^:?*[\\``, not ending with `.`, not `HEAD`. Stricter than
+    git in three ways: `@` alone (git's name for HEAD elsewhere), `@{-1}` (git's "previous branch") and a
+    leading `-` (it would read as an option) are refused.
+    """
+    if name in ("", "@", "HEAD") or name.startswith("-") or name.endswith(".") or ".." in name or "@{" in name:
+        return False
+    if any(char in _REF_FORBIDDEN for char in name):
+        return False
+    return all(part and not part.startswith(".") and not part.endswith(".lock") for part in name.split("/"))
 
 
 def _relative(relpath: str) -> str:
@@ -84,6 +106,7 @@ class Workspace:
         self.extra_env = dict(extra_env or {})
         self.excludes = tuple(excludes)
         self.calls: list[tuple[str, ...]] = []  # argv of every git call, for logs and tests
+        self.synced_sha = ""  # the commit the last sync checked out
         self._secrets: set[str] = set()
         # git is ours, not the agent's: it needs the network for fetch and push and writes .git, so it
         # runs without bubblewrap (its config and hooks are pinned instead, see _pin_config).
@@ -145,6 +168,7 @@ class Workspace:
             file_size_bytes=None,
             open_files=None,
             output_bytes=64 * 1024**2,
+            core_files=True,  # git is ours: no rlimit at all, so no pre-exec hook and Python vforks it
         )
         cwd = self.root if in_repo else Path("/")
         result = self._runner.run(argv, cwd, self._env(network, env), limits)
@@ -164,9 +188,7 @@ class Workspace:
     # -- syncing -----------------------------------------------------------------------------
 
     def _check_branch(self, name: str) -> str:
-        if not name or name.startswith("-"):
-            raise GitError(f"`{name}` is not a valid branch name")
-        if self._git(["check-ref-format", "--branch", name], check=False, in_repo=False).returncode != 0:
+        if not valid_branch_name(name):
             raise GitError(f"`{name}` is not a valid branch name")
         return name
 
@@ -204,9 +226,17 @@ class Workspace:
         (self.root / ".git" / "config").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def _fetch(self) -> None:
+        # git starts a `maintenance run --auto` process after every fetch (and commit) to decide whether
+        # to gc: a workspace fetched every few seconds asks at most once an hour here (its marker's age).
+        marker = self.root / ".git" / MAINTENANCE_MARKER
+        try:
+            due = time.time() - marker.stat().st_mtime >= MAINTENANCE_EVERY
+        except OSError:
+            due = True
         # The URL comes from us, not from .git/config: the token goes nowhere else.
         self._git(
             [
+                *(() if due else ("-c", "maintenance.auto=false")),
                 "fetch",
                 "--quiet",
                 "--prune",
@@ -216,25 +246,35 @@ class Workspace:
             ],
             network=True,
         )
+        if due:
+            marker.touch()
 
-    def _ref_exists(self, ref: str) -> bool:
-        return self._git(["rev-parse", "--verify", "--quiet", ref], check=False).returncode == 0
+    def _commit_of(self, ref: str) -> str | None:
+        """The sha `ref` names, None when it does not exist."""
+        found = self._git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], check=False)
+        return found.stdout.strip() if found.returncode == 0 else None
 
     def sync(self, branch: str, base: str) -> Path:
-        """Check out `branch` at the remote's state (or create it from `base`); discard any leftovers."""
+        """Check out `branch` at the remote's state (or create it from `base`); discard any leftovers.
+
+        `checkout -f -B` puts index and tracked files at the start commit whatever the worktree held,
+        and ends a merge or cherry-pick an agent left half-done (no MERGE_HEAD makes the next commit a
+        merge); `clean -ffdx` then removes untracked and ignored files. Four git processes in all.
+        """
         self._check_branch(branch)
         self._check_branch(base)
         self._prepare_repository()
         self._fetch()
         start = f"refs/remotes/origin/{branch}"
-        if not self._ref_exists(start):
+        sha = self._commit_of(start)
+        if sha is None:
             start = f"refs/remotes/origin/{base}"
-            if not self._ref_exists(start):
+            sha = self._commit_of(start)
+            if sha is None:
                 raise GitError(f"neither `{branch}` nor the base branch `{base}` exists on {self.clone_url}")
-        if self._ref_exists("HEAD"):
-            self._reset_worktree()
         self._git(["checkout", "-q", "-f", "--no-track", "-B", branch, start])
-        self._reset_worktree()
+        self._git(["clean", "-q", "-ffdx"])
+        self.synced_sha = sha
         return self.root
 
     # -- files and commits -------------------------------------------------------------------
@@ -285,13 +325,29 @@ class Workspace:
 
     def commit(self, message: str, paths: Sequence[str] | None = None) -> str | None:
         """Commit all changes (or only `paths`); the sha, or None when there was nothing to commit."""
+        return self.commit_with_stat(message, paths)[0]
+
+    def commit_with_stat(self, message: str, paths: Sequence[str] | None = None) -> tuple[str | None, str]:
+        """Commit like `commit`; also `git diff --stat` of what was committed ("" when nothing was).
+
+        Three git processes when there is something to commit: stage, commit, then one `show` for both
+        the sha and the stat (`diff_stat`, `commit` and `rev-parse` took six). Whether there was
+        nothing to commit is asked only when `commit` refuses.
+        """
         pathspec = ["--", *(_relative(path) for path in paths)] if paths else []
         self._pin_config()
         self._git(["add", "-A", *pathspec])
-        if self._git(["diff", "--cached", "--quiet", *pathspec], check=False).returncode == 0:
-            return None
-        self._git(["commit", "-q", "--no-verify", "--no-gpg-sign", "-m", message, *pathspec])
-        return self.head_sha()
+        # No `maintenance run --auto` process after the commit: the fetch that starts every sync runs it.
+        committed = self._git(["-c", "maintenance.auto=false", "commit", "-q", "--no-verify", "--no-gpg-sign",
+                               "-m", message, *pathspec], check=False)
+        if committed.returncode != 0:
+            if self._git(["diff", "--cached", "--quiet", *pathspec], check=False).returncode == 0:
+                return None, ""
+            raise self._error(f"exit code {committed.returncode}", committed.args, committed.returncode,
+                              committed.stderr)
+        shown = self._git(["show", "--stat", "--no-ext-diff", "--format=%H", "HEAD"]).stdout
+        sha, _, stat = shown.partition("\n")
+        return sha.strip(), stat.lstrip("\n")
 
     def push(self, branch: str) -> None:
         """Push HEAD to refs/heads/<branch>; never forced, so a moved remote branch is an error."""
