@@ -104,9 +104,10 @@ class Step:
         if not self.store.acquire_lease(ex.repo, ex.id, self.eng.settings.lease_ttl):
             scheduler.submit(self.eng, self.store.transition(ex.id, S.QUEUED, "engine", "lease lost"), "engine")
             return "repository busy: back in line"
+        # Before the stop check: finishing (stopped) reports through it too.
+        self.reporter = Reporter(self.http.enter_context(self.eng.github.client(ex.installation_id)), ex.repo)
         if self.store.flag(ex.id, "stop"):
             return self._finish(ex, S.STOPPED, f"stopped by @{self.store.flag(ex.id, 'stop')}")
-        self.reporter = Reporter(self.http.enter_context(self.eng.github.client(ex.installation_id)), ex.repo)
         try:
             with self._heartbeat(ex) as self.hold:
                 return self._advance(ex)

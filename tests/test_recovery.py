@@ -458,3 +458,12 @@ def test_a_task_that_loses_its_worker_again_and_again_blocks_instead_of_looping(
     # A person's retry gives the task a fresh count.
     engine.store.reset_recoveries(ex.id, "1")
     assert engine.store.count_recovery(ex.id, "1") == 1
+
+
+def test_a_step_that_finds_the_stop_flag_before_starting_stops_the_execution(forge_engine) -> None:
+    ex = execution(forge_engine.store, E.AUTONOMOUS)
+    forge_engine.store.set_flag(ex.id, "stop", "ada")
+    outcome = Step(forge_engine, ex.id).run()
+    stopped = forge_engine.store.get(ex.id)
+    assert (stopped.status, stopped.reason) == (E.STOPPED, "stopped by @ada"), outcome
+    assert forge_engine.store.lease_holder(REPO) is None  # the repository is free for the next one
