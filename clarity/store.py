@@ -140,17 +140,9 @@ class Store:
     def executions(self, repo: str | None = None, installation_id: int | None = None,
                    limit: int = 100) -> list[Execution]:
         """Newest first, optionally scoped to a repository or an installation."""
-        if repo:
-            index = self._k("repo", repo, "execs")
-        elif installation_id is not None:
-            index = self._k("inst", installation_id, "execs")
-        else:
-            index = self._k("execs")
+        index = self._index(repo, installation_id)
         ids = self.r.zrevrange(index, 0, limit - 1)
-        pipe = self.r.pipeline()
-        for execution_id in ids:
-            pipe.hgetall(self._k("exec", execution_id))
-        return [Execution.from_redis(raw) for raw in pipe.execute() if raw]
+        return self._load(ids)
 
     def executions_before(self, before: tuple[float, str] | None, limit: int, repo: str | None = None,
                           installation_id: int | None = None) -> list[Execution]:
@@ -158,15 +150,22 @@ class Store:
 
         Ties on the creation time are broken by id, in the order the index returns them (id descending).
         """
-        if repo:
-            index = self._k("repo", repo, "execs")
-        elif installation_id is not None:
-            index = self._k("inst", installation_id, "execs")
-        else:
-            index = self._k("execs")
+        index = self._index(repo, installation_id)
         top = "+inf" if before is None else repr(before[0])
         pairs = self.r.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 64, withscores=True)
         ids = [i for i, score in pairs if before is None or score < before[0] or i < before[1]][:limit]
+        return self._load(ids)
+
+    def _index(self, repo: str | None, installation_id: int | None) -> str:
+        """The creation-time index of a repository's, an installation's, or all executions."""
+        if repo:
+            return self._k("repo", repo, "execs")
+        if installation_id is not None:
+            return self._k("inst", installation_id, "execs")
+        return self._k("execs")
+
+    def _load(self, ids: list[str]) -> list[Execution]:
+        """The executions of `ids`, in that order, in one round trip (forgotten ones left out)."""
         pipe = self.r.pipeline()
         for execution_id in ids:
             pipe.hgetall(self._k("exec", execution_id))
