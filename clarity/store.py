@@ -286,6 +286,68 @@ class Store:
                 "to": str(progress.status), "attempts": progress.attempts})
         return progress
 
+    def settle_tasks(self, execution_id: str, writes: Sequence[TaskProgress], actor: str = "engine",
+                     new: ExecutionStatus | None = None, reason: str = "", **fields: Any) -> Execution:
+        """Write task progress and the execution together, in one transaction.
+
+        `writes` are applied in order (one task may appear twice: back to pending, then completed), each
+        checked against the task state machine. `tasks_completed` moves by the number of tasks that
+        became completed (less those that stopped being so), so a worker lost at any instant leaves the
+        table and the counter agreeing. With `new`, the execution's status changes too, as `transition`.
+        """
+        key, tasks_key = self._k("exec", execution_id), self._k("exec", execution_id, "tasks")
+        ids = list(dict.fromkeys(w.task_id for w in writes))
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key, tasks_key)
+                    raw = pipe.hgetall(key)
+                    if not raw:
+                        raise NotFound(execution_id)
+                    current = Execution.from_redis(raw)
+                    stored = dict(zip(ids, pipe.hmget(tasks_key, ids), strict=True)) if ids else {}
+                    before = {i: TaskProgress.from_json(v) if v else TaskProgress(task_id=i) for i, v in stored.items()}
+                    state, moves = dict(before), []
+                    for progress in writes:
+                        previous = state[progress.task_id]
+                        if previous.status != progress.status:
+                            check_task(previous.status, progress.status)
+                            moves.append((previous, progress))
+                        state[progress.task_id] = progress
+                    done = TaskStatus.COMPLETED
+                    delta = sum((state[i].status is done) - (before[i].status is done) for i in ids)
+                    changes: dict[str, Any] = {"updated_at": time.time(), **fields}
+                    if delta:
+                        changes["tasks_completed"] = current.tasks_completed + delta
+                    if new is not None:
+                        changes.update(status=check_execution(current.status, new), reason=reason)
+                        if new.is_terminal or new in (ExecutionStatus.PAUSED, ExecutionStatus.BLOCKED):
+                            changes.setdefault("finished_at", changes["updated_at"])
+                    updated = _replace(current, **changes)
+                    flat = updated.to_redis()
+                    pipe.multi()
+                    if state:
+                        pipe.hset(tasks_key, mapping={i: p.to_json() for i, p in state.items()})
+                    for i in ids:
+                        if stored[i] is None:
+                            pipe.rpush(self._k("exec", execution_id, "task_order"), i)
+                    pipe.hset(key, mapping={k: flat[k] for k in changes})
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
+        for previous, progress in moves:
+            self._emit(updated, "task.status", actor, {
+                "task": progress.task_id, "title": progress.title, "from": str(previous.status),
+                "to": str(progress.status), "attempts": progress.attempts})
+        shown = {k: _jsonable(v) for k, v in changes.items() if k not in ("status", "reason", "updated_at")}
+        if new is not None:
+            self._emit(updated, "execution.status", actor, {"from": str(current.status), "to": str(updated.status),
+                                                            "reason": reason, **shown})
+        elif shown:
+            self._publish(updated, "execution.updated", shown)
+        return updated
+
     def set_task_status(self, execution_id: str, task_id: str, status: TaskStatus, **fields: Any) -> TaskProgress:
         """Shorthand: read, change status and fields, write."""
         current = self.task(execution_id, task_id)

@@ -63,11 +63,7 @@ def overridden(progress: TaskProgress, outcome: str, login: str) -> list[TaskPro
 
 def record(store: Store, execution: Execution, progress: TaskProgress, outcome: str, login: str) -> None:
     """Write the override to the task table, the audit stream, the execution's log and the process log."""
-    for step in overridden(progress, outcome, login):
-        store.put_task(execution.id, step, actor=login)
-    if outcome == "done":
-        current = store.get(execution.id)
-        store.update(execution.id, tasks_completed=current.tasks_completed + 1)
+    store.settle_tasks(execution.id, overridden(progress, outcome, login), actor=login)  # counts a task marked done
     store.audit_event(execution, "task.override", login, {"task": progress.task_id, "outcome": outcome})
     store.log(execution.id, f"task {progress.task_id}: marked {outcome} by @{login}", task=progress.task_id)
     log.info("execution %s: task %s marked %s by @%s", execution.id, progress.task_id, outcome, login)

@@ -191,23 +191,23 @@ class Step:
         """
         ticked = {t.id for t in tasks.leaves() if t.done}
         found = [p for p in self.store.tasks(ex.id).values() if p.task_id in ticked and p.status in OPEN_TASK]
+        if not found:
+            return ex
+        writes, shas = [], {}
         for progress in found:
             if progress.status in (TaskStatus.IN_PROGRESS, TaskStatus.ERROR_SOLVING):
-                self.store.set_task_status(ex.id, progress.task_id, TaskStatus.PENDING)
-            sha = _commit_of(ws, progress.task_id)
-            self.store.set_task_status(ex.id, progress.task_id, TaskStatus.COMPLETED, commit=sha, last_error="")
-            self.store.log(ex.id, f"task {progress.task_id}: found done on `{ex.branch}`"
-                                  f"{f' (commit {sha[:10]})' if sha else ''}; recorded as completed",
-                           task=progress.task_id)
+                writes.append(dataclasses.replace(progress, status=TaskStatus.PENDING))
+            shas[progress.task_id] = sha = _commit_of(ws, progress.task_id)
+            writes.append(dataclasses.replace(progress, status=TaskStatus.COMPLETED, commit=sha, last_error=""))
             if progress.check_run_id is not None:
                 with contextlib.suppress(RequestFailed):
                     self.reporter.finish_check(progress.check_run_id, "success", f"Task {progress.task_id} done",
                                                f"Found done on `{ex.branch}` after the worker that ran it was lost.")
-        if not found:
-            return ex
-        current = self.store.get(ex.id)
-        return self.store.update(ex.id, tasks_completed=current.tasks_completed + len(found),
-                                 current_task=None)
+        ex = self.store.settle_tasks(ex.id, writes, current_task=None)  # table and counter together
+        for task_id, sha in shas.items():
+            self.store.log(ex.id, f"task {task_id}: found done on `{ex.branch}`"
+                                  f"{f' (commit {sha[:10]})' if sha else ''}; recorded as completed", task=task_id)
+        return ex
 
     def _order(self, ex: Execution, tasks: TaskList) -> list[str]:
         if ex.only:
@@ -376,9 +376,10 @@ class Step:
             lambda: self._summary(after, tasks=table))
         if checked is not None:
             raise checked  # before recording, as if it had failed alone
-        self.store.put_task(ex.id, done)
-        ex = self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} completed",
-                                   tasks_completed=after.tasks_completed, current_task=None)
+        # The table and the counter in one transaction: a worker lost between two writes would leave
+        # the task completed and uncounted, and nothing later could tell.
+        ex = self.store.settle_tasks(ex.id, [done], new=S.AUTONOMOUS, reason=f"task {task.id} completed",
+                                     current_task=None)
         self.store.record_duration(ex.repo, result.duration)
         self.store.log(ex.id, f"task {task.id}: done in {result.attempts} attempt(s), commit {sha[:10]}",
                        task=task.id)
