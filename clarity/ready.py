@@ -4,7 +4,8 @@ Workers take anonymous "slot" jobs off the priority queues; a slot picks the exe
 the moment it starts (not when it was queued), so the choice sees everyone who is waiting:
 the highest priority first, then the customer (installation) served longest ago, then the execution
 that has waited longest. After one task the execution goes back to the end of the set, so N customers
-share M workers round-robin whatever the number of repositories each of them runs.
+share M workers round-robin whatever the number of repositories each of them runs. Only when the set
+is empty may a slot keep its execution for the next step (`keep`, jobs.chaining): nobody waits then.
 
 Keys under the namespace: `ready` (zset: execution id → when it became ready), `ready:meta`
 (hash: execution id → "priority installation"), `served` (hash: installation → turn last served),
@@ -130,6 +131,29 @@ class ReadySet:
                     pipe.set(self.slot_prefix + job_id, picked.execution_id, ex=SLOT_TTL)
                     pipe.execute()
                     return picked.execution_id
+                except redis.WatchError:
+                    continue
+
+    def keep(self, job_id: str, execution_id: str, installation_id: int) -> bool:
+        """Let the slot job `job_id` step `execution_id` again at once, if nobody is waiting.
+
+        True, with the turn recorded as a `take` would, only when the ready set is empty: an
+        execution that waits for a worker is never passed over this way (one transaction).
+        """
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(self.key, self.turn_key)
+                    if pipe.zcard(self.key):
+                        pipe.unwatch()
+                        return False
+                    turn = int(pipe.get(self.turn_key) or 0) + 1
+                    pipe.multi()
+                    pipe.set(self.turn_key, turn)
+                    pipe.hset(self.served_key, str(installation_id), turn)
+                    pipe.set(self.slot_prefix + job_id, execution_id, ex=SLOT_TTL)
+                    pipe.execute()
+                    return True
                 except redis.WatchError:
                     continue
 

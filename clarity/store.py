@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -28,8 +28,27 @@ AUDIT_MAXLEN = 20000
 DURATIONS_KEPT = 50  # task durations kept per repository for estimates
 
 
+# One round trip for an event: the audit entry (if any), the execution's log entry, and the live
+# message carrying the log entry's id (a dashboard that lost its socket asks for what came after it).
+EMIT = """
+if ARGV[3] ~= '' then redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'json', ARGV[3]) end
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'json', ARGV[4])
+redis.call('PUBLISH', ARGV[5], string.sub(ARGV[4], 1, -2) .. ', "id": "' .. id .. '"}')
+return id
+"""
+
+
 class NotFound(KeyError):
     """An execution id the store does not know."""
+
+
+class Brief(NamedTuple):
+    """What an event says about its execution: enough to route it, read without the whole record."""
+
+    id: str
+    repo: str
+    installation_id: int
+    status: ExecutionStatus
 
 
 class Store:
@@ -41,6 +60,7 @@ class Store:
         self.namespace = namespace
         self.events_channel = f"{namespace}:events"
         self.ready = ReadySet(client, namespace)
+        self._emit_script = client.register_script(EMIT)
 
     @classmethod
     def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE) -> Store:
@@ -82,6 +102,13 @@ class Store:
         if not raw:
             raise NotFound(execution_id)
         return Execution.from_redis(raw)
+
+    def brief(self, execution_id: str) -> Brief:
+        """The execution's id, repository, installation and status (one HMGET), or NotFound."""
+        repo, installation, status = self.r.hmget(self._k("exec", execution_id), "repo", "installation_id", "status")
+        if not repo:
+            raise NotFound(execution_id)
+        return Brief(execution_id, repo, int(installation or 0), ExecutionStatus(status))
 
     def update(self, execution_id: str, **fields: Any) -> Execution:
         """Change non-status fields (counters, PR number, current task)."""
@@ -268,10 +295,14 @@ class Store:
 
     def put_task(self, execution_id: str, progress: TaskProgress, actor: str = "engine") -> TaskProgress:
         """Write a task's progress; a status change is checked against the task state machine."""
+        raw = self.r.hget(self._k("exec", execution_id, "tasks"), progress.task_id)
+        return self._put_task(execution_id, progress, None if raw is None else TaskProgress.from_json(raw), actor)
+
+    def _put_task(self, execution_id: str, progress: TaskProgress, stored: TaskProgress | None,
+                  actor: str) -> TaskProgress:
         key = self._k("exec", execution_id, "tasks")
-        raw = self.r.hget(key, progress.task_id)
-        is_new = raw is None
-        previous = TaskProgress(task_id=progress.task_id) if is_new else TaskProgress.from_json(raw)
+        is_new = stored is None
+        previous = stored or TaskProgress(task_id=progress.task_id)
         if previous.status != progress.status:
             check_task(previous.status, progress.status)
         pipe = self.r.pipeline()
@@ -280,8 +311,7 @@ class Store:
             pipe.rpush(self._k("exec", execution_id, "task_order"), progress.task_id)
         pipe.execute()
         if previous.status != progress.status:
-            execution = self.get(execution_id)
-            self._emit(execution, "task.status", actor, {
+            self._emit(self.brief(execution_id), "task.status", actor, {
                 "task": progress.task_id, "title": progress.title, "from": str(previous.status),
                 "to": str(progress.status), "attempts": progress.attempts})
         return progress
@@ -350,14 +380,15 @@ class Store:
 
     def set_task_status(self, execution_id: str, task_id: str, status: TaskStatus, **fields: Any) -> TaskProgress:
         """Shorthand: read, change status and fields, write."""
-        current = self.task(execution_id, task_id)
-        return self.put_task(execution_id, _replace(current, status=status, **fields))
+        raw = self.r.hget(self._k("exec", execution_id, "tasks"), task_id)
+        stored = None if raw is None else TaskProgress.from_json(raw)
+        current = stored or TaskProgress(task_id=task_id)
+        return self._put_task(execution_id, _replace(current, status=status, **fields), stored, "engine")
 
     # -- logs, audit, events ----------------------------------------------------------------------
     def log(self, execution_id: str, message: str, level: str = "info", task: str | None = None) -> None:
         """Append a redacted line to the execution's log stream and publish it live."""
-        execution = self.get(execution_id)
-        self._publish(execution, "log", {"message": message, "level": level, "task": task or ""}, stream=True)
+        self._publish(self.brief(execution_id), "log", {"message": message, "level": level, "task": task or ""}, stream=True)
 
     def log_lines(self, execution_id: str, count: int = 200) -> list[dict[str, Any]]:
         """The newest `count` stream entries, oldest first."""
@@ -368,29 +399,28 @@ class Store:
         """The newest audit records, newest first."""
         return [_decode_entry(i, d) for i, d in self.r.xrevrange(self._k("audit"), count=count)]
 
-    def audit_event(self, execution: Execution, kind: str, actor: str, data: dict[str, Any]) -> None:
+    def audit_event(self, execution: Execution | Brief, kind: str, actor: str, data: dict[str, Any]) -> None:
         """Record who did what to an execution outside a status change (audit stream, log, live event)."""
         self._emit(execution, kind, actor, data)
 
-    def _emit(self, execution: Execution, kind: str, actor: str, data: dict[str, Any]) -> None:
-        self.r.xadd(self._k("audit"), {"json": redact(json.dumps({
-            "kind": kind, "actor": actor, "execution": execution.id, "repo": execution.repo,
-            "installation": execution.installation_id, "time": time.time(), **data}))},
-            maxlen=AUDIT_MAXLEN, approximate=True)
-        self._publish(execution, kind, {"actor": actor, **data}, stream=True)
+    def _emit(self, execution: Execution | Brief, kind: str, actor: str, data: dict[str, Any]) -> None:
+        audit = redact(json.dumps({"kind": kind, "actor": actor, "execution": execution.id, "repo": execution.repo,
+                                   "installation": execution.installation_id, "time": time.time(), **data}))
+        self._publish(execution, kind, {"actor": actor, **data}, stream=True, audit=audit)
 
-    def _publish(self, execution: Execution, kind: str, data: dict[str, Any], stream: bool = False) -> None:
+    def _publish(self, execution: Execution | Brief, kind: str, data: dict[str, Any], stream: bool = False,
+                 audit: str = "") -> None:
         event = {"kind": kind, "execution": execution.id, "repo": execution.repo,
                  "installation": execution.installation_id, "status": str(execution.status),
                  "time": time.time(), **data}
         payload = redact(json.dumps(event, default=str))
-        if stream:
-            entry_id = self.r.xadd(self._k("exec", execution.id, "log"), {"json": payload}, maxlen=LOG_MAXLEN,
-                                   approximate=True)
-            # The live event carries its stream id: a dashboard that lost its socket asks for what came
-            # after it (XRANGE). Appended to the redacted text rather than redacting the event twice.
-            payload = f'{payload[:-1]}, "id": {json.dumps(entry_id)}}}'
-        self.r.publish(self.events_channel, payload)
+        if not stream:
+            self.r.publish(self.events_channel, payload)
+            return
+        # The audit entry, the log entry and the live event (with the log entry's id, appended to the
+        # redacted text rather than redacting the event twice) in one round trip (EMIT).
+        self._emit_script(keys=[self._k("audit"), self._k("exec", execution.id, "log")],
+                          args=[AUDIT_MAXLEN, LOG_MAXLEN, audit, payload, self.events_channel])
 
     # -- repo leases and queues -------------------------------------------------------------------
     # The value names the execution and the step holding it (clarity.leases): a step can take its

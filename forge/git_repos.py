@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -165,11 +167,59 @@ def _commit_tree(bare: Path, work_tree: Path, branch: str) -> None:
     git(bare, "update-ref", f"refs/heads/{branch}", commit)
 
 
+# The REST API answers from git, and most answers name a branch tip or ask about commits; a git
+# process for each (~3 ms) made the forge slower than the engine it stands in front of. Branch tips
+# are read from the ref files as git writes them (always current: no cache to forget), and what can
+# never change is remembered: that a full SHA is a commit of a repository, and counts between two.
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
+_SAFE_BRANCH = re.compile(r"refs/heads/[A-Za-z0-9._/-]+")
+_commits: set[tuple[str, int, str]] = set()
+
+
+def _identity(bare: Path) -> tuple[str, int]:
+    """The repository as a cache key: its path and inode (a repository deleted and made again differs)."""
+    return str(bare), os.stat(bare).st_ino
+
+
+def _branch_tip(bare: Path, ref: str) -> tuple[bool, str | None]:
+    """(known, SHA): a branch's SHA from its loose ref or packed-refs, None if neither has it; not
+    known (ask git) for a symbolic ref or anything unusual."""
+    if not _SAFE_BRANCH.fullmatch(ref) or ".." in ref:
+        return False, None
+    try:
+        loose = (bare / ref).read_text().strip()
+    except FileNotFoundError:
+        loose = ""
+    except OSError:
+        return False, None
+    if loose:
+        return (True, loose) if _FULL_SHA.fullmatch(loose) else (False, None)  # a symbolic ref: git knows
+    try:
+        packed = (bare / "packed-refs").read_text()
+    except FileNotFoundError:
+        return True, None
+    except OSError:
+        return False, None
+    for line in packed.splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref and _FULL_SHA.fullmatch(sha):
+            return True, sha
+    return True, None
+
+
 def resolve(bare: Path, ref: str) -> str | None:
     """The commit SHA a ref (branch, tag, SHA) points to, or None."""
     if not ref or ref.startswith("-"):
         return None
+    known, tip = _branch_tip(bare, ref) if ref.startswith("refs/heads/") else (False, None)
+    if known:
+        return tip
+    key = (*_identity(bare), ref) if _FULL_SHA.fullmatch(ref) else None
+    if key in _commits:
+        return ref
     out = git(bare, "rev-parse", "--verify", "-q", f"{ref}^{{commit}}", check=False).decode().strip()
+    if key is not None and out == ref:
+        _commits.add(key)  # a commit never leaves a repository the forge keeps
     return out or None
 
 
@@ -189,11 +239,29 @@ def branches(bare: Path) -> dict[str, str]:
 
 def count_commits(bare: Path, base: str, head: str) -> int:
     """Commits reachable from head but not from base."""
+    if _FULL_SHA.fullmatch(base) and _FULL_SHA.fullmatch(head):
+        return _count_commits(*_identity(bare), base, head)
     return int(git(bare, "rev-list", "--count", f"{base}..{head}").decode().strip() or 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _count_commits(bare: str, _inode: int, base: str, head: str) -> int:
+    return int(git(Path(bare), "rev-list", "--count", f"{base}..{head}").decode().strip() or 0)
 
 
 def diff_stats(bare: Path, base: str, head: str) -> tuple[int, int, int]:
     """(additions, deletions, changed files) between the merge base and head."""
+    if _FULL_SHA.fullmatch(base) and _FULL_SHA.fullmatch(head):
+        return _diff_stats(*_identity(bare), base, head)
+    return _numstat(bare, base, head)
+
+
+@functools.lru_cache(maxsize=4096)
+def _diff_stats(bare: str, _inode: int, base: str, head: str) -> tuple[int, int, int]:
+    return _numstat(Path(bare), base, head)
+
+
+def _numstat(bare: Path, base: str, head: str) -> tuple[int, int, int]:
     out = git(bare, "diff", "--numstat", f"{base}...{head}", check=False).decode()
     additions = deletions = files = 0
     for line in out.splitlines():

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from githubkit.exception import RequestFailed
 
@@ -19,15 +20,37 @@ from jobs.context import Engine
 log = logging.getLogger(__name__)
 
 
+REPORT_THREADS = 32  # far more than one process ever waits on at once (a step nests two deep)
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The process's reporting threads, started when first needed and kept: starting three or four
+    threads for every task cost more than the calls they made to a nearby GitHub. A forked work
+    horse has none of its parent's threads, so it starts its own."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=REPORT_THREADS, thread_name_prefix="report"))
+    return _pool[1]
+
+
+def begin(*calls: Callable[[], object]) -> list[Future[object]]:
+    """Start independent reporting calls, each in a thread, while the caller does something else."""
+    return [_threads().submit(call) for call in calls]
+
+
+def wait(started: list[Future[object]]) -> list[BaseException | None]:
+    """Wait for calls `begin` started; each one's error (or None), in order."""
+    return [future.exception() for future in started]  # exception() waits for the call
+
+
 def at_once(*calls: Callable[[], object]) -> list[BaseException | None]:
     """Run independent reporting calls at once, each in a thread; each one's error (or None), in order.
 
     Each call spends its time waiting for GitHub (a round trip, 50 to 300 ms on github.com): a task's
     check run, the summary check run and the PR body need nothing of each other once a task is done.
     """
-    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="report") as pool:
-        futures = [pool.submit(call) for call in calls]
-    return [future.exception() for future in futures]
+    return wait(begin(*calls))
 
 
 def together(*calls: Callable[[], object]) -> None:
@@ -37,14 +60,27 @@ def together(*calls: Callable[[], object]) -> None:
             raise error
 
 
+def end_summary(reporter: Reporter, ex: Execution, head_sha: str) -> None:
+    """End the summary check run of an older commit (`neutral`, pointing at `head_sha`), ahead of a
+    `summary(..., old_ended=True)` that moves it there; a failure is logged, as `summary` does."""
+    if not (ex.summary_check_id and head_sha and ex.summary_sha != head_sha):
+        return
+    try:
+        reporter.finish_check(ex.summary_check_id, "neutral", "Continued on a newer commit",
+                              f"This execution continues on {head_sha[:10]}.")
+    except RequestFailed as exc:
+        log.warning("execution %s: old summary check not ended: %s", ex.id, describe_error(exc))
+
+
 def summary(eng: Engine, reporter: Reporter, ex: Execution, head_sha: str, final: bool = False,
-            tasks: Mapping[str, TaskProgress] | None = None) -> None:
+            tasks: Mapping[str, TaskProgress] | None = None, old_ended: bool = False) -> None:
     """The execution's summary check run ("Clarity: run until X") on the branch head, kept current.
 
     Check runs belong to a commit, so when a task's push moves the head the summary moves with it
     (the old run ends `neutral`, pointing at the new commit). Its conclusion changes the moment the
     execution pauses, completes, blocks or stops, which makes GitHub notify people too. `tasks` is the
-    task table when the caller knows it better than the store does yet (a task done, not yet recorded).
+    task table when the caller knows it better than the store does yet (a task done, not yet recorded);
+    `old_ended`: `end_summary` has already ended the run of the older commit.
     """
     try:
         name, url, line = reports.summary_name(ex), eng.dashboard_url(ex.id), reports.summary_line(ex)
@@ -54,17 +90,15 @@ def summary(eng: Engine, reporter: Reporter, ex: Execution, head_sha: str, final
             if not head_sha:
                 return
             # Created with the progress already in it (no update right after), while the old one ends.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report") as pool:
-                old = ex.summary_check_id
-                ended = pool.submit(reporter.finish_check, old, "neutral", "Continued on a newer commit",
-                                    f"This execution continues on {head_sha[:10]}.") if old and moved else None
+            old = ex.summary_check_id
+            ended = _threads().submit(end_summary, reporter, ex, head_sha) if old and moved and not old_ended else None
+            try:
                 check_id = reporter.start_check(head_sha, name, url, f"{ex.id}:", line, actions=(STOP,),
                                                 title=line, text=text)
                 ex = eng.store.update(ex.id, summary_check_id=check_id, summary_sha=head_sha)
-            failed = ended.exception() if ended is not None else None
-            if isinstance(failed, RequestFailed):  # the new run is recorded and goes on either way
-                log.warning("execution %s: old summary check not ended: %s", ex.id, describe_error(failed))
-            elif failed is not None:
+            finally:
+                failed = ended.exception() if ended is not None else None  # waits for it, whatever happened
+            if failed is not None:  # end_summary logs GitHub's refusals: this is anything else
                 raise failed
             if not final:
                 return

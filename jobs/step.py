@@ -1,7 +1,8 @@
 """The step job: ONE task of one execution, then re-enqueue (DESIGN §1).
 
 Git is the truth for progress: every step re-reads `tasks_list.md` from the branch, so a replayed
-step never repeats a pushed task.
+step never repeats a pushed task. A slot job whose execution has more to do takes the next step
+itself when nobody else waits for a worker (jobs.chaining).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from githubkit.exception import RequestFailed
@@ -20,23 +22,37 @@ from clarity import logcontext, metrics, outcomes, repoconfig, tasklist
 from clarity.models import Execution, TaskProgress
 from clarity.repoconfig import RepoConfig
 from clarity.status import ExecutionStatus, TaskStatus
+from clarity.store import Brief
 from clarity.tasklist import Task, TaskList, TaskListError
 from github_app.client import describe_error
 from github_app.reporting import RETRY, STOP, Reporter
-from jobs import budgets, gates, heartbeat, overrides, publish, reports, sandboxes, scheduler, toolchain
+from jobs import (
+    budgets,
+    chaining,
+    gates,
+    heartbeat,
+    overrides,
+    publish,
+    reports,
+    sandboxes,
+    scheduler,
+    toolchain,
+)
 from jobs.attempts import AttemptPlan, Cancelled, TaskResult
 from jobs.context import Engine
 from jobs.context import engine as default_engine
 from jobs.failures import classify_exception
 from runner.agents import AgentError
 from runner.sandbox import IsolationError, Limits, Sandbox
-from runner.workspace import GitError, Workspace
+from runner.workspace import GitError, PushRejected, Workspace
 
 log = logging.getLogger(__name__)
 S = ExecutionStatus
 RUNNABLE = (S.INITIALIZING, S.AUTONOMOUS)
 OPEN_TASK = (TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.VERIFYING, TaskStatus.ERROR_SOLVING)
 SUBJECT_SCAN = 500  # commits of the branch searched for a task's commit
+MOVED = ("the branch moved on GitHub while the task ran (someone else pushed to it): paused so the two don't "
+         "collide; `/clarity resume` goes on from their commits")
 
 
 class Blocked(Exception):
@@ -44,7 +60,8 @@ class Blocked(Exception):
 
 
 def run_slot() -> str:
-    """RQ job entry point: step the execution that is next in line now (jobs.scheduler)."""
+    """RQ job entry point: step the execution that is next in line now (jobs.scheduler), and its
+    following steps while nobody else waits and the job has time (jobs.chaining)."""
     job = get_current_job()
     if job is None:
         raise RuntimeError("run_slot runs as an RQ job")
@@ -52,20 +69,38 @@ def run_slot() -> str:
     execution_id = eng.store.ready.take(job.id)
     if execution_id is None:
         return "nobody was ready"
+    budget = chaining.Budget(job.timeout, chaining.step_worst_case(eng.settings))
+
+    def keep(ex: Brief) -> bool:
+        return budget.allows() and eng.store.ready.keep(job.id, ex.id, ex.installation_id)
+
+    outcomes: list[str] = []
     try:
-        return f"{execution_id}: " + Step(eng, execution_id, {"job": job.id, "worker": job.worker_name or ""}).run()
+        with contextlib.ExitStack() as http:
+            warm = chaining.Warm(http)
+            while True:
+                step = Step(eng, execution_id, {"job": job.id, "worker": job.worker_name or ""}, warm=warm, keep=keep)
+                outcomes.append(step.run())
+                if not step.kept:
+                    break
     finally:
         eng.store.ready.done(job.id)
+    more = f" ({len(outcomes) - 1} step(s) before it in this job)" if len(outcomes) > 1 else ""
+    return f"{execution_id}: {outcomes[-1]}{more}"
 
 
 class Step:
     """One step of one execution."""
 
-    def __init__(self, engine: Engine, execution_id: str, who: dict[str, str] | None = None) -> None:
+    def __init__(self, engine: Engine, execution_id: str, who: dict[str, str] | None = None,
+                 warm: chaining.Warm | None = None, keep: Callable[[Brief], bool] | None = None) -> None:
         self.eng = engine
         self.store = engine.store
         self.id = execution_id
         self.who = who or {}  # the RQ job and worker running this step, for the audit stream
+        self.warm = warm  # what the previous step of this job left: REST clients, workspace, last push
+        self.keep = keep  # may this job take the execution's next step itself? (jobs.chaining)
+        self.kept = False  # it did: the next step runs in this job, no slot was queued
         self.cancel = threading.Event()
         # Both happen once the step has ended, so no two steps of one repository ever overlap:
         self.again = False  # the execution has more to do: make it ready again
@@ -79,23 +114,26 @@ class Step:
         """Do the next task (or finish the execution) and say what happened."""
         with logcontext.bind(execution_id=self.id):
             # Step boundaries go to the audit stream: who worked on what, when.
-            self.store.audit_event(self.store.get(self.id), "step.started", "engine", self.who)
+            self.store.audit_event(self.store.brief(self.id), "step.started", "engine", self.who)
             outcome = "crashed"
             self.clock = budgets.Clock(self.store, self.id)  # the time budget counts steps' durations
             try:
                 # The step's REST client, entered in _run: one connection pool for all its calls, where
                 # githubkit would otherwise build a client and open a connection (TLS) for every call.
-                with contextlib.ExitStack() as self.http:
+                # A chain of steps in one job shares its clients (the job's ExitStack closes them).
+                with (contextlib.nullcontext(self.warm.http) if self.warm else contextlib.ExitStack()) as self.http:
                     outcome = self._run()
                 return outcome
             finally:
                 self.clock.charge()
-                self.store.audit_event(self.store.get(self.id), "step.finished", "engine",
-                                       {**self.who, "outcome": outcome})
+                ended = self.store.brief(self.id)
+                self.store.audit_event(ended, "step.finished", "engine", {**self.who, "outcome": outcome})
                 if self.release is not None:
                     scheduler.release(self.eng, self.release)
                 if self.again:
-                    scheduler.enqueue_step(self.eng, self.id)
+                    self.kept = self.keep is not None and self.keep(ended)
+                    if not self.kept:
+                        scheduler.enqueue_step(self.eng, self.id)
 
     def _run(self) -> str:
         ex = self.store.get(self.id)
@@ -105,7 +143,7 @@ class Step:
             scheduler.submit(self.eng, self.store.transition(ex.id, S.QUEUED, "engine", "lease lost"), "engine")
             return "repository busy: back in line"
         # Before the stop check: finishing (stopped) reports through it too.
-        self.reporter = Reporter(self.http.enter_context(self.eng.github.client(ex.installation_id)), ex.repo)
+        self.reporter = Reporter(self._client(ex.installation_id), ex.repo)
         if self.store.flag(ex.id, "stop"):
             return self._finish(ex, S.STOPPED, f"stopped by @{self.store.flag(ex.id, 'stop')}")
         try:
@@ -122,6 +160,11 @@ class Step:
                                 f"stopped by @{self.store.flag(self.id, 'stop') or 'someone'}")
         except (Blocked, TaskListError, repoconfig.ConfigError, AgentError, IsolationError) as exc:
             return self._finish(self.store.get(self.id), S.BLOCKED, str(exc))
+        except PushRejected:  # never forced: their work stays, ours waits for a person
+            ex = self.store.get(self.id)
+            if ex.status in (S.TASK_EXECUTING, S.ERROR_SOLVING):  # the state machine pauses from autonomous
+                ex = self.store.transition(ex.id, S.AUTONOMOUS, "engine", "the branch moved under the task")
+            return self._finish(ex, S.PAUSED, MOVED)
         except (GitError, RequestFailed, OSError) as exc:
             reason = describe_error(exc)
             log.exception("execution %s: step failed: %s", self.id, reason)
@@ -132,11 +175,31 @@ class Step:
             self._finish(self.store.get(self.id), S.BLOCKED, f"internal error ({type(exc).__name__}); see the logs")
             raise
 
-    def _advance(self, ex: Execution) -> str:
-        ws = Workspace(self.eng.settings.workspaces_dir / ex.repo,
-                       self.eng.github.clone_url(ex.installation_id, ex.repo),
+    def _client(self, installation_id: int):  # type: ignore[no-untyped-def]  # githubkit's GitHub[...]
+        """The REST client of the installation: the job's, kept across its steps, or this step's own."""
+        if self.warm is None:
+            return self.http.enter_context(self.eng.github.client(installation_id))
+        if installation_id not in self.warm.clients:
+            self.warm.clients[installation_id] = self.http.enter_context(self.eng.github.client(installation_id))
+        return self.warm.clients[installation_id]
+
+    def _workspace(self, ex: Execution) -> tuple[Workspace, Path]:
+        """The repository's workspace on the branch: as this job's last step left it, after its push, or
+        synced with the remote (fetch) as any step that starts a job does."""
+        root = self.eng.settings.workspaces_dir / ex.repo
+        warm, pushed = self.warm, self.warm.pushed if self.warm else None
+        if warm is not None:
+            warm.pushed = None  # a step that fails before its own push leaves nothing to resume from
+            if warm.workspace is not None and warm.workspace.root == root and pushed and pushed[0] == ex.branch:
+                return warm.workspace, warm.workspace.resume(ex.branch, pushed[1])
+        ws = Workspace(root, self.eng.github.clone_url(ex.installation_id, ex.repo),
                        lambda: self.eng.github.installation_token(ex.installation_id))
-        workdir = ws.sync(ex.branch, ex.base_branch)
+        if warm is not None:
+            warm.workspace = ws
+        return ws, ws.sync(ex.branch, ex.base_branch)
+
+    def _advance(self, ex: Execution) -> str:
+        ws, workdir = self._workspace(ex)
         self.head_sha = ws.synced_sha
         config = repoconfig.parse(ws.read(repoconfig.CONFIG_PATH))
         self.notify = config.notify
@@ -298,7 +361,7 @@ class Step:
         except Exception as exc:
             # Whatever stopped the task, leave no half-done work and no check run spinning forever.
             ws.discard()
-            cancelled, paused = isinstance(exc, Cancelled), isinstance(exc, budgets.Exhausted)
+            cancelled, paused = isinstance(exc, Cancelled), isinstance(exc, (budgets.Exhausted, PushRejected))
             with contextlib.suppress(RequestFailed):
                 self.reporter.finish_check(check_id, "cancelled" if cancelled else "neutral" if paused else "failure",
                                            reports.check_name(task), "Stopped before the task finished." if cancelled
@@ -356,26 +419,41 @@ class Step:
         committed, stat = ws.commit_with_stat(f"clarity: {task.id} {task.title}")
         sha = committed or base_sha
         self.hold.confirm()  # a step that lost its lease never pushes (raises heartbeat.LeaseLost)
-        ws.push(ex.branch)
-        self.head_sha = sha
         # Report before recording: a worker lost in between leaves the task open in the table, and the
         # next step finds it ticked on the branch (_follow_git), so the check run never stays open.
-        # The task's check run, the PR body and the summary need nothing of each other: all three at
-        # once (one round trip to GitHub instead of three in a row), from the table about to be recorded.
+        # The task's check run, the PR body and the old summary's end need nothing of the commit on
+        # GitHub: they travel while it does, from the table about to be recorded. A push that fails
+        # tells GitHub again (the check run fails in _do_task, _finish refreshes the PR and concludes
+        # the summary on the commit it stayed on); the new summary needs the commit there: after it.
         table = self.store.tasks(ex.id)
         done = dataclasses.replace(table.get(task.id) or TaskProgress(task_id=task.id), status=TaskStatus.COMPLETED,
                                    commit=sha, duration=result.duration, attempts=result.attempts, last_error="",
                                    error_class="", checks=tuple(reports.check_json(r) for r in result.checks))
         table[task.id] = done
         after = dataclasses.replace(ex, status=S.AUTONOMOUS, tasks_completed=ex.tasks_completed + 1, current_task=None)
-        checked, pulled, _ = publish.at_once(
+        def pull() -> None:
+            self._refresh_pull(after, "running", tasks=table)
+
+        def nothing() -> None:
+            return None
+
+        # A PR is opened on the branch once it is on GitHub (the first push makes it), then refreshed.
+        early = publish.begin(
             lambda: self.reporter.finish_check(check_id, "success", f"Task {task.id} done in {result.attempts} "
                                                f"attempt(s)", reports.task_summary(task, agent, result, sha),
                                                reports.task_text(result, stat, self._artifacts_url(ex, task))),
-            lambda: self._refresh_pull(after, "running", tasks=table),
-            lambda: self._summary(after, tasks=table))
+            lambda: publish.end_summary(self.reporter, ex, sha), pull if ex.pr_number else nothing)
+        try:
+            ws.push(ex.branch)
+        finally:
+            checked, _, pulled = publish.wait(early)  # before anything reports the push's failure
+        self.head_sha = sha
+        if self.warm is not None:
+            self.warm.pushed = (ex.branch, sha)  # the next step of this job starts from here, unfetched
         if checked is not None:
             raise checked  # before recording, as if it had failed alone
+        moved = publish.begin(lambda: self._summary(after, tasks=table, old_ended=True),
+                              nothing if ex.pr_number else pull)
         # The table and the counter in one transaction: a worker lost between two writes would leave
         # the task completed and uncounted, and nothing later could tell.
         ex = self.store.settle_tasks(ex.id, [done], new=S.AUTONOMOUS, reason=f"task {task.id} completed",
@@ -383,6 +461,10 @@ class Step:
         self.store.record_duration(ex.repo, result.duration)
         self.store.log(ex.id, f"task {task.id}: done in {result.attempts} attempt(s), commit {sha[:10]}",
                        task=task.id)
+        summarized, opened = publish.wait(moved)  # summary() logs GitHub's refusals itself: this is anything else
+        pulled = pulled or opened
+        if summarized is not None:
+            log.warning("execution %s: summary not moved to %s", ex.id, sha[:10], exc_info=summarized)
         if pulled is not None:
             raise pulled  # after recording: the task is done, the PR could not be refreshed
         self.again = True
@@ -425,8 +507,9 @@ class Step:
         publish.together(lambda: self._summary(ex, final=True), tell)
         return f"{status}: {reason}"
 
-    def _summary(self, ex: Execution, final: bool = False, tasks: dict[str, TaskProgress] | None = None) -> None:
-        publish.summary(self.eng, self.reporter, ex, self.head_sha, final, tasks)
+    def _summary(self, ex: Execution, final: bool = False, tasks: dict[str, TaskProgress] | None = None,
+                 old_ended: bool = False) -> None:
+        publish.summary(self.eng, self.reporter, ex, self.head_sha, final, tasks, old_ended)
 
     def _refresh_pull(self, ex: Execution, status: str, draft: bool = True,
                       tasks: dict[str, TaskProgress] | None = None) -> None:

@@ -36,7 +36,7 @@ from clarity import artifacts
 from clarity.app_credentials import load_settings
 from clarity.settings import Settings
 from github_app.client import preload_models
-from jobs import recovery, sandboxes
+from jobs import chaining, recovery, sandboxes
 from jobs.context import engine
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def work(role: str = "all", burst: bool = False) -> int:
         return supervise(("intake", "steps"), burst)
     eng = engine()
     preload()
+    chaining.install()  # before any fork: a work horse ends its chain of steps on the worker's word
     queues = [eng.intake_queue] if role == "intake" else [eng.intake_queue, *eng.steps_queues]
     stop = threading.Event()
     if role == "steps":
@@ -80,6 +81,9 @@ class SteadyWorker(Worker):
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """Warm shutdown, as RQ does it, remembered."""
         self.stopping = True
+        if self.horse_pid:  # a horse chaining steps (jobs.chaining) ends after the step in hand
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.horse_pid, chaining.WIND_DOWN)
         super().request_stop(signum, frame)
 
     def maintain_heartbeats(self, job: Job, execution: RQExecution) -> None:
