@@ -175,10 +175,10 @@ def phases(step: StepTimes) -> dict[str, float]:
     if not step.finished or not all(k in marks for k in ("attempt", "verifying", "done")):
         return {}
     return {
-        "prepare": marks["attempt"] - step.started,  # lease, sync, config + list, check run, task table
-        "agent": marks["verifying"] - marks["attempt"],  # the agent in the sandbox
-        "finish": marks["done"] - marks["verifying"],  # checks, tick, commit, push, check run done, table
-        "report": step.finished - marks["done"],  # PR body, summary check run, status
+        "prepare": marks["attempt"] - step.started,  # lease, sync or resume, config + list, check run, table
+        "agent": marks["verifying"] - marks["attempt"],  # the agent in the sandbox, the attempt's diff
+        "finish": marks["done"] - marks["verifying"],  # checks, tick, commit, push + reports, summary, table
+        "report": step.finished - marks["done"],  # the rest: the summary's wait, the step's end
     }
 
 

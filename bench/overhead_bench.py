@@ -13,11 +13,12 @@ writes, which cost the forge more, so this is a lower bound of that part).
 
 The goal (issue 6) is Clarity per task ≤ 1.3 × the shell per task. Clarity per task counts from the
 first step's start to the last task's step end, divided by the tasks, so the hand-off between steps
-(RQ job, fork) is in it; start-up (webhook, intake) and the concluding step are reported apart.
-Each task step is cut at the marks the worker writes to the execution's log: prepare (lease, git
-sync, config and list, check run, task table), agent (and the attempt's diff), finish (checks, tick,
-commit, push, then the task's check run done, the PR body and the summary check run, all three at
-once, then the task table) and report (what is left after the "done" line: the step's end). REST calls
+is in it (the job taking the next step itself, jobs.chaining, as nobody else waits here); start-up
+(webhook, intake) and the concluding step are reported apart. Each task step is cut at the marks
+the worker writes to the execution's log: prepare (lease, git sync or resume, config and list,
+check run, task table), agent (and the attempt's diff), finish (checks, tick, commit, push while
+the task's check run is done, the PR body refreshed and the old summary ended, then the new summary
+and the task table) and report (what is left after the "done" line: the step's end). REST calls
 come from the forge's record, Redis commands from INFO (exact only on a private Redis: leave REDIS_URL
 unset).
 
