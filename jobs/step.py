@@ -416,8 +416,14 @@ class Step:
         ws.write(config.tasks_file, tasklist.tick(text, [task.id]).encode("utf-8"))
         outcome = reports.outcome(ex, task, agent, result, base_sha)
         ws.write(config.outcomes_file, outcomes.append(ws.read(config.outcomes_file), outcome))
-        committed, stat = ws.commit_with_stat(f"clarity: {task.id} {task.title}")
+        committed = ws.commit(f"clarity: {task.id} {task.title}")
         sha = committed or base_sha
+
+        def stat() -> str:  # for the check run's text: git works it out beside the push
+            try:
+                return ws.stat(sha) if committed else ""
+            except GitError:
+                return ""
         self.hold.confirm()  # a step that lost its lease never pushes (raises heartbeat.LeaseLost)
         # Report before recording: a worker lost in between leaves the task open in the table, and the
         # next step finds it ticked on the branch (_follow_git), so the check run never stays open.
@@ -441,7 +447,7 @@ class Step:
         early = publish.begin(
             lambda: self.reporter.finish_check(check_id, "success", f"Task {task.id} done in {result.attempts} "
                                                f"attempt(s)", reports.task_summary(task, agent, result, sha),
-                                               reports.task_text(result, stat, self._artifacts_url(ex, task))),
+                                               reports.task_text(result, stat(), self._artifacts_url(ex, task))),
             lambda: publish.end_summary(self.reporter, ex, sha), pull if ex.pr_number else nothing)
         try:
             ws.push(ex.branch)

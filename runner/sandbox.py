@@ -31,6 +31,7 @@ FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
 WAIT_POLL = 0.05  # seconds between looks at the deadline and the cancel event while a run goes on
+OUTPUT_GRACE = 5.0  # seconds to read what is left of the output once the run's group is killed
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +184,42 @@ class _TailBuffer:
         return body
 
 
-def _pump(stream: IO[bytes], sink: _TailBuffer) -> None:
-    fd = stream.fileno()
-    while chunk := os.read(fd, 65536):
-        sink.add(chunk)
+class _Pipes:
+    """A run's output pipes, read as data comes, from the thread that supervises the run."""
+
+    def __init__(self, sinks: dict[int, _TailBuffer]) -> None:
+        self.sinks = dict(sinks)
+        self.poller = select.poll()
+        for fd in self.sinks:
+            self.poller.register(fd, select.POLLIN)
+
+    def read(self, seconds: float) -> None:
+        """Wait up to `seconds` for output (or anything else registered), and take what came."""
+        for fd, _ in self.poller.poll(max(0, int(seconds * 1000)) or 1):
+            sink = self.sinks.get(fd)
+            if sink is None:
+                continue  # the leader's exit: the caller looks
+            chunk = os.read(fd, 65536)
+            if chunk:
+                sink.add(chunk)
+            else:  # end of file: every writer has gone
+                self.poller.unregister(fd)
+                del self.sinks[fd]
+
+    def drain(self, deadline: float) -> bool:
+        """Read until every pipe has ended; False if a writer still held one open at the deadline."""
+        while self.sinks:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.read(left)
+        return True
+
+    def close(self) -> None:
+        """Stop watching (the pipes themselves belong to the Popen)."""
+        for fd in list(self.sinks):
+            self.poller.unregister(fd)
+        self.sinks.clear()
 
 
 def _feed(stream: IO[bytes], data: bytes) -> None:
@@ -206,17 +239,6 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _exit_poller(pid: int) -> tuple[select.poll, int] | None:
-    """A poll object that wakes when `pid` exits (Linux pidfd), and the fd to close; None if unsupported."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return poller, fd
 
 
 def _has_exited(pid: int) -> bool:
@@ -428,30 +450,28 @@ class LocalSandbox:
     ) -> Result:
         assert proc.stdout is not None and proc.stderr is not None
         out, err = _TailBuffer(limits.output_bytes), _TailBuffer(limits.output_bytes)
-        threads = [
-            threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True),
-        ]
+        feeder = None
         if stdin is not None and proc.stdin is not None:
-            threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin.encode()), daemon=True))
-        for thread in threads:
-            thread.start()
-
-        reason = self._wait(proc.pid, started + limits.timeout, cancel)
-        if reason is not None:
-            self._terminate(proc.pid)
-        _killpg(proc.pid, signal.SIGKILL)  # leftovers (a background `sleep &`) die with the run
-        _, status, rusage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        duration = time.monotonic() - started
-
-        held = False
-        for thread in threads:
-            thread.join(timeout=5.0)
-            held = held or thread.is_alive()
-        if not held:
-            proc.stdout.close()
-            proc.stderr.close()
+            feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin.encode()), daemon=True)
+            feeder.start()
+        # Both pipes and the leader's exit are watched from this thread (one poll): two pump threads
+        # started and joined for every run cost more than a short git call itself.
+        pipes = _Pipes({proc.stdout.fileno(): out, proc.stderr.fileno(): err})
+        try:
+            reason = self._wait(proc.pid, started + limits.timeout, cancel, pipes)
+            if reason is not None:
+                self._terminate(proc.pid, pipes)
+            _killpg(proc.pid, signal.SIGKILL)  # leftovers (a background `sleep &`) die with the run
+            _, status, rusage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            duration = time.monotonic() - started
+            held = not pipes.drain(time.monotonic() + OUTPUT_GRACE)
+        finally:
+            pipes.close()
+        if feeder is not None:
+            feeder.join(timeout=OUTPUT_GRACE)
+        proc.stdout.close()
+        proc.stderr.close()
 
         # bwrap exits as soon as the command does, before its pid 1 has reaped it: what wait4 counts
         # under bwrap is bwrap's own, so no usage is better than a wrong one.
@@ -484,14 +504,21 @@ class LocalSandbox:
         return Result(code, out.text(), stderr, duration, reason == "timeout", killed_by, usage, kind)
 
     @staticmethod
-    def _wait(pid: int, deadline: float, cancel: threading.Event | None) -> str | None:
-        """Wait for the leader; "timeout" or "cancelled" when we must stop it, None when it exited.
+    def _wait(pid: int, deadline: float, cancel: threading.Event | None, pipes: _Pipes) -> str | None:
+        """Read the output while the leader runs; "timeout" or "cancelled" when we must stop it, None
+        when it exited.
 
-        A pidfd wakes us the moment the leader exits; sleeping between looks added up to half a run
-        to every short one (a git call took 5 ms here instead of 1.6). The cancel event is looked at
-        every WAIT_POLL seconds then; without pidfds (old kernels) we poll as before.
+        A pidfd wakes us the moment the leader exits, in the same poll as its output; sleeping between
+        looks added up to half a run to every short one (a git call took 5 ms here instead of 1.6). The
+        cancel event is looked at every WAIT_POLL seconds then; without pidfds (old kernels) the looks
+        at the leader start 1 ms apart and back off.
         """
-        exits = _exit_poller(pid)
+        try:
+            exit_fd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            exit_fd = None
+        if exit_fd is not None:
+            pipes.poller.register(exit_fd, select.POLLIN)
         delay = 0.001
         try:
             while not _has_exited(pid):
@@ -500,20 +527,16 @@ class LocalSandbox:
                     return "timeout"
                 if cancel is not None and cancel.is_set():
                     return "cancelled"
-                pause = min(delay, deadline - now)
-                if exits is not None:
-                    exits[0].poll(max(1, int(min(WAIT_POLL, deadline - now) * 1000)))
-                elif cancel is not None:
-                    cancel.wait(pause)
-                else:
-                    time.sleep(pause)
+                pause = min(WAIT_POLL if exit_fd is not None else delay, deadline - now)
+                pipes.read(pause)
                 delay = min(delay * 2, WAIT_POLL)
             return None
         finally:
-            if exits is not None:
-                os.close(exits[1])
+            if exit_fd is not None:
+                pipes.poller.unregister(exit_fd)
+                os.close(exit_fd)
 
-    def _terminate(self, pid: int) -> None:
+    def _terminate(self, pid: int, pipes: _Pipes) -> None:
         """SIGTERM the group, give the leader a short grace to exit; the caller SIGKILLs what is left."""
         _killpg(pid, signal.SIGTERM)
-        self._wait(pid, time.monotonic() + self.kill_grace, None)
+        self._wait(pid, time.monotonic() + self.kill_grace, None, pipes)

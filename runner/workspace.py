@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -23,6 +24,7 @@ from runner.sandbox import FALLBACK_PATH, Limits, LocalSandbox
 
 DEFAULT_EXCLUDES = (".aider*",)
 STDERR_TAIL = 2000
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _STALE_LOCKS = ("index.lock", "HEAD.lock", "config.lock", "shallow.lock")
 MAINTENANCE_MARKER = "clarity-maintenance"  # in .git: touched when git last checked for maintenance
 MAINTENANCE_EVERY = 3600.0
@@ -347,15 +349,9 @@ class Workspace:
             temp_index.unlink(missing_ok=True)
 
     def commit(self, message: str, paths: Sequence[str] | None = None) -> str | None:
-        """Commit all changes (or only `paths`); the sha, or None when there was nothing to commit."""
-        return self.commit_with_stat(message, paths)[0]
+        """Commit all changes (or only `paths`); the sha, or None when there was nothing to commit.
 
-    def commit_with_stat(self, message: str, paths: Sequence[str] | None = None) -> tuple[str | None, str]:
-        """Commit like `commit`; also `git diff --stat` of what was committed ("" when nothing was).
-
-        Three git processes when there is something to commit: stage, commit, then one `show` for both
-        the sha and the stat (`diff_stat`, `commit` and `rev-parse` took six). Whether there was
-        nothing to commit is asked only when `commit` refuses.
+        Two git processes: stage, commit. The sha is read from the ref the commit has just written.
         """
         pathspec = ["--", *(_relative(path) for path in paths)] if paths else []
         self._pin_config()
@@ -365,12 +361,37 @@ class Workspace:
                                "-m", message, *pathspec], check=False)
         if committed.returncode != 0:
             if self._git(["diff", "--cached", "--quiet", *pathspec], check=False).returncode == 0:
-                return None, ""
+                return None
             raise self._error(f"exit code {committed.returncode}", committed.args, committed.returncode,
                               committed.stderr)
-        shown = self._git(["show", "--stat", "--no-ext-diff", "--format=%H", "HEAD"]).stdout
-        sha, _, stat = shown.partition("\n")
-        return sha.strip(), stat.lstrip("\n")
+        return self._head_from_refs() or self.head_sha()
+
+    def _head_from_refs(self) -> str | None:
+        """HEAD's sha read from `.git/HEAD` and the branch's loose ref (git writes it on commit); None
+        when they look anything but ordinary (then ask git)."""
+        git_dir = self.root / ".git"
+        try:
+            head = (git_dir / "HEAD").read_text(encoding="ascii").strip()
+            ref = head.removeprefix("ref: ")
+            if ref == head or not ref.startswith("refs/heads/") or not valid_branch_name(ref[len("refs/heads/"):]):
+                return None
+            sha = (git_dir / ref).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return sha if _FULL_SHA.fullmatch(sha) else None
+
+    def stat(self, sha: str) -> str:
+        """`git diff --stat` of a commit against its parent."""
+        return self._git(["show", "--stat", "--no-ext-diff", "--format=", sha]).stdout.lstrip("\n")
+
+    def commit_with_stat(self, message: str, paths: Sequence[str] | None = None) -> tuple[str | None, str]:
+        """Commit like `commit`; also `git diff --stat` of what was committed ("" when nothing was).
+
+        Three git processes when there is something to commit: stage, commit, `show --stat` (a caller
+        that can wait for the stat runs `stat` itself, beside something else).
+        """
+        sha = self.commit(message, paths)
+        return sha, self.stat(sha) if sha else ""
 
     def push(self, branch: str) -> None:
         """Push HEAD to refs/heads/<branch>; never forced, so a moved remote branch is an error."""

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +244,24 @@ def test_someone_elses_push_during_a_task_pauses_the_execution_and_resume_goes_o
     assert done.status is E.COMPLETED, done.reason
     assert branch_file(stack, "NOTES.md") == "grace was here\n"  # kept
     assert branch_file(stack, "tasks_list.md").count("- [x]") == 3
+
+
+def test_workers_asked_to_stop_are_gone_in_seconds(steps_stack: devstack.Stack) -> None:
+    """RQ's pub/sub thread could hold a stopping worker for a minute (jobs.worker.SteadyWorker.unsubscribe)."""
+    import redis
+    from rq import Worker
+
+    stack = steps_stack
+    workers = [stack.start_worker(role="steps") for _ in range(3)]
+    conn = redis.Redis.from_url(stack.redis.url)
+    prefix = f"{stack.settings.namespace}:steps"
+
+    def listening() -> bool:
+        return sum(1 for w in Worker.all(connection=conn) if any(q.name.startswith(prefix) for q in w.queues)) == 3
+
+    devstack.wait_for(listening, 30, interval=0.1, what="three steps workers to listen")
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert [worker.wait(timeout=20) for worker in workers] == [0, 0, 0]
+    assert time.monotonic() - started < 8

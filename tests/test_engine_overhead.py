@@ -138,6 +138,27 @@ def test_commit_with_stat_gives_the_sha_and_the_stat_of_what_it_committed(tmp_pa
     assert ws.commit_with_stat("still nothing") == (None, "")
 
 
+def test_a_commit_is_two_git_processes_and_reads_its_sha_from_the_ref_git_wrote(tmp_path: Path, origin: Path) -> None:
+    ws = Workspace(tmp_path / "ws" / "acme" / "app", str(origin), None)
+    root = ws.sync("clarity/issue-1", "main")
+    ws.write("a.txt", b"a\n")
+    before = len(ws.calls)
+    sha = ws.commit("1 Task")
+    assert [subcommand(argv) for argv in ws.calls[before:]] == ["add", "commit"]
+    assert sha == ws.head_sha() and ws.stat(sha).strip().endswith("1 file changed, 1 insertion(+)")
+
+    ws.write("b.txt", b"b\n")
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/../../../escape\n")  # odd: git's answer is the one
+    before = len(ws.calls)
+    with pytest.raises(Exception, match="git"):
+        ws.commit("2 Task")  # git itself refuses such a HEAD; the sha is never read from outside .git
+    (root / ".git" / "HEAD").write_text(sha + "\n")  # detached: no branch ref to read
+    before = len(ws.calls)
+    second = ws.commit("2 Task")
+    assert [subcommand(argv) for argv in ws.calls[before:]] == ["add", "commit", "rev-parse"]
+    assert second == ws.head_sha() and second != sha
+
+
 def test_a_commit_that_git_refuses_is_an_error_not_nothing_to_commit(tmp_path: Path, origin: Path) -> None:
     ws = Workspace(tmp_path / "ws" / "acme" / "app", str(origin), None)
     root = ws.sync("clarity/issue-1", "main")
