@@ -13,7 +13,7 @@ from clarity.metrics import ExecutionCollector, QueueCollector
 from clarity.redaction import install_logging, redact
 from clarity.settings import Settings
 from clarity.store import Store
-from dashboard import api, auth, controls, insights, live, pages
+from dashboard import api, appctx, auth, controls, insights, live, pages
 from dashboard.ops import OpsConfig
 from dashboard.ops import bp as ops_bp
 from dashboard.views import bp as dashboard_bp
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     intake = DeliveryQueue(Queue(settings.intake_queue, connection=rq_connection), settings.namespace, INTAKE_JOB,
                            settings.delivery_ttl)
     app.extensions["clarity.settings"] = settings
-    app.extensions["clarity.store"] = store
+    app.extensions[appctx.STORE] = store
     app.extensions["clarity.webhooks"] = WebhookConfig(settings.webhook_secret, intake)
     # POST /webhooks is answered in front of Flask: none of its per-request work is needed there.
     app.wsgi_app = WebhookEndpoint(app.extensions["clarity.webhooks"], app.wsgi_app)  # type: ignore[method-assign]

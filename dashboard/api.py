@@ -36,11 +36,13 @@ from clarity.settings import Settings
 from clarity.status import ExecutionStatus
 from clarity.store import NotFound, Store
 from dashboard import api_models as m
+from dashboard.appctx import PORT
+from dashboard.appctx import port as _port
+from dashboard.appctx import store as _store
 from dashboard.auth import Viewer, visible_executions
 from dashboard.live import viewer
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-PORT = "clarity.engine_port"
 TEAM_MEMBER, MANAGER = "team_member", "manager"
 RECENT = 20  # settled executions the dashboard endpoint lists
 SCAN_CHUNK, SCAN_CHUNKS = 100, 20  # a list request reads at most this many records per index
@@ -107,16 +109,6 @@ def init_app(app: Flask, port: EnginePort) -> None:
 
 
 # -- who, what, which ---------------------------------------------------------------------------
-def _store() -> Store:
-    store: Store = current_app.extensions["clarity.store"]
-    return store
-
-
-def _port() -> EnginePort:
-    port: EnginePort = current_app.extensions[PORT]
-    return port
-
-
 def _who() -> Viewer:
     who = viewer()
     if who is None:  # the guard answers first where sign-in is configured; a bare blueprint lands here

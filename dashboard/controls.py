@@ -19,7 +19,8 @@ from rq import Queue
 from clarity.models import Execution
 from clarity.status import ExecutionStatus as S
 from clarity.status import TaskStatus
-from clarity.store import NotFound, Store
+from clarity.store import NotFound
+from dashboard.appctx import store as _store
 from dashboard.auth import Viewer
 from dashboard.live import viewer
 from dashboard.tasktree import Row
@@ -76,7 +77,7 @@ def press(execution_id: str, action: str) -> ResponseReturnValue:
     """Queue one control on an execution, then show its page again (the live feed shows the effect)."""
     if action not in {a for a, _, _ in CONTROLS}:
         abort(404, description=f"no action {action!r}")
-    store: Store = current_app.extensions["clarity.store"]
+    store = _store()
     try:
         execution = store.get(execution_id)
     except NotFound:

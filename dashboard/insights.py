@@ -12,11 +12,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
 from clarity import history
 from clarity.store import Store
+from dashboard.appctx import store as _store
 from dashboard.auth import Viewer
 from dashboard.live import viewer
 
@@ -151,8 +152,7 @@ def insights() -> ResponseReturnValue:
     who = viewer()
     if who is None:
         abort(401, description="sign in to see metrics")
-    store: Store = current_app.extensions["clarity.store"]
-    page = build(store, who, _days(), time.time())
+    page = build(_store(), who, _days(), time.time())
     customers = [(c.account, c.tasks) for c in page.customers]
     tools = list(page.tools.items())
     return render_template(

@@ -30,6 +30,7 @@ from clarity.settings import Settings
 from clarity.status import ExecutionStatus
 from clarity.store import NotFound, Store
 from dashboard import auth
+from dashboard.appctx import store as _store
 from dashboard.hub import Event, Hub, Subscriber, wait_subscribed
 
 bp = Blueprint("live", __name__, static_folder="static", static_url_path="/assets")
@@ -65,15 +66,10 @@ def hub_of(app: Flask) -> Hub:
 
 def init_app(app: Flask) -> None:
     """Register the feed on an app whose `clarity.store` is set; no connection is made until a socket opens."""
-    store: Store = app.extensions["clarity.store"]
+    store = _store(app)
     app.extensions["clarity.live_hub"] = Hub(store.r, store.events_channel)
     app.register_blueprint(bp)
     app.jinja_env.globals["badges"] = BADGES  # live.js shows the same badge beside the status word
-
-
-def _store() -> Store:
-    store: Store = current_app.extensions["clarity.store"]
-    return store
 
 
 # -- the messages -----------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from clarity.engine_port import EnginePort, EngineRefusal, QueueEntry, WorkerInf
 from clarity.models import Execution
 from clarity.store import NotFound, Store
 from dashboard import audit
-from dashboard.api import PORT
+from dashboard.appctx import port as _port
+from dashboard.appctx import store as _store
 from dashboard.auth import Viewer, visible_executions
 from dashboard.live import viewer
 
@@ -38,16 +39,6 @@ def init_app(app: Flask) -> None:
     """Register the pages; the host's CPU meter is one per web process (viewers share its readings)."""
     app.extensions[HOST_METER] = resources.HostMeter()
     app.register_blueprint(bp)
-
-
-def _store() -> Store:
-    store: Store = current_app.extensions["clarity.store"]
-    return store
-
-
-def _port() -> EnginePort:
-    port: EnginePort = current_app.extensions[PORT]
-    return port
 
 
 def _who() -> Viewer:

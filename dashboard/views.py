@@ -11,15 +11,12 @@ from clarity import artifacts
 from clarity.models import Execution
 from clarity.redaction import redact
 from clarity.settings import Settings
-from clarity.store import NotFound, Store
+from clarity.store import NotFound
 from dashboard import board, controls, start, tasktree
+from dashboard.appctx import store as _store
 from dashboard.live import viewer
 
 bp = Blueprint("dashboard", __name__)
-
-
-def _store() -> Store:
-    return current_app.extensions["clarity.store"]
 
 
 @bp.get("/")

@@ -18,7 +18,7 @@ from clarity import localredis
 from clarity.settings import Settings
 from clarity.store import Store
 
-pytest_plugins = ["tests.conftest_forge"]  # the `forge` fixture: a running GitHub stand-in
+pytest_plugins = ["tests.conftest_forge", "tests.api_fixtures"]  # `forge`: a running GitHub stand-in; the API app
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEBHOOK_FIXTURES = SHARED / "fixtures" / "github-webhooks"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +80,35 @@ def git(stack: devstack.Stack, *args: str, repo: str = REPO) -> str:
 
 def branch_file(stack: devstack.Stack, path: str, branch: str = "clarity/issue-1") -> str:
     return git(stack, "show", f"{branch}:{path}")
+
+
+@contextlib.contextmanager
+def own_workers_stack(redis_url: str, tmp_path: Path, prefix: str, **extra_env: str) -> Iterator[devstack.Stack]:
+    """A stack with its intake worker running, whose steps workers the test starts (and kills) itself."""
+    from tests.conftest import AGENT
+
+    running = devstack.start(tmp_path / "stack", redis_url, agent_command=f"{sys.executable} {AGENT} {{prompt_file}}",
+                             workers=0, namespace=f"{prefix}-{uuid.uuid4().hex[:8]}",
+                             extra_env={"CLARITY_RETRY_BACKOFF": "0.05", **extra_env})
+    running.start_worker(role="intake")
+    try:
+        yield running
+    finally:
+        running.forget()
+        running.stop()
+
+
+def seeded_origin(tmp_path: Path) -> Path:
+    """A bare repository with one commit on `main`: a README and a .gitignore of `*.log`."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "README.md").write_text("# app\n")
+    (source / ".gitignore").write_text("*.log\n")
+    env = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(source)], check=True)
+    subprocess.run(["git", *env, "-C", str(source), "add", "-A"], check=True)
+    subprocess.run(["git", *env, "-C", str(source), "commit", "-q", "-m", "init"], check=True)
+    bare = tmp_path / "origin.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(source), str(bare)], check=True)
+    return bare
+

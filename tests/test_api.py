@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
@@ -23,29 +22,10 @@ from clarity.status import ExecutionStatus, TaskStatus
 from clarity.store import Store
 from dashboard.api_models import ExecutionOut
 from jobs.api_engine import parse_meminfo
+from tests.api_fixtures import bearer
 
 A, B = 101, 202  # two customers' installations
 BASE = "/api/devteam/executions"
-
-
-@pytest.fixture
-def app(settings: Settings) -> Flask:
-    return create_app(settings)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def tokens(store: Store, namespace: str) -> ApiTokens:
-    return ApiTokens(store.r, namespace)
-
-
-def bearer(tokens: ApiTokens, role: str, *installations: int, everything: bool = False) -> dict[str, str]:
-    token, _ = tokens.create(role, installations, everything=everything)
-    return {"Authorization": f"Bearer {token}"}
 
 
 def stored(store: Store, installation: int, repo: str, status: ExecutionStatus = ExecutionStatus.QUEUED,

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
@@ -22,6 +21,7 @@ from clarity.models import Execution, TaskProgress
 from clarity.settings import Settings
 from clarity.status import ExecutionStatus, TaskStatus
 from clarity.store import Store
+from tests.api_fixtures import bearer
 
 S, T = ExecutionStatus, TaskStatus
 A, B = 101, 202
@@ -32,26 +32,6 @@ PATHS = {
     S.STOPPED: (S.STOPPED,), S.PAUSED: (S.INITIALIZING, S.AUTONOMOUS, S.PAUSED),
     S.TASK_EXECUTING: (S.INITIALIZING, S.AUTONOMOUS, S.TASK_EXECUTING), S.QUEUED: (),
 }
-
-
-@pytest.fixture
-def app(settings: Settings) -> Flask:
-    return create_app(settings)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def tokens(store: Store, namespace: str) -> ApiTokens:
-    return ApiTokens(store.r, namespace)
-
-
-def bearer(tokens: ApiTokens, role: str, *installations: int, everything: bool = False) -> dict[str, str]:
-    token, _ = tokens.create(role, installations, everything=everything)
-    return {"Authorization": f"Bearer {token}"}
 
 
 def stored(store: Store, installation: int, repo: str, status: ExecutionStatus,

@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,8 +23,16 @@ from clarity.status import ExecutionStatus as E
 from clarity.store import Store
 from jobs import chaining
 from runner.workspace import PushRejected, Workspace
-from tests.conftest import AGENT
-from tests.e2e import REPO, branch_file, make_repo, store_of, tasks_md, wait_settled
+from tests.e2e import (
+    REPO,
+    branch_file,
+    make_repo,
+    own_workers_stack,
+    seeded_origin,
+    store_of,
+    tasks_md,
+    wait_settled,
+)
 
 from .test_engine_overhead import subcommand
 
@@ -74,17 +80,7 @@ def test_the_worst_case_of_a_step_follows_the_settings(settings) -> None:
 # -- the workspace's part ---------------------------------------------------------------------------
 @pytest.fixture
 def origin(tmp_path: Path) -> Path:
-    source = tmp_path / "source"
-    source.mkdir()
-    (source / "README.md").write_text("# app\n")
-    (source / ".gitignore").write_text("*.log\n")
-    env = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run(["git", "init", "-q", "-b", "main", str(source)], check=True)
-    subprocess.run(["git", *env, "-C", str(source), "add", "-A"], check=True)
-    subprocess.run(["git", *env, "-C", str(source), "commit", "-q", "-m", "init"], check=True)
-    bare = tmp_path / "origin.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(source), str(bare)], check=True)
-    return bare
+    return seeded_origin(tmp_path)
 
 
 def test_resume_checks_out_the_pushed_commit_in_two_git_processes_and_asks_no_remote(
@@ -130,16 +126,8 @@ def test_a_push_the_remote_refuses_because_its_branch_moved_is_push_rejected(tmp
 # -- the whole engine -------------------------------------------------------------------------------
 @pytest.fixture
 def steps_stack(redis_url: str, tmp_path: Path) -> Iterator[devstack.Stack]:
-    """A stack whose steps worker the test starts (and stops) itself."""
-    running = devstack.start(tmp_path / "stack", redis_url, agent_command=f"{sys.executable} {AGENT} {{prompt_file}}",
-                             workers=0, namespace=f"chain-{uuid.uuid4().hex[:8]}",
-                             extra_env={"CLARITY_RETRY_BACKOFF": "0.05"})
-    running.start_worker(role="intake")
-    try:
-        yield running
-    finally:
-        running.forget()
-        running.stop()
+    with own_workers_stack(redis_url, tmp_path, "chain") as stack:
+        yield stack
 
 
 def step_jobs(store: Store, execution_id: str) -> list[str]:

@@ -20,7 +20,7 @@ from clarity.status import ExecutionStatus
 from runner.isolation import unavailable_reason
 from runner.sandbox import Limits, LocalSandbox
 from runner.workspace import Workspace, valid_branch_name
-from tests.e2e import REPO, make_repo, tasks_md, wait_settled
+from tests.e2e import REPO, make_repo, seeded_origin, tasks_md, wait_settled
 
 STRICTER_THAN_GIT = {"@", "@{-1}"}  # refused on purpose (see valid_branch_name); git accepts them
 
@@ -46,17 +46,7 @@ def test_branch_names_are_judged_as_git_judges_them() -> None:
 
 @pytest.fixture
 def origin(tmp_path: Path) -> Path:
-    source = tmp_path / "source"
-    source.mkdir()
-    (source / "README.md").write_text("# app\n")
-    (source / ".gitignore").write_text("*.log\n")
-    env = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run(["git", "init", "-q", "-b", "main", str(source)], check=True)
-    subprocess.run(["git", *env, "-C", str(source), "add", "-A"], check=True)
-    subprocess.run(["git", *env, "-C", str(source), "commit", "-q", "-m", "init"], check=True)
-    bare = tmp_path / "origin.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(source), str(bare)], check=True)
-    return bare
+    return seeded_origin(tmp_path)
 
 
 def subcommand(argv: tuple[str, ...]) -> str:

@@ -27,11 +27,6 @@ S, T = ExecutionStatus, TaskStatus
 A, B = 101, 202
 
 
-@pytest.fixture
-def app(settings: Settings) -> Flask:
-    return create_app(settings)
-
-
 def as_viewer(app: Flask, who: Viewer | None) -> FlaskClient:
     app.extensions["clarity.viewer_provider"] = lambda: who
     return app.test_client()

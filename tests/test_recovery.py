@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,9 +31,8 @@ from clarity.store import Store
 from github_app.reporting import Reporter
 from jobs import context, recovery, scheduler
 from jobs.step import Step
-from tests.conftest import AGENT
 from tests.conftest_forge import ForgeHandle
-from tests.e2e import REPO, git, make_repo, store_of, tasks_md, wait_settled
+from tests.e2e import REPO, git, make_repo, own_workers_stack, store_of, tasks_md, wait_settled
 
 LOST = "recovered after a worker was lost"
 
@@ -269,17 +267,9 @@ exit 0
 
 @pytest.fixture
 def crash_stack(redis_url: str, tmp_path: Path) -> Iterator[devstack.Stack]:
-    running = devstack.start(tmp_path / "stack", redis_url, agent_command=f"{sys.executable} {AGENT} {{prompt_file}}",
-                             workers=0, namespace=f"rec-{uuid.uuid4().hex[:8]}",
-                             extra_env={"CLARITY_RETRY_BACKOFF": "0.05", "CLARITY_LEASE_TTL": "2",
-                                        # random kills may hit one task often: that guard has its own test
-                                        "CLARITY_MAX_RECOVERIES": "100"})
-    running.start_worker(role="intake")
-    try:
-        yield running
-    finally:
-        running.forget()
-        running.stop()
+    # Random kills may hit one task often: that guard has its own test.
+    with own_workers_stack(redis_url, tmp_path, "rec", CLARITY_LEASE_TTL="2", CLARITY_MAX_RECOVERIES="100") as stack:
+        yield stack
 
 
 def children() -> dict[int, list[int]]:
