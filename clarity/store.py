@@ -227,7 +227,7 @@ class Store:
         except NotFound:
             return
         pipe = self.r.pipeline()
-        for suffix in ("", ":tasks", ":task_order", ":log", ":recoveries", ":step"):
+        for suffix in ("", ":tasks", ":task_order", ":log", ":recoveries", ":step", ":checks"):
             pipe.delete(self._k("exec", execution_id) + suffix)
         for flag in ("stop", "pause", "stop_point_reached"):
             pipe.delete(self._k("exec", execution_id, "flag", flag))
@@ -377,6 +377,15 @@ class Store:
         elif shown:
             self._publish(updated, "execution.updated", shown)
         return updated
+
+    def record_check(self, execution_id: str, task_id: str, check_run_id: int) -> None:
+        """Note the check run a step opened for a task, the moment GitHub answers (one HSET, from any
+        thread): recovery closes it if the step is lost before the task's row names it."""
+        self.r.hset(self._k("exec", execution_id, "checks"), task_id, check_run_id)
+
+    def checks(self, execution_id: str) -> dict[str, int]:
+        """Task id → the check run last opened for it."""
+        return {k: int(v) for k, v in self.r.hgetall(self._k("exec", execution_id, "checks")).items()}
 
     def set_task_status(self, execution_id: str, task_id: str, status: TaskStatus, **fields: Any) -> TaskProgress:
         """Shorthand: read, change status and fields, write."""

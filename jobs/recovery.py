@@ -209,7 +209,8 @@ def _recover(engine: Engine, execution_id: str) -> str | None:
         else:
             store.set_task_status(ex.id, progress.task_id, TaskStatus.PENDING)
     # Before the step is enqueued: once it runs, it may find the task done and report success itself.
-    _close_checks(engine, ex, [p.check_run_id for p in lost if p.check_run_id is not None])
+    opened = store.checks(ex.id)  # a run opened while the agent started, before the row named it
+    _close_checks(engine, ex, sorted({c for p in lost if (c := p.check_run_id or opened.get(p.task_id)) is not None}))
     if too_often:
         return _block(engine, ex, too_often[0].task_id)
     if time.monotonic() - claimed > ttl / 2:

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 from githubkit.exception import RequestFailed
@@ -326,11 +327,19 @@ class Step:
         command = config.agents.command or config.agent_command or settings.agent_command
         base_sha = self.head_sha  # what sync checked out (or the overrides' commit): the agent has not run yet
         ex = self.store.transition(ex.id, S.TASK_EXECUTING, "engine", f"task {task.id}", current_task=task.id)
-        check_id = self.reporter.start_check(base_sha, reports.check_name(task), self.eng.dashboard_url(ex.id),
-                                             f"{ex.id}:{task.id}", f"Running task {task.id} with {route.describe()}.",
-                                             actions=(STOP,))
-        self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title, tool=agent,
-                                   check_run_id=check_id)
+
+        def open_check() -> int:
+            opened = self.reporter.start_check(base_sha, reports.check_name(task), self.eng.dashboard_url(ex.id),
+                                               f"{ex.id}:{task.id}", f"Running task {task.id} with "
+                                               f"{route.describe()}.", actions=(STOP,))
+            self.store.record_check(ex.id, task.id, opened)  # a worker lost from here on leaves no run spinning
+            return opened
+
+        # The task's check run is opened while the agent works (a round trip to GitHub off the task's
+        # path); it is waited for once the attempts are over, and named in the task's row then.
+        opening = publish.begin(open_check)
+        check_id: int | None = None
+        self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title, tool=agent)
         plan = AttemptPlan(
             task=task, agent=agent, agent_options={"command": command} if command else {},
             checks=task.checks + config.gates, workdir=workdir,
@@ -351,9 +360,11 @@ class Step:
                                 discard=ws.discard, record=toolchain.stats_store(self.eng).record_for(ex.repo)),
                 lambda tool: toolchain.options_for(tool, config.agents, command), toolchain.agent_keys(self.eng, ex))
             result, agent = chain.result, chain.tool
+            check_id = _opened(opening)
             if len(chain.tries) > 1 or chain.skipped:
                 self.store.log(ex.id, f"task {task.id}: tools: {chain.summary()}", task=task.id)
-                self.store.put_task(ex.id, dataclasses.replace(self.store.task(ex.id, task.id), tool=agent))
+            self.store.put_task(ex.id, dataclasses.replace(self.store.task(ex.id, task.id), tool=agent,
+                                                           check_run_id=check_id))
             metrics.task_finished(agent, result.passed, result.duration, result.attempts)
             if not result.passed:
                 return self._task_failed(ex, ws, config, task, check_id, result)
@@ -362,10 +373,13 @@ class Step:
             # Whatever stopped the task, leave no half-done work and no check run spinning forever.
             ws.discard()
             cancelled, paused = isinstance(exc, Cancelled), isinstance(exc, (budgets.Exhausted, PushRejected))
+            if check_id is None:
+                check_id = _opened_or_none(opening)  # None when GitHub refused to open it
             with contextlib.suppress(RequestFailed):
-                self.reporter.finish_check(check_id, "cancelled" if cancelled else "neutral" if paused else "failure",
-                                           reports.check_name(task), "Stopped before the task finished." if cancelled
-                                           else f"Paused: {exc}." if paused else str(exc))
+                if check_id is not None:
+                    self.reporter.finish_check(check_id, "cancelled" if cancelled else "neutral" if paused else
+                                               "failure", reports.check_name(task), "Stopped before the task "
+                                               "finished." if cancelled else f"Paused: {exc}." if paused else str(exc))
             if not self.hold.lost.is_set() and self.store.task(ex.id, task.id).status is not TaskStatus.COMPLETED:
                 infra = classify_exception(exc)  # isolation, git, disk: recorded as `infra` on the task
                 self.store.set_task_status(ex.id, task.id, TaskStatus.PENDING,
@@ -523,6 +537,25 @@ class Step:
 
     def _heartbeat(self, ex: Execution) -> contextlib.AbstractContextManager[heartbeat.Hold]:
         return heartbeat.beating(self.eng, ex, self.cancel)
+
+
+def _opened(opening: list[Future[object]]) -> int:
+    """The id of the check run `open_check` opened, once it has; what GitHub answered otherwise, raised."""
+    error, = publish.wait(opening)
+    if error is not None:
+        raise error
+    opened = opening[0].result()
+    assert isinstance(opened, int)
+    return opened
+
+
+def _opened_or_none(opening: list[Future[object]]) -> int | None:
+    """`_opened`, or None when it could not be opened (on the way out of a failed task: its error wins)."""
+    try:
+        return _opened(opening)
+    except Exception as exc:  # noqa: BLE001 - the task's own error is the one to report
+        log.warning("the task's check run was not opened: %s", describe_error(exc))
+        return None
 
 
 def _commit_of(ws: Workspace, task_id: str) -> str:

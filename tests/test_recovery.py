@@ -240,6 +240,24 @@ def test_task_pushed_before_the_crash_is_recorded_once_and_never_redone(forge_en
     assert (run["status"], run["conclusion"]) == ("completed", "success")
 
 
+def test_a_check_run_opened_while_the_agent_started_is_closed_when_its_worker_is_lost(forge_engine, forge) -> None:
+    """The task's check run opens beside the agent; a worker lost before the row names it leaves none spinning."""
+    eng = forge_engine
+    ex = execution(eng.store)  # task 1 in progress, its row without a check run yet
+    installation = eng.github.installation_id_for(REPO)
+    eng.store.update(ex.id, installation_id=installation)
+    check = Reporter(eng.github.client(installation), REPO).start_check(
+        git_sha(forge, "main"), "Clarity: 1 One", "http://x", f"{ex.id}:1", "Running task 1.")
+    eng.store.record_check(ex.id, "1", check)  # what open_check wrote, then the worker died
+    assert eng.store.task(ex.id, "1").check_run_id is None and eng.store.checks(ex.id) == {"1": check}
+
+    assert recovery.reconcile(eng).recovered == (ex.id,)
+    run = next(r for r in forge.admin("GET", "/state")[1]["check_runs"] if r["id"] == check)
+    assert (run["status"], run["conclusion"]) == ("completed", "cancelled")
+    eng.store.forget(ex.id)
+    assert eng.store.checks(ex.id) == {}
+
+
 def bare_git(forge: ForgeHandle, *args: str) -> str:
     bare = forge.config.repos_dir / "acme" / "widgets.git"
     return subprocess.run(["git", f"--git-dir={bare}", *args], capture_output=True, text=True, check=True).stdout
@@ -396,6 +414,8 @@ def test_killing_the_steps_worker_again_and_again_loses_nothing_and_repeats_noth
     runs = stack.admin("GET", "/state")["check_runs"]
     assert all(any(r["name"].startswith(f"Clarity: {i} ") and r["conclusion"] == "success" for r in runs)
                for i in ids), why
+    spinning = [(r["name"], r["id"]) for r in runs if r["status"] != "completed"]
+    assert spinning == [], (spinning, why)  # no check run a lost worker opened is left running
 
 
 EPHEMERAL = ("rq:*{ns}:*", "{ns}:ready*", "{ns}:slot:*", "{ns}:served*", "{ns}:repo:*:lease", "{ns}:recovery:*",
