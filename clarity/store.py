@@ -378,14 +378,17 @@ class Store:
             self._publish(updated, "execution.updated", shown)
         return updated
 
-    def record_check(self, execution_id: str, task_id: str, check_run_id: int) -> None:
-        """Note the check run a step opened for a task, the moment GitHub answers (one HSET, from any
-        thread): recovery closes it if the step is lost before the task's row names it."""
-        self.r.hset(self._k("exec", execution_id, "checks"), task_id, check_run_id)
+    def record_check(self, execution_id: str, task_id: str, check_run_id: int | None = None, sha: str = "") -> None:
+        """Note the check run a step opens for a task (one HSET, from any thread): first the commit it
+        is being opened on (`sha`, before GitHub is asked), then its id, the moment GitHub answers.
+        Recovery closes it from either if the step is lost before the task's row names it."""
+        self.r.hset(self._k("exec", execution_id, "checks"), task_id,
+                    str(check_run_id) if check_run_id is not None else f"@{sha}")
 
-    def checks(self, execution_id: str) -> dict[str, int]:
-        """Task id → the check run last opened for it."""
-        return {k: int(v) for k, v in self.r.hgetall(self._k("exec", execution_id, "checks")).items()}
+    def checks(self, execution_id: str) -> dict[str, int | str]:
+        """Task id → the check run last opened for it (an id), or the commit it was being opened on (a sha)."""
+        raw = self.r.hgetall(self._k("exec", execution_id, "checks"))
+        return {task: value[1:] if value.startswith("@") else int(value) for task, value in raw.items()}
 
     def set_task_status(self, execution_id: str, task_id: str, status: TaskStatus, **fields: Any) -> TaskProgress:
         """Shorthand: read, change status and fields, write."""

@@ -131,6 +131,12 @@ class Reporter:
             actions=[b.to_github() for b in actions[:3]])
         return int(response.parsed_data.id)
 
+    def running_checks(self, head_sha: str, external_id: str) -> list[int]:
+        """The ids of the check runs on a commit still in progress under `external_id` (ours: one per task)."""
+        response = self.gh.rest.checks.list_for_ref(self.owner, self.name, head_sha, status="in_progress",
+                                                    filter_="all", per_page=100)
+        return [run.id for run in response.parsed_data.check_runs if run.external_id == external_id]
+
     def finish_check(self, check_run_id: int, conclusion: Conclusion, title: str, summary: str,
                      text: str = "", annotations: Sequence[Annotation] = (), actions: Sequence[Button] = ()) -> None:
         """Complete a check run with its evidence; annotations go 50 per request (GitHub appends them)."""

@@ -20,6 +20,7 @@ from jobs.context import Engine
 log = logging.getLogger(__name__)
 
 
+SUMMARY = ":summary"  # the summary check run's entry in Store.checks (never a task id)
 REPORT_THREADS = 32  # far more than one process ever waits on at once (a step nests two deep)
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 
@@ -93,9 +94,11 @@ def summary(eng: Engine, reporter: Reporter, ex: Execution, head_sha: str, final
             old = ex.summary_check_id
             ended = _threads().submit(end_summary, reporter, ex, head_sha) if old and moved and not old_ended else None
             try:
+                eng.store.record_check(ex.id, SUMMARY, sha=head_sha)  # where recovery looks if no answer is heard
                 check_id = reporter.start_check(head_sha, name, url, f"{ex.id}:", line, actions=(STOP,),
                                                 title=line, text=text)
                 ex = eng.store.update(ex.id, summary_check_id=check_id, summary_sha=head_sha)
+                eng.store.record_check(ex.id, SUMMARY, check_id)
             finally:
                 failed = ended.exception() if ended is not None else None  # waits for it, whatever happened
             if failed is not None:  # end_summary logs GitHub's refusals: this is anything else

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from clarity.settings import Settings
 from clarity.status import ExecutionStatus, IllegalTransition, TaskStatus
 from github_app.client import describe_error
 from github_app.reporting import Reporter
-from jobs import context, scheduler
+from jobs import context, publish, scheduler
 from jobs.context import Engine
 
 log = logging.getLogger(__name__)
@@ -209,8 +209,14 @@ def _recover(engine: Engine, execution_id: str) -> str | None:
         else:
             store.set_task_status(ex.id, progress.task_id, TaskStatus.PENDING)
     # Before the step is enqueued: once it runs, it may find the task done and report success itself.
-    opened = store.checks(ex.id)  # a run opened while the agent started, before the row named it
-    _close_checks(engine, ex, sorted({c for p in lost if (c := p.check_run_id or opened.get(p.task_id)) is not None}))
+    # The run last opened for each lost task: its id, or, if the worker was lost before GitHub's answer,
+    # the commit it was being opened on (looked up by its external id). The row's id is older, if any.
+    opened = store.checks(ex.id)
+    runs = {p.task_id: opened.get(p.task_id, p.check_run_id) for p in lost}
+    _close_checks(engine, ex, sorted(c for c in runs.values() if isinstance(c, int)),
+                  [(task_id, sha) for task_id, sha in runs.items() if isinstance(sha, str)])
+    if isinstance(summary := opened.get(publish.SUMMARY), str):  # a summary asked for, never recorded
+        _close_orphan_summaries(engine, ex, summary)
     if too_often:
         return _block(engine, ex, too_often[0].task_id)
     if time.monotonic() - claimed > ttl / 2:
@@ -252,18 +258,35 @@ def _block(engine: Engine, ex: Execution, task_id: str) -> str:
     return "blocked"
 
 
-def _close_checks(engine: Engine, ex: Execution, check_run_ids: list[int]) -> None:
-    """Complete the check runs the lost worker left in progress (best effort: GitHub may be away)."""
-    if not check_run_ids:
+def _close_checks(engine: Engine, ex: Execution, check_run_ids: list[int],
+                  unanswered: Sequence[tuple[str, str]] = ()) -> None:
+    """Complete the check runs the lost worker left in progress (best effort: GitHub may be away);
+    `unanswered`: (task id, commit) of runs asked for whose answer the worker never heard."""
+    if not check_run_ids and not unanswered:
         return
     try:
         reporter = Reporter(engine.github.client(ex.installation_id), ex.repo)
+        for task_id, sha in unanswered:
+            check_run_ids = [*check_run_ids, *reporter.running_checks(sha, f"{ex.id}:{task_id}")]
         for check_run_id in check_run_ids:
             reporter.finish_check(check_run_id, "cancelled", "The worker running this task was lost",
                                   "Clarity picked the execution up again: the task runs again, unless the "
                                   f"branch `{ex.branch}` already shows it done.")
     except (GitHubException, httpx.HTTPError) as exc:
         log.warning("execution %s: could not close the lost task's check run: %s", ex.id, describe_error(exc))
+
+
+def _close_orphan_summaries(engine: Engine, ex: Execution, sha: str) -> None:
+    """End the summary check runs a lost worker opened on `sha` without recording them (best effort):
+    the next step opens the execution's summary on the branch head again."""
+    try:
+        reporter = Reporter(engine.github.client(ex.installation_id), ex.repo)
+        for check_run_id in reporter.running_checks(sha, f"{ex.id}:"):
+            if check_run_id != ex.summary_check_id:
+                reporter.finish_check(check_run_id, "neutral", "The worker updating this summary was lost",
+                                      "Clarity picked the execution up again; its summary goes on in a new check run.")
+    except (GitHubException, httpx.HTTPError) as exc:
+        log.warning("execution %s: could not close a lost summary check run: %s", ex.id, describe_error(exc))
 
 
 # -- what RQ knows ------------------------------------------------------------------------------

@@ -329,6 +329,7 @@ class Step:
         ex = self.store.transition(ex.id, S.TASK_EXECUTING, "engine", f"task {task.id}", current_task=task.id)
 
         def open_check() -> int:
+            self.store.record_check(ex.id, task.id, sha=base_sha)  # where to look if no answer is heard
             opened = self.reporter.start_check(base_sha, reports.check_name(task), self.eng.dashboard_url(ex.id),
                                                f"{ex.id}:{task.id}", f"Running task {task.id} with "
                                                f"{route.describe()}.", actions=(STOP,))

@@ -29,7 +29,7 @@ from clarity.status import ExecutionStatus as E
 from clarity.status import TaskStatus as T
 from clarity.store import Store
 from github_app.reporting import Reporter
-from jobs import context, recovery, scheduler
+from jobs import context, publish, recovery, scheduler
 from jobs.step import Step
 from tests.conftest_forge import ForgeHandle
 from tests.e2e import REPO, git, make_repo, own_workers_stack, store_of, tasks_md, wait_settled
@@ -258,6 +258,43 @@ def test_a_check_run_opened_while_the_agent_started_is_closed_when_its_worker_is
     assert eng.store.checks(ex.id) == {}
 
 
+def test_a_check_run_whose_answer_the_lost_worker_never_heard_is_found_and_closed(forge_engine, forge) -> None:
+    """Lost while GitHub answered the POST: only the commit was noted; the run is found by its external id."""
+    eng = forge_engine
+    ex = execution(eng.store)
+    installation = eng.github.installation_id_for(REPO)
+    eng.store.update(ex.id, installation_id=installation)
+    reporter = Reporter(eng.github.client(installation), REPO)
+    main = git_sha(forge, "main")
+    eng.store.record_check(ex.id, "1", sha=main)  # open_check's first write; then GitHub made the run
+    lost = reporter.start_check(main, "Clarity: 1 One", "http://x", f"{ex.id}:1", "Running task 1.")
+    other = reporter.start_check(main, "Clarity: 1 One", "http://x", "another-execution:1", "Not ours.")
+    assert eng.store.checks(ex.id) == {"1": main}
+
+    assert recovery.reconcile(eng).recovered == (ex.id,)
+    runs = {r["id"]: r for r in forge.admin("GET", "/state")[1]["check_runs"]}
+    assert (runs[lost]["status"], runs[lost]["conclusion"]) == ("completed", "cancelled")
+    assert runs[other]["status"] == "in_progress"  # another execution's run is left alone
+
+
+def test_a_summary_check_run_the_lost_worker_opened_but_never_recorded_is_ended(forge_engine, forge) -> None:
+    eng = forge_engine
+    ex = execution(eng.store)
+    installation = eng.github.installation_id_for(REPO)
+    eng.store.update(ex.id, installation_id=installation)
+    reporter = Reporter(eng.github.client(installation), REPO)
+    main = git_sha(forge, "main")
+    recorded = reporter.start_check(main, "Clarity: run", "http://x", f"{ex.id}:", "1/2 tasks done")
+    eng.store.update(ex.id, summary_check_id=recorded, summary_sha=main)
+    eng.store.record_check(ex.id, publish.SUMMARY, sha=main)  # the next summary was asked for, then the worker died
+    orphan = reporter.start_check(main, "Clarity: run", "http://x", f"{ex.id}:", "2/2 tasks done")
+
+    assert recovery.reconcile(eng).recovered == (ex.id,)
+    runs = {r["id"]: r for r in forge.admin("GET", "/state")[1]["check_runs"]}
+    assert (runs[orphan]["status"], runs[orphan]["conclusion"]) == ("completed", "neutral")
+    assert runs[recorded]["status"] == "in_progress"  # the execution's summary goes on
+
+
 def bare_git(forge: ForgeHandle, *args: str) -> str:
     bare = forge.config.repos_dir / "acme" / "widgets.git"
     return subprocess.run(["git", f"--git-dir={bare}", *args], capture_output=True, text=True, check=True).stdout
@@ -328,8 +365,9 @@ RANDOM_KILLS = 9  # and a tenth once the last task is in git, before the store h
 
 def test_killing_the_steps_worker_again_and_again_loses_nothing_and_repeats_nothing(crash_stack, tmp_path) -> None:
     stack = crash_stack
-    last = str(RANDOM_KILLS + 2)
-    ids = [str(i) for i in range(1, RANDOM_KILLS + 3)]
+    # More tasks than kills: under load a kill cycle may let a task more through; the last is held.
+    last = str(RANDOM_KILLS + 4)
+    ids = [str(i) for i in range(1, RANDOM_KILLS + 5)]
     make_repo(stack, tmp_path, tasks_md(*((i, f"Part {i} [slow:1]", False) for i in ids)))
     bare = stack.forge.config.repos_dir / "acme" / "widgets.git"
     trap, held, release = tmp_path / "trap", tmp_path / "held", tmp_path / "release"
