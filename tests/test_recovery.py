@@ -240,14 +240,19 @@ def test_task_pushed_before_the_crash_is_recorded_once_and_never_redone(forge_en
     assert (run["status"], run["conclusion"]) == ("completed", "success")
 
 
+def task_in_progress(eng: context.Engine, forge: ForgeHandle) -> tuple[Execution, Reporter, str]:
+    """Task 1 of an execution in progress on the forge's repository: the execution, a reporter, main's sha."""
+    ex = execution(eng.store)
+    installation = eng.github.installation_id_for(REPO)
+    ex = eng.store.update(ex.id, installation_id=installation)
+    return ex, Reporter(eng.github.client(installation), REPO), git_sha(forge, "main")
+
+
 def test_a_check_run_opened_while_the_agent_started_is_closed_when_its_worker_is_lost(forge_engine, forge) -> None:
     """The task's check run opens beside the agent; a worker lost before the row names it leaves none spinning."""
     eng = forge_engine
-    ex = execution(eng.store)  # task 1 in progress, its row without a check run yet
-    installation = eng.github.installation_id_for(REPO)
-    eng.store.update(ex.id, installation_id=installation)
-    check = Reporter(eng.github.client(installation), REPO).start_check(
-        git_sha(forge, "main"), "Clarity: 1 One", "http://x", f"{ex.id}:1", "Running task 1.")
+    ex, reporter, main = task_in_progress(eng, forge)  # its row without a check run yet
+    check = reporter.start_check(main, "Clarity: 1 One", "http://x", f"{ex.id}:1", "Running task 1.")
     eng.store.record_check(ex.id, "1", check)  # what open_check wrote, then the worker died
     assert eng.store.task(ex.id, "1").check_run_id is None and eng.store.checks(ex.id) == {"1": check}
 
@@ -261,11 +266,7 @@ def test_a_check_run_opened_while_the_agent_started_is_closed_when_its_worker_is
 def test_a_check_run_whose_answer_the_lost_worker_never_heard_is_found_and_closed(forge_engine, forge) -> None:
     """Lost while GitHub answered the POST: only the commit was noted; the run is found by its external id."""
     eng = forge_engine
-    ex = execution(eng.store)
-    installation = eng.github.installation_id_for(REPO)
-    eng.store.update(ex.id, installation_id=installation)
-    reporter = Reporter(eng.github.client(installation), REPO)
-    main = git_sha(forge, "main")
+    ex, reporter, main = task_in_progress(eng, forge)
     eng.store.record_check(ex.id, "1", sha=main)  # open_check's first write; then GitHub made the run
     lost = reporter.start_check(main, "Clarity: 1 One", "http://x", f"{ex.id}:1", "Running task 1.")
     other = reporter.start_check(main, "Clarity: 1 One", "http://x", "another-execution:1", "Not ours.")
@@ -279,11 +280,7 @@ def test_a_check_run_whose_answer_the_lost_worker_never_heard_is_found_and_close
 
 def test_a_summary_check_run_the_lost_worker_opened_but_never_recorded_is_ended(forge_engine, forge) -> None:
     eng = forge_engine
-    ex = execution(eng.store)
-    installation = eng.github.installation_id_for(REPO)
-    eng.store.update(ex.id, installation_id=installation)
-    reporter = Reporter(eng.github.client(installation), REPO)
-    main = git_sha(forge, "main")
+    ex, reporter, main = task_in_progress(eng, forge)
     recorded = reporter.start_check(main, "Clarity: run", "http://x", f"{ex.id}:", "1/2 tasks done")
     eng.store.update(ex.id, summary_check_id=recorded, summary_sha=main)
     eng.store.record_check(ex.id, publish.SUMMARY, sha=main)  # the next summary was asked for, then the worker died
@@ -399,15 +396,21 @@ def test_killing_the_steps_worker_again_and_again_loses_nothing_and_repeats_noth
             time.sleep(0.02)
 
     give_up = time.monotonic() + 150
-    armed = True  # a kill waits for a task attempt that started after the previous kill
+    # A kill waits for a task attempt that started after the previous kill. Counted by the execution's
+    # attempts, not by its status leaving task-executing: between two chained steps it does so for
+    # milliseconds, which a poll can miss.
+    attempts_at_kill = -1
+
+    def armed() -> bool:
+        return store.get(ex_id).attempts > attempts_at_kill
+
     while not status().is_terminal and not release.exists():
         assert time.monotonic() < give_up, f"no end in sight: seed {seed}, kills {kills}, see {stack.base}"
         if holding():
             kill_tree(worker.pid)  # the last task is in git; the store has not heard of it
             release.touch()
             kills.append(f"after the push of {last}")
-        elif len(kills) >= RANDOM_KILLS or not armed or status() is not E.TASK_EXECUTING:
-            armed = armed or status() is not E.TASK_EXECUTING
+        elif len(kills) >= RANDOM_KILLS or not armed() or status() is not E.TASK_EXECUTING:
             pause(0.05)  # after the random kills, only the held push is left
             continue
         else:
@@ -417,7 +420,7 @@ def test_killing_the_steps_worker_again_and_again_loses_nothing_and_repeats_noth
             pause(rng.uniform(0.0, 1.8))
             if holding() or status().is_terminal:
                 continue
-            armed = False
+            attempts_at_kill = store.get(ex_id).attempts
             horse = children().get(worker.pid, [])  # RQ forks one work horse per job
             if horse and rng.random() < 0.3:
                 kill_tree(horse[0])  # the work horse only: its worker lives on and recovers it itself
