@@ -25,6 +25,11 @@ class ExecutionStatus(StrEnum):
         return self in _TERMINAL
 
     @property
+    def is_settled(self) -> bool:
+        """Terminal, or waiting for a person (paused, blocked): the execution has stopped moving."""
+        return self in _SETTLED
+
+    @property
     def is_active(self) -> bool:
         """The execution holds (or is about to take) its repository's lease."""
         return self in _ACTIVE
@@ -58,6 +63,7 @@ class IllegalTransition(ValueError):
 E = ExecutionStatus
 T = TaskStatus
 _TERMINAL = frozenset({E.COMPLETED, E.FAILED, E.STOPPED})
+_SETTLED = _TERMINAL | {E.PAUSED, E.BLOCKED}
 _ACTIVE = frozenset({E.INITIALIZING, E.AUTONOMOUS, E.TASK_EXECUTING, E.ERROR_SOLVING})
 _BADGES = {
     E.QUEUED: "⏳", E.INITIALIZING: "🔵", E.AUTONOMOUS: "🟢", E.TASK_EXECUTING: "🟡",

@@ -148,7 +148,7 @@ class Store:
                     status = check_execution(current.status, new)
                     now = time.time()
                     changes: dict[str, Any] = {"status": status, "updated_at": now, "reason": reason, **fields}
-                    if status.is_terminal or status in (ExecutionStatus.PAUSED, ExecutionStatus.BLOCKED):
+                    if status.is_settled:
                         changes.setdefault("finished_at", now)
                     updated = _replace(current, **changes)
                     flat = updated.to_redis()
@@ -290,13 +290,15 @@ class Store:
 
     def task(self, execution_id: str, task_id: str) -> TaskProgress:
         """One task's progress (pending if never touched)."""
+        return self._stored_task(execution_id, task_id) or TaskProgress(task_id=task_id)
+
+    def _stored_task(self, execution_id: str, task_id: str) -> TaskProgress | None:
         raw = self.r.hget(self._k("exec", execution_id, "tasks"), task_id)
-        return TaskProgress.from_json(raw) if raw else TaskProgress(task_id=task_id)
+        return TaskProgress.from_json(raw) if raw else None
 
     def put_task(self, execution_id: str, progress: TaskProgress, actor: str = "engine") -> TaskProgress:
         """Write a task's progress; a status change is checked against the task state machine."""
-        raw = self.r.hget(self._k("exec", execution_id, "tasks"), progress.task_id)
-        return self._put_task(execution_id, progress, None if raw is None else TaskProgress.from_json(raw), actor)
+        return self._put_task(execution_id, progress, self._stored_task(execution_id, progress.task_id), actor)
 
     def _put_task(self, execution_id: str, progress: TaskProgress, stored: TaskProgress | None,
                   actor: str) -> TaskProgress:
@@ -311,9 +313,7 @@ class Store:
             pipe.rpush(self._k("exec", execution_id, "task_order"), progress.task_id)
         pipe.execute()
         if previous.status != progress.status:
-            self._emit(self.brief(execution_id), "task.status", actor, {
-                "task": progress.task_id, "title": progress.title, "from": str(previous.status),
-                "to": str(progress.status), "attempts": progress.attempts})
+            self._emit(self.brief(execution_id), "task.status", actor, _task_moved(previous, progress))
         return progress
 
     def settle_tasks(self, execution_id: str, writes: Sequence[TaskProgress], actor: str = "engine",
@@ -351,7 +351,7 @@ class Store:
                         changes["tasks_completed"] = current.tasks_completed + delta
                     if new is not None:
                         changes.update(status=check_execution(current.status, new), reason=reason)
-                        if new.is_terminal or new in (ExecutionStatus.PAUSED, ExecutionStatus.BLOCKED):
+                        if new.is_settled:
                             changes.setdefault("finished_at", changes["updated_at"])
                     updated = _replace(current, **changes)
                     flat = updated.to_redis()
@@ -367,9 +367,7 @@ class Store:
                 except redis.WatchError:
                     continue
         for previous, progress in moves:
-            self._emit(updated, "task.status", actor, {
-                "task": progress.task_id, "title": progress.title, "from": str(previous.status),
-                "to": str(progress.status), "attempts": progress.attempts})
+            self._emit(updated, "task.status", actor, _task_moved(previous, progress))
         shown = {k: _jsonable(v) for k, v in changes.items() if k not in ("status", "reason", "updated_at")}
         if new is not None:
             self._emit(updated, "execution.status", actor, {"from": str(current.status), "to": str(updated.status),
@@ -392,8 +390,7 @@ class Store:
 
     def set_task_status(self, execution_id: str, task_id: str, status: TaskStatus, **fields: Any) -> TaskProgress:
         """Shorthand: read, change status and fields, write."""
-        raw = self.r.hget(self._k("exec", execution_id, "tasks"), task_id)
-        stored = None if raw is None else TaskProgress.from_json(raw)
+        stored = self._stored_task(execution_id, task_id)
         current = stored or TaskProgress(task_id=task_id)
         return self._put_task(execution_id, _replace(current, status=status, **fields), stored, "engine")
 
@@ -530,6 +527,12 @@ class Store:
     def clear_flag(self, execution_id: str, flag: str) -> None:
         """Lower a flag once acted upon."""
         self.r.delete(self._k("exec", execution_id, "flag", flag))
+
+
+def _task_moved(previous: TaskProgress, progress: TaskProgress) -> dict[str, Any]:
+    """The data of a `task.status` event."""
+    return {"task": progress.task_id, "title": progress.title, "from": str(previous.status),
+            "to": str(progress.status), "attempts": progress.attempts}
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

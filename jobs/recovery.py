@@ -266,9 +266,8 @@ def _close_checks(engine: Engine, ex: Execution, check_run_ids: list[int],
         return
     try:
         reporter = Reporter(engine.github.client(ex.installation_id), ex.repo)
-        for task_id, sha in unanswered:
-            check_run_ids = [*check_run_ids, *reporter.running_checks(sha, f"{ex.id}:{task_id}")]
-        for check_run_id in check_run_ids:
+        found = [i for task_id, sha in unanswered for i in reporter.running_checks(sha, f"{ex.id}:{task_id}")]
+        for check_run_id in [*check_run_ids, *found]:
             reporter.finish_check(check_run_id, "cancelled", "The worker running this task was lost",
                                   "Clarity picked the execution up again: the task runs again, unless the "
                                   f"branch `{ex.branch}` already shows it done.")

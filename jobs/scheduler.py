@@ -105,7 +105,7 @@ def estimate(engine: Engine, execution: Execution) -> Estimate:
     store = engine.store
     per_task = task_seconds(store.durations(execution.repo) or store.durations())
     status = execution.status
-    if status.is_terminal or status in (ExecutionStatus.PAUSED, ExecutionStatus.BLOCKED):
+    if status.is_settled:
         return Estimate(None, None, per_task)
     if status is ExecutionStatus.QUEUED:
         ahead = [store.lease_holder(execution.repo)] + store.waiting(execution.repo)

@@ -338,7 +338,7 @@ class Step:
 
         # The task's check run is opened while the agent works (a round trip to GitHub off the task's
         # path); it is waited for once the attempts are over, and named in the task's row then.
-        opening = publish.begin(open_check)
+        opening, = publish.begin(open_check)
         check_id: int | None = None
         self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title, tool=agent)
         plan = AttemptPlan(
@@ -540,17 +540,14 @@ class Step:
         return heartbeat.beating(self.eng, ex, self.cancel)
 
 
-def _opened(opening: list[Future[object]]) -> int:
+def _opened(opening: Future[object]) -> int:
     """The id of the check run `open_check` opened, once it has; what GitHub answered otherwise, raised."""
-    error, = publish.wait(opening)
-    if error is not None:
-        raise error
-    opened = opening[0].result()
+    opened = opening.result()
     assert isinstance(opened, int)
     return opened
 
 
-def _opened_or_none(opening: list[Future[object]]) -> int | None:
+def _opened_or_none(opening: Future[object]) -> int | None:
     """`_opened`, or None when it could not be opened (on the way out of a failed task: its error wins)."""
     try:
         return _opened(opening)

@@ -281,10 +281,7 @@ class Workspace:
             sha = self._commit_of(start)
             if sha is None:
                 raise GitError(f"neither `{branch}` nor the base branch `{base}` exists on {self.clone_url}")
-        self._git(["checkout", "-q", "-f", "--no-track", "-B", branch, start])
-        self._git(["clean", "-q", "-ffdx"])
-        self.synced_sha = sha
-        return self.root
+        return self._check_out(branch, start, sha)
 
     def resume(self, branch: str, sha: str) -> Path:
         """Check out `branch` at `sha`, a commit this process has just pushed to it, without asking the
@@ -297,7 +294,11 @@ class Workspace:
         if not (self.root / ".git").is_dir():
             raise GitError(f"no workspace at {self.root} to resume")
         self._prepare_repository()
-        self._git(["checkout", "-q", "-f", "--no-track", "-B", branch, sha])
+        return self._check_out(branch, sha, sha)
+
+    def _check_out(self, branch: str, start: str, sha: str) -> Path:
+        """`branch` at `start` (which is `sha`) in index and worktree, nothing else left in it."""
+        self._git(["checkout", "-q", "-f", "--no-track", "-B", branch, start])
         self._git(["clean", "-q", "-ffdx"])
         self.synced_sha = sha
         return self.root

@@ -22,7 +22,7 @@ import devstack
 from clarity.status import ExecutionStatus as E
 from clarity.store import Store
 from jobs import chaining
-from runner.workspace import PushRejected, Workspace
+from runner.workspace import Workspace
 from tests.e2e import (
     REPO,
     branch_file,
@@ -104,23 +104,6 @@ def test_resume_checks_out_the_pushed_commit_in_two_git_processes_and_asks_no_re
 
     with pytest.raises(Exception, match="no workspace"):
         Workspace(tmp_path / "ws" / "acme" / "none", str(origin), None).resume("clarity/issue-1", sha)
-
-
-def test_a_push_the_remote_refuses_because_its_branch_moved_is_push_rejected(tmp_path: Path, origin: Path) -> None:
-    first = Workspace(tmp_path / "a", str(origin), None)
-    first.sync("clarity/issue-1", "main")
-    first.write("1.txt", b"one\n")
-    first.commit("clarity: 1 One")
-    first.push("clarity/issue-1")
-    second = Workspace(tmp_path / "b", str(origin), None)
-    second.sync("clarity/issue-1", "main")
-    second.write("2.txt", b"theirs\n")
-    second.commit("someone else's work")
-    second.push("clarity/issue-1")
-    first.write("3.txt", b"ours\n")
-    first.commit("clarity: 2 Two")
-    with pytest.raises(PushRejected, match="rejected|fetch first"):
-        first.push("clarity/issue-1")  # never forced
 
 
 # -- the whole engine -------------------------------------------------------------------------------

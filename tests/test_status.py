@@ -49,6 +49,10 @@ def test_terminal_statuses_have_no_way_out() -> None:
         assert (not EXECUTION_TRANSITIONS[status]) == status.is_terminal
 
 
+def test_settled_statuses_are_the_terminal_ones_and_those_waiting_for_a_person() -> None:
+    assert {s for s in E if s.is_settled} == {E.COMPLETED, E.FAILED, E.STOPPED, E.PAUSED, E.BLOCKED}
+
+
 def test_task_machine() -> None:
     assert check_task(T.PENDING, T.IN_PROGRESS) is T.IN_PROGRESS
     assert check_task(T.VERIFYING, T.COMPLETED) is T.COMPLETED

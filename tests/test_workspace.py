@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.workspace import GitError, Workspace, basic_auth_header
+from runner.workspace import GitError, PushRejected, Workspace, basic_auth_header
 
 TOKEN = "ghs_TestInstallationToken0123456789abcdef"
 GIT_ENV = {
@@ -196,7 +196,7 @@ def test_push_never_forces_over_a_moved_remote_branch(tmp_path: Path, origin: Pa
     first.push("feature")
     second.write("y.txt", b"2\n")
     second.commit("second")
-    with pytest.raises(GitError) as caught:
+    with pytest.raises(PushRejected) as caught:  # a GitError the step tells apart: it pauses, never forces
         second.push("feature")
     assert "`git " in str(caught.value) and "push" in str(caught.value) and "rejected" in str(caught.value)
     assert remote_sha(origin, "feature") == first.head_sha()
