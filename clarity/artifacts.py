@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +32,26 @@ def cap(text: str, max_bytes: int) -> str:
     return head.decode("utf-8", "ignore") + TRUNCATED
 
 
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
 def write_text(path: Path, text: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
-    """Write an artifact: redacted first (a cut must not leave half a secret), then capped."""
+    """Write an artifact: redacted first (a cut must not leave half a secret), then capped.
+
+    Only the worker writes artifacts, into a folder no sandbox can write; still, the file is opened
+    without following a link and without waiting on a FIFO, and anything but a regular file is refused.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(cap(redact(text), max_bytes), encoding="utf-8")
+    data = cap(redact(text), max_bytes).encode("utf-8")
+    fd = os.open(path, _WRITE_FLAGS, 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"artifact {path.name} is not a regular file")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
     return path
 
 

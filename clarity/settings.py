@@ -79,8 +79,13 @@ class Settings:
 
     @property
     def artifacts_dir(self) -> Path:
-        """Where prompts, logs and check outputs of every attempt are kept."""
+        """Where prompts, logs and check outputs of every attempt are kept (written by the worker only)."""
         return self.data_dir / "artifacts"
+
+    @property
+    def exchange_dir(self) -> Path:
+        """Where each task's sandbox may write besides its workspace (prompt in, usage report out)."""
+        return self.data_dir / "exchange"
 
     def secret_values(self) -> tuple[str, ...]:
         """The values the redactor must never let out."""

@@ -18,12 +18,13 @@ from clarity.redaction import redact
 from clarity.tasklist import Task
 from jobs.budgets import USAGE_ENV, USAGE_FILE, Meter
 from jobs.failures import ErrorClass, classify_checks, classify_run
-from runner import agents, checks
+from runner import agents, checks, exchange
 from runner.allowlist import Allowlist
 from runner.checks import ALLOW_ALL, CheckResult
 from runner.sandbox import Limits, Result, Sandbox
 
 ERROR_CHARS = 6000
+TAKEN_OUT = ("aider.chat.history.md", "aider.input.history")  # from the exchange folder into the artifacts
 ARTIFACT_MAX_BYTES = artifacts.DEFAULT_MAX_BYTES  # a name of its own: AttemptPlan has a field `artifacts`
 
 
@@ -52,6 +53,9 @@ class AttemptPlan:
     allow: Allowlist = ALLOW_ALL  # the command allowlist: the agent's program and every check's commands
     check_timeout: float | None = None  # each check's run, unless the check says `timeout=` (repo check_timeout)
     meter: Meter | None = None  # the execution's budget: checked before each attempt, caps the agent's clock
+    # The one folder the sandbox may write besides the workspace (prompt in, usage out); None: `exchange`
+    # beside the artifacts folder (for callers that hand the sandbox no other writable place).
+    exchange: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +111,14 @@ def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, a
                  previous_error: str | None, previous_class: str,
                  on: Hook) -> tuple[str | None, str, str, list[CheckResult]]:
     """One attempt: (error or None, its ErrorClass or "", agent output tail, check results)."""
-    folder = plan.artifacts / f"attempt-{attempt}"
+    folder = plan.artifacts / f"attempt-{attempt}"  # the evidence: the worker's alone
     folder.mkdir(parents=True, exist_ok=True)
+    box = exchange.fresh(exchange_of(plan) / f"attempt-{attempt}")  # the run's: emptied by us first
     agent_task = agents.AgentTask(
         task_id=plan.task.id, title=plan.task.title, description=plan.task.description,
         checks=plan.task.checks, files=plan.task.files, attempt=attempt, previous_error=previous_error,
         repo=plan.repo, branch=plan.branch, error_class=previous_class)
-    prompt = agents.write_prompt(folder / "prompt.md", agent_task)
-    artifacts.write_text(prompt, prompt.read_text(encoding="utf-8"), plan.max_artifact_bytes)
+    prompt = _hand_in(agents.write_prompt(folder / "prompt.md", agent_task), box, plan.max_artifact_bytes)
     invocation = agents.build(plan.agent, agent_task, prompt, plan.workdir, plan.agent_options)
     refused = plan.allow.refuse_argv(invocation.argv)
     if refused:  # an AgentError: the next tool of the route is tried, else the execution blocks
@@ -124,15 +128,16 @@ def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, a
                                                    plan.meter.time_left() if plan.meter is not None else None)
     # Model API keys go to the agent only: the checks below run with an environment of their own.
     result = sandbox.run(invocation.argv, plan.workdir,
-                         {**invocation.env, USAGE_ENV: str(folder / USAGE_FILE), **plan.agent_env},
+                         {**invocation.env, USAGE_ENV: str(box / USAGE_FILE), **plan.agent_env},
                          dataclasses.replace(plan.limits, timeout=timeout), cancel=cancel)
     output = redact(result.output_tail(ERROR_CHARS))
     killed = f" (killed: {result.killed_by})" if result.killed_by else ""
     artifacts.write_text(folder / "agent.log", f"$ {' '.join(invocation.argv)}\nexit {result.exit_code}{killed} in "
                          f"{result.duration:.1f}s\n\n{result.stdout}\n{result.stderr}", plan.max_artifact_bytes)
     _save_diff(folder, plan)
+    _take_out(box, folder, plan.max_artifact_bytes)
     if plan.meter is not None:
-        plan.meter.charge(folder, plan.task.id)  # what the agent reported spending, even when it failed
+        plan.meter.charge(box, plan.task.id)  # what the agent reported spending, even when it failed
     _raise_if(cancel)
     if not result.ok:
         agent_class = classify_run(result.exit_code, result.timed_out, result.killed_by,
@@ -156,6 +161,30 @@ def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, a
         return "\n\n".join(f"Check `{r.name}` failed (exit {r.exit_code}):\n{r.output}" for r in failed)[
             -ERROR_CHARS:], checks_class or ErrorClass.CHECK_FAILED, output, results
     return None, "", output, results
+
+
+def exchange_of(plan: AttemptPlan) -> Path:
+    """The folder the plan's sandbox may write (see AttemptPlan.exchange)."""
+    return plan.exchange if plan.exchange is not None else plan.artifacts.with_name(f"{plan.artifacts.name}.exchange")
+
+
+def _hand_in(prompt: Path, box: Path, max_bytes: int) -> Path:
+    """Redact the prompt in the artifacts folder, copy it (and the previous error beside it) into the
+    run's exchange folder, and return the copy the agent reads."""
+    artifacts.write_text(prompt, prompt.read_text(encoding="utf-8"), max_bytes)
+    for source in (prompt, agents.previous_error_file(prompt)):
+        if source.is_file():
+            (box / source.name).write_bytes(source.read_bytes())
+    return box / prompt.name
+
+
+def _take_out(box: Path, folder: Path, max_bytes: int) -> None:
+    """Copy what the run may leave for people (an agent's chat history) into the artifacts: regular files
+    only, no link followed, capped and redacted like every artifact."""
+    for name in TAKEN_OUT:
+        text = exchange.take_text(box / name, max_bytes)
+        if text is not None:
+            artifacts.write_text(folder / name, text, max_bytes)
 
 
 def _save_diff(folder: Path, plan: AttemptPlan) -> None:

@@ -18,10 +18,11 @@ from clarity.models import Execution
 from clarity.repoconfig import RepoConfig
 from clarity.status import ExecutionStatus
 from clarity.store import Store
+from runner import exchange
 
 log = logging.getLogger(__name__)
 USAGE_ENV = "CLARITY_USAGE_FILE"
-USAGE_FILE = "usage.json"  # in the attempt's artifacts folder, where the agent may write its report
+USAGE_FILE = "usage.json"  # in the attempt's exchange folder, where the agent may write its report
 USAGE_MAX_BYTES = 65536
 HINT = "raise it with `/clarity resume budget <limits>` (like `budget 1h $10`)"
 _SETTLE_FIRST = (ExecutionStatus.INITIALIZING, ExecutionStatus.TASK_EXECUTING, ExecutionStatus.ERROR_SOLVING)
@@ -93,12 +94,13 @@ class Meter:
         """
         report = folder / USAGE_FILE
         try:
-            if not report.is_file() or report.is_symlink():
+            try:  # the run wrote it: a regular file, no link followed, no FIFO waited on
+                data, more = exchange.read_regular(report, USAGE_MAX_BYTES)
+            except FileNotFoundError:
                 return
-            with report.open("rb") as handle:
-                text = handle.read(USAGE_MAX_BYTES + 1).decode("utf-8", "replace")
-            if len(text) > USAGE_MAX_BYTES:
+            if more:
                 raise BudgetError(f"larger than {USAGE_MAX_BYTES} bytes")
+            text = data.decode("utf-8", "replace")
             spent = budget.parse_usage(text)
         except (OSError, BudgetError) as exc:
             log.warning("execution %s: task %s: usage report %s ignored: %s", self.id, task_id, report, exc)

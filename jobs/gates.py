@@ -18,7 +18,7 @@ from pathlib import Path
 from clarity.repoconfig import RepoConfig
 from clarity.settings import Settings
 from jobs import sandboxes
-from runner import checks
+from runner import checks, exchange
 from runner.allowlist import Allowlist
 from runner.checks import CheckError, CheckResult
 from runner.sandbox import Limits, Sandbox
@@ -101,12 +101,15 @@ def before_task(setup: Sequence[str], sandbox: Sandbox, workdir: Path, specs: Se
 def run_phase(settings: Settings, config: RepoConfig, execution_id: str, phase: str, specs: Sequence[str],
               workdir: Path, log: Callable[[str, str], None]) -> str | None:
     """Run a `pre` or `post_execution` phase in a sandbox of its own; log each gate; the blocking reason."""
-    folder = settings.artifacts_dir / execution_id / f"gates-{phase}"
-    folder.mkdir(parents=True, exist_ok=True)
-    sandbox = sandboxes.for_task(settings, config, folder, execution_id, f"gates-{phase}")
+    folder = settings.exchange_dir / execution_id / f"gates-{phase}"
+    sandbox = sandboxes.for_task(settings, config, folder, execution_id, f"gates-{phase}", workdir)
     log(f"{phase} gates: {len(specs)} to run", "info")
-    results, blocked = run_gates(phase, specs, sandbox, workdir, Limits(timeout=config.timeout or settings.task_timeout),
-                                 allowlist(settings, config), config.check_timeout)
+    try:
+        results, blocked = run_gates(phase, specs, sandbox, workdir,
+                                     Limits(timeout=config.timeout or settings.task_timeout),
+                                     allowlist(settings, config), config.check_timeout)
+    finally:
+        exchange.remove(folder)
     for result in results:
         verdict = "passed" if result.passed else "FAILED"
         log(f"{phase} gate `{result.name}`: {verdict}\n{result.output}", "info" if result.passed else "warning")

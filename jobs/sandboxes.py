@@ -9,7 +9,9 @@ from clarity.repoconfig import RepoConfig
 from clarity.settings import Settings
 from runner import docker_sandbox
 from runner.docker_sandbox import LABEL_EXECUTION, LABEL_TASK, DockerConfig, DockerSandbox
+from runner.exchange import fresh
 from runner.sandbox import LocalSandbox, Sandbox
+from runner.workspace import sandbox_view
 
 log = logging.getLogger(__name__)
 
@@ -20,22 +22,27 @@ def docker_config(settings: Settings, config: RepoConfig, execution_id: str, tas
                         pids=settings.docker_pids, labels={LABEL_EXECUTION: execution_id, LABEL_TASK: task_id})
 
 
-def for_task(settings: Settings, config: RepoConfig, artifacts: Path, execution_id: str, task_id: str) -> Sandbox:
-    """The sandbox for one task, seeing its workspace and its artifacts folder (read-write).
+def for_task(settings: Settings, config: RepoConfig, exchange: Path, execution_id: str, task_id: str,
+             workdir: Path) -> Sandbox:
+    """The sandbox for one task: its workspace read-write, the workspace's git read-only at `.git`, and an
+    emptied `exchange` folder read-write; nothing else of the data dir (other customers' workspaces,
+    every artifact, the worker's git directories).
 
     Docker: raises DockerError (an IsolationError) when no engine answers or the image cannot be had,
     which blocks the execution with that message. Leftover containers of dead workers on this host
     are removed first, so a recovered task never shares its workspace with its predecessor's agent.
     """
+    exchange = fresh(exchange)
+    view = sandbox_view(workdir)
     if settings.sandbox == "docker":
         client = docker_sandbox.connect()
         docker_sandbox.remove_leftovers(client)
         sandbox = DockerSandbox(client, docker_config(settings, config, execution_id, task_id),
-                                writable=(artifacts.absolute(),))
+                                writable=(exchange.absolute(),), readonly=view)
         sandbox.ensure_image()
         return sandbox
     hidden = (settings.data_dir.resolve(), *([settings.private_key_path] if settings.private_key_path else []))
-    return LocalSandbox(hide=hidden, writable=(artifacts.resolve(),))
+    return LocalSandbox(hide=hidden, writable=(exchange.resolve(),), readonly=view)
 
 
 def sweep(settings: Settings) -> list[str]:

@@ -39,10 +39,11 @@ from jobs import (
     scheduler,
     toolchain,
 )
-from jobs.attempts import AttemptPlan, Cancelled, TaskResult
+from jobs.attempts import AttemptPlan, Cancelled, TaskResult, exchange_of
 from jobs.context import Engine
 from jobs.context import engine as default_engine
 from jobs.failures import classify_exception
+from runner import exchange
 from runner.agents import AgentError
 from runner.sandbox import IsolationError, Limits, Sandbox
 from runner.workspace import GitError, PushRejected, Workspace
@@ -348,11 +349,13 @@ class Step:
             limits=Limits(timeout=task.timeout_seconds() or config.timeout or settings.task_timeout),
             retries=config.retries if config.retries is not None else settings.retries,
             backoff=settings.retry_backoff, diff=ws.diff, max_artifact_bytes=settings.artifact_max_bytes,
-            allow=gates.allowlist(settings, config), check_timeout=config.check_timeout, meter=self.meter)
+            allow=gates.allowlist(settings, config), check_timeout=config.check_timeout, meter=self.meter,
+            exchange=settings.exchange_dir / ex.id / task.id)
         try:
-            # Agents and checks see their workspace and this task's artifacts, never the rest of the data
-            # dir (other customers' workspaces and artifacts): hidden under bubblewrap, absent under docker.
-            sandbox = sandboxes.for_task(settings, config, plan.artifacts, ex.id, task.id)
+            # Agents and checks see their workspace, its git read-only and this task's exchange folder, never
+            # the rest of the data dir (other customers' workspaces, any artifacts, the worker's git
+            # directories): hidden under bubblewrap, absent under docker.
+            sandbox = sandboxes.for_task(settings, config, exchange_of(plan), ex.id, task.id, workdir)
             self._before_task(ex, task, config, sandbox, plan)
             self.store.log(ex.id, f"task {task.id}: {route.describe()}", task=task.id)
             chain = toolchain.run_chain(
@@ -387,6 +390,8 @@ class Step:
                                            **({"error_class": str(infra), "last_error": str(exc)[-2000:]}
                                               if infra else {}))
             raise
+        finally:
+            exchange.remove(exchange_of(plan))  # what the runs left there is theirs: the artifacts have the rest
 
     def _artifacts_url(self, ex: Execution, task: Task) -> str:
         """The dashboard page listing this task's artifacts (prompts, logs, diffs, checks, timings)."""

@@ -15,6 +15,7 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
@@ -28,9 +29,9 @@ from clarity.toolstats import ToolStatsStore
 from clarity.vault import Vault, VaultError
 from github_app import repos
 from github_app.client import describe_error
-from jobs.attempts import AttemptPlan, Hook, TaskResult, attempt_task
+from jobs.attempts import AttemptPlan, Hook, TaskResult, attempt_task, exchange_of
 from jobs.context import Engine
-from runner import agents, routing
+from runner import agents, exchange, routing
 from runner.agents import AgentError
 from runner.routing import Route
 from runner.sandbox import Sandbox
@@ -85,11 +86,14 @@ def options_for(tool: str, config: AgentsConfig, app_command: str) -> dict[str, 
 def plan_for(plan: AttemptPlan, tool: str, ran_before: int, options: Mapping[str, str],
              keys: Mapping[str, str]) -> AttemptPlan:
     """The attempt plan of one tool: networked tools get the network, a writable HOME and the API keys."""
-    artifacts = plan.artifacts if ran_before == 0 else plan.artifacts / f"fallback-{ran_before}-{tool}"
+    artifacts, box = plan.artifacts, exchange_of(plan)
+    if ran_before:
+        artifacts, box = (folder / f"fallback-{ran_before}-{tool}" for folder in (artifacts, box))
     if tool not in NETWORKED:
-        return dataclasses.replace(plan, agent=tool, agent_options=options, artifacts=artifacts, agent_env={})
-    home = artifacts / "home"
-    return dataclasses.replace(plan, agent=tool, agent_options=options, artifacts=artifacts,
+        return dataclasses.replace(plan, agent=tool, agent_options=options, artifacts=artifacts, exchange=box,
+                                   agent_env={})
+    home = box / "home"  # the run's to write, like the rest of its exchange folder; never the artifacts
+    return dataclasses.replace(plan, agent=tool, agent_options=options, artifacts=artifacts, exchange=box,
                                limits=dataclasses.replace(plan.limits, network=True),
                                agent_env={**keys, "HOME": str(home)})
 
@@ -142,8 +146,7 @@ def _offset(on: Hook, done: int) -> Hook:
 def _attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, on: Hook) -> TaskResult:
     home = plan.agent_env.get("HOME")
     if home:
-        plan.artifacts.mkdir(parents=True, exist_ok=True)
-        (plan.artifacts / "home").mkdir(exist_ok=True)
+        exchange.fresh(Path(home))
     try:
         return attempt_task(plan, sandbox, cancel, on)
     finally:

@@ -103,6 +103,7 @@ def container_spec(
     writable: Sequence[Path] = (),
     labels: Mapping[str, str] | None = None,
     stdin: bool = False,
+    readonly: Sequence[tuple[Path, Path]] = (),
 ) -> dict[str, Any]:
     """The keyword arguments of `containers.create` for one run (paths already resolved)."""
     ulimits = [Ulimit(name="core", soft=0, hard=0)]
@@ -122,7 +123,8 @@ def container_spec(
         "network_mode": config.network if limits.network else "none",
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={config.tmpfs_bytes}"},
-        "volumes": {str(path): {"bind": str(path), "mode": "rw"} for path in (workdir, *writable)},
+        "volumes": {**{str(path): {"bind": str(path), "mode": "rw"} for path in (workdir, *writable)},
+                    **{str(source): {"bind": str(dest), "mode": "ro"} for source, dest in readonly}},
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "pids_limit": limits.processes or config.pids,
@@ -207,10 +209,12 @@ class DockerSandbox:
         config: DockerConfig | None = None,
         writable: Sequence[Path] = (),
         kill_grace: float = 2.0,
+        readonly: Sequence[tuple[Path, Path]] = (),
     ) -> None:
         self.client = client
         self.config = config or DockerConfig()
         self.writable = tuple(Path(path) for path in writable)
+        self.readonly = tuple((Path(source), Path(dest)) for source, dest in readonly)  # e.g. the git dir at .git
         self.kill_grace = kill_grace
         self.attempt: str | None = None  # the agent's CLARITY_ATTEMPT, kept for the checks that follow
         self._image_ready = False
@@ -256,7 +260,10 @@ class DockerSandbox:
         stat = workdir.stat()
         user = run_as(stat.st_uid, stat.st_gid)
         writable = tuple(Path(os.path.abspath(path)) for path in self.writable if path.exists())
-        spec = container_spec(argv, workdir, env, limits, self.config, user, writable, labels, stdin is not None)
+        readonly = tuple((Path(os.path.abspath(source)), Path(os.path.abspath(dest)))
+                         for source, dest in self.readonly if source.is_dir())
+        spec = container_spec(argv, workdir, env, limits, self.config, user, writable, labels, stdin is not None,
+                              readonly)
         with lent((workdir, *writable), user, (stat.st_uid, stat.st_gid)):
             try:
                 return self._run(spec, limits, stdin, cancel)

@@ -16,6 +16,7 @@ process that called setsid.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import tempfile
@@ -59,6 +60,7 @@ class MountKind(StrEnum):
     HIDE_DIR = "hide_dir"  # an empty tmpfs over a directory
     HIDE_FILE = "hide_file"  # /dev/null over a file
     WRITABLE = "writable"  # the host path itself, read-write
+    READONLY = "readonly"  # a host path (`source`) shown read-only at `path`
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +69,21 @@ class Mount:
 
     path: Path
     kind: MountKind
+    source: Path | None = None  # READONLY: what is shown at `path`
 
 
 @dataclass(frozen=True, slots=True)
 class Isolation:
-    """What one run may see and touch besides the read-only root and its workspace."""
+    """What one run may see and touch besides the read-only root and its workspace.
+
+    `readonly` pairs (source, destination) show a host path read-only at another place, e.g. the
+    worker's git directory at `<workspace>/.git`: the run can read history but never write it.
+    """
 
     hide: tuple[Path, ...] = ()
     writable: tuple[Path, ...] = ()
     network: bool = False
+    readonly: tuple[tuple[Path, Path], ...] = ()
 
 
 def secret_paths(homes: Iterable[Path]) -> tuple[Path, ...]:
@@ -85,9 +93,10 @@ def secret_paths(homes: Iterable[Path]) -> tuple[Path, ...]:
 
 
 def _mount_order(mount: Mount) -> tuple[int, int, str]:
-    # Shallow before deep, so a writable workspace inside a hidden data directory shows through;
-    # at the same path the writable bind comes last and wins.
-    return (len(mount.path.parts), mount.kind is MountKind.WRITABLE, str(mount.path))
+    # Shallow before deep, so a writable workspace inside a hidden data directory shows through, and a
+    # read-only view inside the workspace lies over it; at the same path the later kind wins.
+    rank = {MountKind.HIDE_DIR: 0, MountKind.HIDE_FILE: 0, MountKind.WRITABLE: 1, MountKind.READONLY: 2}
+    return (len(mount.path.parts), rank[mount.kind], str(mount.path))
 
 
 def _mount_args(mount: Mount) -> list[str]:
@@ -96,6 +105,8 @@ def _mount_args(mount: Mount) -> list[str]:
         return ["--tmpfs", path]
     if mount.kind is MountKind.HIDE_FILE:
         return ["--ro-bind", "/dev/null", path]
+    if mount.kind is MountKind.READONLY:
+        return ["--ro-bind", str(mount.source), path]
     return ["--bind", path, path]
 
 
@@ -133,6 +144,12 @@ def plan_mounts(isolation: Isolation) -> tuple[Mount, ...]:
         real = _existing(path)
         if real is not None:
             mounts.append(Mount(real, MountKind.WRITABLE))
+    for source, destination in isolation.readonly:
+        real = _existing(source)
+        if real is not None:
+            # The destination is not resolved: inside a writable workspace the run could have made it a
+            # link; bwrap mounts over the path it is given, after the workspace, so the view wins.
+            mounts.append(Mount(Path(os.path.abspath(destination)), MountKind.READONLY, real))
     return tuple(dict.fromkeys(mounts))
 
 

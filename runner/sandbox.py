@@ -313,6 +313,7 @@ class LocalSandbox:
         isolation: IsolationMode = "auto",
         hide: Sequence[Path] = (),
         writable: Sequence[Path] = (),
+        readonly: Sequence[tuple[Path, Path]] = (),
         bwrap: str = BWRAP,
     ) -> None:
         if isolation not in ISOLATION_MODES:
@@ -324,6 +325,7 @@ class LocalSandbox:
         parent = os.environ if parent_env is None else parent_env
         self.hide = (*secret_paths(_worker_homes(parent)), *(Path(path) for path in hide))
         self.writable = tuple(Path(path) for path in writable)
+        self.readonly = tuple((Path(source), Path(dest)) for source, dest in readonly)
         self.bwrap = bwrap
         if isolation == "bwrap":
             reason = unavailable_reason(bwrap)
@@ -377,7 +379,8 @@ class LocalSandbox:
         prefix: list[str] = []
         if isolated:
             writable = (*self.writable, *([Path(temp_home)] if temp_home else []))
-            prefix = command_prefix(Isolation(self.hide, writable, limits.network), Path(workdir), self.bwrap)
+            prefix = command_prefix(Isolation(self.hide, writable, limits.network, self.readonly), Path(workdir),
+                                    self.bwrap)
         try:
             return self._run(prefix, list(argv), Path(workdir), child_env, limits, stdin, cancel)
         finally:

@@ -1,11 +1,17 @@
 """The git workspace of one repository: sync a branch, read and write files, commit, push.
 
+The worktree is lent to agents and checks; the git directory never is. It lives beside the worktree
+(`<parent>/.<name>.git`), out of every sandbox's reach (the sandbox sees it read-only at `.git`, or
+not at all), and every git call names it and the worktree explicitly, so nothing a sandboxed run
+wrote (a `.git/commondir`, `objects/info/alternates`, hooks, a config with filters, `core.*` or
+`include`, a whole new `.git`) is ever read by the worker's git. What the worktree itself holds is
+inert for git with our flags: no config is read from it, `.gitattributes` can only name drivers our
+config does not define, and nested repositories are never looked into (`diff.ignoreSubmodules=all`).
+
 The installation token travels only in the environment of the git processes that talk to the
 remote, as an `http.extraHeader` (the way actions/checkout passes it), never in a URL, an argv, the
 repository's config or an error message. Every git call ignores the user's and the system's git
-config and the repository's hooks, and the repository's own config is rewritten before git stages,
-resets or talks to the remote: an agent that ran in the worktree could otherwise have pointed
-`url.*.insteadOf` at a server of its own, or configured a filter command.
+config and the repository's hooks.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
+from runner.exchange import remove
 from runner.sandbox import FALLBACK_PATH, Limits, LocalSandbox
 
 DEFAULT_EXCLUDES = (".aider*",)
@@ -32,8 +39,11 @@ MAINTENANCE_EVERY = 3600.0
 # With those (and the config rewritten before every call) a worktree owned by someone else is harmless:
 # the docker sandbox lends a root worker's workspace to uid 65534 for a run, and a worker lost during
 # one leaves it so, which git would otherwise refuse as "dubious ownership".
+# `diff.ignoreSubmodules=all`: a nested repository the sandbox planted (`sub/.git` with a config of its own)
+# is recorded as a gitlink and never entered, so its fsmonitor, filters or hooks never run here.
 _SAFE_FLAGS = ("-c", "credential.helper=", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
-               "-c", "safe.directory=*")
+               "-c", "safe.directory=*", "-c", "diff.ignoreSubmodules=all", "-c", "status.submoduleSummary=false",
+               "-c", "submodule.recurse=false")
 
 
 class GitError(RuntimeError):
@@ -87,6 +97,19 @@ def _relative(relpath: str) -> str:
     return str(path)
 
 
+def git_dir_of(worktree: Path) -> Path:
+    """Where the git directory of the workspace at `worktree` lives: beside it, never inside it."""
+    return worktree.parent / f".{worktree.name}.git"
+
+
+def sandbox_view(worktree: Path) -> tuple[tuple[Path, Path], ...]:
+    """(source, destination) pairs a sandbox shows read-only: the git directory at `<worktree>/.git`.
+
+    Agents and checks may read history (`git log`, `git diff`); none can write the worker's git.
+    """
+    return ((git_dir_of(worktree), worktree / ".git"),)
+
+
 class Workspace:
     """A cached clone of one repository, reused across runs; fetch instead of re-clone."""
 
@@ -101,11 +124,14 @@ class Workspace:
         local_timeout: float = 120.0,
         extra_env: dict[str, str] | None = None,
         excludes: Sequence[str] = DEFAULT_EXCLUDES,
+        git_dir: Path | None = None,
     ) -> None:
         parts = urlsplit(clone_url)
         if parts.username or parts.password:
             raise ValueError("clone_url must not carry credentials; pass a token_provider")
         self.root = Path(root)
+        # Beside the worktree, never inside it: sandboxes get the worktree, and only a read-only view of this.
+        self.git_dir = Path(git_dir) if git_dir is not None else git_dir_of(self.root)
         self.clone_url = clone_url
         self.token_provider = token_provider
         self.author_name = author_name
@@ -167,7 +193,8 @@ class Workspace:
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run git with safe flags, a timeout and the token only when `network`; GitError on failure."""
-        argv = ["git", *_SAFE_FLAGS, *(["-C", str(self.root)] if in_repo else []), *args]
+        place = ["--git-dir", str(self.git_dir), "--work-tree", str(self.root), "-C", str(self.root)]
+        argv = ["git", *_SAFE_FLAGS, *(place if in_repo else []), *args]
         self.calls.append(tuple(argv))
         timeout = self.network_timeout if network else self.local_timeout
         limits = Limits(
@@ -189,7 +216,10 @@ class Workspace:
         return completed
 
     def _error(self, what: str, argv: Sequence[str], code: int, stderr: str) -> GitError:
-        command = self.redact(" ".join(argv[len(_SAFE_FLAGS) + 1 :]))
+        args = list(argv[len(_SAFE_FLAGS) + 1 :])
+        if args[:1] == ["--git-dir"]:
+            args = args[6:]
+        command = self.redact(" ".join(args))
         tail = self.redact(stderr.strip()[-STDERR_TAIL:])
         message = f"`git {command}` failed ({what})" + (f": {tail}" if tail else "")
         return GitError(message, command=f"git {command}", returncode=code, stderr=tail)
@@ -202,13 +232,16 @@ class Workspace:
         return name
 
     def _prepare_repository(self) -> None:
-        """Make root a git repository with only our config, our excludes and no stale locks."""
-        git_dir = self.root / ".git"
+        """Make a git directory beside root with only our config, our excludes and no stale locks."""
+        git_dir = self.git_dir
         if not git_dir.is_dir():
-            if self.root.exists():
-                shutil.rmtree(self.root)  # a half-made clone from a crashed run
+            if self.root.exists() or self.root.is_symlink():
+                remove(self.root)  # a half-made clone, or one of the old layout whose .git a sandbox could write
             self.root.mkdir(parents=True)
-            self._git(["-c", "init.defaultBranch=main", "init", "-q", str(self.root)], in_repo=False)
+            self._git(["-c", "init.defaultBranch=main", "init", "-q", "--bare", str(git_dir)], in_repo=False)
+        # Whatever a sandbox left at `.git` (the mount point of its read-only view, or a planted file, link or
+        # folder) is nothing to our git, which names its directory; removed so the next view mounts cleanly.
+        remove(self.root / ".git")
         for lock in _STALE_LOCKS:
             (git_dir / lock).unlink(missing_ok=True)
         self._pin_config()
@@ -232,12 +265,12 @@ class Workspace:
             f"\turl = {self.clone_url}",
             "\tfetch = +refs/heads/*:refs/remotes/origin/*",
         ]
-        (self.root / ".git" / "config").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (self.git_dir / "config").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def _fetch(self) -> None:
         # git starts a `maintenance run --auto` process after every fetch (and commit) to decide whether
         # to gc: a workspace fetched every few seconds asks at most once an hour here (its marker's age).
-        marker = self.root / ".git" / MAINTENANCE_MARKER
+        marker = self.git_dir / MAINTENANCE_MARKER
         try:
             due = time.time() - marker.stat().st_mtime >= MAINTENANCE_EVERY
         except OSError:
@@ -291,7 +324,7 @@ class Workspace:
         push being rejected (PushRejected, never forced).
         """
         self._check_branch(branch)
-        if not (self.root / ".git").is_dir():
+        if not self.git_dir.is_dir():
             raise GitError(f"no workspace at {self.root} to resume")
         self._prepare_repository()
         return self._check_out(branch, sha, sha)
@@ -338,8 +371,8 @@ class Workspace:
 
     def _diff_all(self, args: list[str]) -> str:
         self._pin_config()
-        temp_index = self.root / ".git" / "clarity-stat.index"
-        index = self.root / ".git" / "index"
+        temp_index = self.git_dir / "clarity-stat.index"
+        index = self.git_dir / "index"
         try:
             if index.exists():
                 shutil.copyfile(index, temp_index)
@@ -368,9 +401,9 @@ class Workspace:
         return self._head_from_refs() or self.head_sha()
 
     def _head_from_refs(self) -> str | None:
-        """HEAD's sha read from `.git/HEAD` and the branch's loose ref (git writes it on commit); None
+        """HEAD's sha read from `HEAD` and the branch's loose ref (git writes it on commit); None
         when they look anything but ordinary (then ask git)."""
-        git_dir = self.root / ".git"
+        git_dir = self.git_dir
         try:
             head = (git_dir / "HEAD").read_text(encoding="ascii").strip()
             ref = head.removeprefix("ref: ")

@@ -50,9 +50,9 @@ def origin(tmp_path: Path) -> Path:
 
 
 def subcommand(argv: tuple[str, ...]) -> str:
-    """The git command of a workspace call (after any `-c name=value` and `-C <root>`)."""
+    """The git command of a workspace call (after any `-c name=value`, `--git-dir`, `--work-tree`, `-C`)."""
     rest = list(argv[1:])
-    while rest[0] in ("-c", "-C"):
+    while rest[0] in ("-c", "-C", "--git-dir", "--work-tree"):
         rest = rest[2:]
     return rest[0]
 
@@ -107,7 +107,7 @@ def test_git_checks_for_maintenance_at_most_once_an_hour_per_workspace(tmp_path:
     ws.write("a.txt", b"a\n")
     ws.commit("1 Task")
     assert maintenance_allowed() == [True, False, False]
-    marker = ws.root / ".git" / "clarity-maintenance"
+    marker = ws.git_dir / "clarity-maintenance"
     old = marker.stat().st_mtime - 3601
     os.utime(marker, (old, old))
     ws.sync("main", "main")
@@ -130,7 +130,7 @@ def test_commit_with_stat_gives_the_sha_and_the_stat_of_what_it_committed(tmp_pa
 
 def test_a_commit_is_two_git_processes_and_reads_its_sha_from_the_ref_git_wrote(tmp_path: Path, origin: Path) -> None:
     ws = Workspace(tmp_path / "ws" / "acme" / "app", str(origin), None)
-    root = ws.sync("clarity/issue-1", "main")
+    ws.sync("clarity/issue-1", "main")
     ws.write("a.txt", b"a\n")
     before = len(ws.calls)
     sha = ws.commit("1 Task")
@@ -138,11 +138,11 @@ def test_a_commit_is_two_git_processes_and_reads_its_sha_from_the_ref_git_wrote(
     assert sha == ws.head_sha() and ws.stat(sha).strip().endswith("1 file changed, 1 insertion(+)")
 
     ws.write("b.txt", b"b\n")
-    (root / ".git" / "HEAD").write_text("ref: refs/heads/../../../escape\n")  # odd: git's answer is the one
+    (ws.git_dir / "HEAD").write_text("ref: refs/heads/../../../escape\n")  # odd: git's answer is the one
     before = len(ws.calls)
     with pytest.raises(Exception, match="git"):
         ws.commit("2 Task")  # git itself refuses such a HEAD; the sha is never read from outside .git
-    (root / ".git" / "HEAD").write_text(sha + "\n")  # detached: no branch ref to read
+    (ws.git_dir / "HEAD").write_text(sha + "\n")  # detached: no branch ref to read
     before = len(ws.calls)
     second = ws.commit("2 Task")
     assert [subcommand(argv) for argv in ws.calls[before:]] == ["add", "commit", "rev-parse"]
@@ -151,10 +151,10 @@ def test_a_commit_is_two_git_processes_and_reads_its_sha_from_the_ref_git_wrote(
 
 def test_a_commit_that_git_refuses_is_an_error_not_nothing_to_commit(tmp_path: Path, origin: Path) -> None:
     ws = Workspace(tmp_path / "ws" / "acme" / "app", str(origin), None)
-    root = ws.sync("clarity/issue-1", "main")
+    ws.sync("clarity/issue-1", "main")
     ws.write("a.txt", b"a\n")
     ws._git(["add", "-A"])
-    (root / ".git" / "index.lock").write_text("")  # another git holds the index
+    (ws.git_dir / "index.lock").write_text("")  # another git holds the index
     with pytest.raises(Exception, match="index.lock"):
         ws.commit_with_stat("blocked")
 

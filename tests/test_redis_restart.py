@@ -35,6 +35,7 @@ from clarity.status import TaskStatus as T
 from clarity.store import Store
 from jobs import context, heartbeat
 from jobs.step import Step
+from runner.workspace import git_dir_of
 from tests.conftest import AGENT
 from tests.conftest_forge import ForgeHandle
 from tests.e2e import REPO, git, make_repo, store_of, tasks_md, wait_comment, wait_settled
@@ -189,7 +190,8 @@ def test_a_step_whose_lease_another_step_took_abandons_its_task_and_leaves_the_e
 
 
 def git_status(workspace: Path) -> str:
-    return subprocess.run(["git", "-C", str(workspace), "status", "--porcelain"], capture_output=True, text=True,
+    return subprocess.run(["git", "--git-dir", str(git_dir_of(workspace)), "--work-tree", str(workspace), "-C",
+                           str(workspace), "status", "--porcelain"], capture_output=True, text=True,
                           check=True).stdout
 
 

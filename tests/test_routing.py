@@ -22,7 +22,7 @@ from clarity.status import ExecutionStatus
 from clarity.tasklist import Task
 from clarity.toolstats import ToolStats, ToolStatsStore
 from clarity.vault import SecretInfo, Vault, generate_key
-from jobs.attempts import AttemptPlan
+from jobs.attempts import AttemptPlan, exchange_of
 from jobs.toolchain import Edges, options_for, run_chain
 from runner import agents
 from runner.agents import AgentError
@@ -259,7 +259,8 @@ COMMAND = f"{sys.executable} {AGENT} {{prompt_file}}"
 def run(plan: AttemptPlan, chain: tuple[str, ...], recorder: Recorder, keys: dict[str, str] | None = None,
         command: str = COMMAND) -> object:
     agents_config = AgentsConfig(options={"ollama": {}})
-    return run_chain(plan, Route(chain, "test"), LocalSandbox(writable=(plan.artifacts,)), threading.Event(),
+    exchange_of(plan).mkdir(parents=True, exist_ok=True)  # as jobs.sandboxes.for_task makes it
+    return run_chain(plan, Route(chain, "test"), LocalSandbox(writable=(exchange_of(plan),)), threading.Event(),
                      recorder.on, recorder.edges, lambda tool: options_for(tool, agents_config, command), keys)
 
 
@@ -280,7 +281,7 @@ def test_primary_failing_its_checks_falls_back_and_stats_are_recorded(
     assert "fake claude ran" in (plan.artifacts / "attempt-2" / "agent.log").read_text()
     assert "ok 1" in (plan.workdir / "done" / "1.txt").read_text()
     assert (plan.artifacts / "fallback-1-command" / "attempt-1" / "prompt.md").is_file()
-    assert not (plan.artifacts / "home").exists()  # claude's HOME went with its try
+    assert not (exchange_of(plan) / "home").exists()  # claude's HOME went with its try
     read = stats.read("acme/app")
     assert (read["claude"].successes, read["claude"].failures) == (0, 1)
     assert (read["command"].successes, read["command"].failures) == (1, 0)
@@ -327,7 +328,7 @@ def test_a_tool_that_cannot_be_built_is_skipped(tmp_path: Path, fake_bin: Path,
 
 def test_api_keys_reach_the_networked_agent_only_never_the_checks(
         tmp_path: Path, fake_bin: Path, redis_client: redis.Redis, namespace: str) -> None:
-    seen = tmp_path / "artifacts" / "seen"  # inside the run's writable folder: bwrap hides the rest of /tmp
+    seen = tmp_path / "artifacts.exchange" / "seen"  # in the run's writable folder: bwrap hides the rest of /tmp
     seen.mkdir(parents=True)
     fake_claude(fake_bin, f'echo "$ANTHROPIC_API_KEY" > {seen}/claude.key\n'
                           f'touch "$HOME/state" && echo "$HOME" > {seen}/claude.home\n'
@@ -343,7 +344,7 @@ def test_api_keys_reach_the_networked_agent_only_never_the_checks(
     ran = run(plan, ("claude",), recorder, keys)
     assert ran.result.passed, ran.result.last_error  # type: ignore[attr-defined]
     assert (seen / "claude.key").read_text() == "sk-ant-test-0123456789\n"
-    assert (seen / "claude.home").read_text().strip() == str(plan.artifacts / "home")
+    assert (seen / "claude.home").read_text().strip() == str(exchange_of(plan) / "home")
     assert (seen / "check.key").read_text() == "key=\n"
     assert "sk-ant-test" not in (plan.artifacts / "attempt-1" / "agent.log").read_text()
 

@@ -27,9 +27,15 @@ GIT_ENV = {
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
-    """Plain git for arranging and inspecting repositories outside the code under test."""
+    """Plain git for arranging and inspecting repositories outside the code under test.
+
+    In a workspace's worktree it names the workspace's git directory, which lives beside it.
+    """
+    place: list[str] = []
+    if cwd is not None and not (cwd / ".git").exists() and (cwd.parent / f".{cwd.name}.git").is_dir():
+        place = ["--git-dir", str(cwd.parent / f".{cwd.name}.git"), "--work-tree", str(cwd)]
     done = subprocess.run(
-        ["git", *args], check=False, cwd=cwd, env=GIT_ENV, capture_output=True, text=True, timeout=30
+        ["git", *place, *args], check=False, cwd=cwd, env=GIT_ENV, capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
@@ -93,7 +99,7 @@ def test_sync_discards_leftovers_of_a_crashed_run(tmp_path: Path, origin: Path) 
     ws.write("debug.log", b"ignored by .gitignore\n")
     (root / "README.md").unlink()
     git("commit", "-q", "--allow-empty", "-m", "local only, never pushed", cwd=root)
-    (root / ".git" / "index.lock").write_text("")  # left by a git killed mid-way
+    (ws.git_dir / "index.lock").write_text("")  # left by a git killed mid-way
 
     ws.sync("clarity/issue-7", "main")
     assert ws.head_sha() == remote_sha(origin, "main")
@@ -164,8 +170,8 @@ def test_commit_with_paths_commits_only_those(tmp_path: Path, origin: Path) -> N
 
 def test_repository_hooks_never_run(tmp_path: Path, origin: Path) -> None:
     ws = workspace(tmp_path, str(origin))
-    root = ws.sync("clarity/issue-7", "main")
-    hook = root / ".git" / "hooks" / "pre-commit"
+    ws.sync("clarity/issue-7", "main")
+    hook = ws.git_dir / "hooks" / "pre-commit"
     hook.write_text(f"#!/bin/sh\ntouch {tmp_path}/hook-ran\nexit 1\n")
     hook.chmod(0o755)
     ws.write("a.txt", b"a\n")
@@ -240,7 +246,7 @@ def test_tampered_git_config_is_rewritten_before_sync(tmp_path: Path, origin: Pa
     ws.push("clarity/issue-7")
     assert remote_sha(origin, "clarity/issue-7") == sha
     ws.sync("clarity/issue-7", "main")
-    config = (root / ".git" / "config").read_text()
+    config = (ws.git_dir / "config").read_text()
     assert str(decoy) not in config and f"url = {origin}" in config
 
 
@@ -380,7 +386,7 @@ def test_http_clone_fetch_and_push_work_with_the_token(
 ) -> None:
     url, server = http_origin
     first = workspace(tmp_path, url, "one", token=TOKEN)
-    root = first.sync("clarity/issue-7", "main")
+    first.sync("clarity/issue-7", "main")
     assert first.head_sha() == remote_sha(origin, "main")
     first.write("done.txt", b"done\n")
     sha = first.commit("task 1")
@@ -407,7 +413,7 @@ def test_http_clone_fetch_and_push_work_with_the_token(
     assert not any(expected in line for line in argv_lines)
     assert f"HEADER Authorization: {expected}" in log  # it travelled in the environment
     # ... and it is not written anywhere in the repository.
-    for path in (root / ".git").rglob("*"):
+    for path in first.git_dir.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
             assert TOKEN.encode() not in data and expected.encode() not in data, path
