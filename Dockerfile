@@ -1,6 +1,7 @@
 # Clarity's web and worker image (the same image runs both; compose.yaml picks the command).
-# git runs the task branches; bubblewrap isolates agents and checks when the container may use it
-# (otherwise the local sandbox says so in the log); a non-root user owns the data directory.
+# git runs the task branches; bubblewrap (0.8+) and util-linux's setpriv isolate agents and checks, which
+# also needs cgroups: compose runs the worker as root in a privileged container (without that, tasks are
+# refused, never run unsandboxed); a non-root user runs the web process and owns the data directory.
 FROM python:3.12-slim
 
 RUN apt-get update \
@@ -25,7 +26,8 @@ ENV CLARITY_DATA_DIR=/data \
     PROMETHEUS_MULTIPROC_DIR=/metrics \
     PYTHONUNBUFFERED=1
 EXPOSE 8000
-# gthread workers hold WebSockets and slow clients on threads (32: twenty slow clients starve 8,
-# see docs/PERFORMANCE.md); put a buffering proxy such as nginx in front for more.
-CMD ["gunicorn", "--workers", "2", "--worker-class", "gthread", "--threads", "32", "--timeout", "60", \
+# gthread workers that read each request whole before a thread serves it (clarity.webserver): slow or
+# stalled clients hold no thread and are cut off after 10 s; WebSockets still hold one thread each.
+CMD ["gunicorn", "--workers", "2", "--worker-class", "clarity.webserver.BufferedThreadWorker", "--threads", "32", \
+     "--timeout", "60", \
      "--bind", "0.0.0.0:8000", "app:create_app()"]

@@ -80,6 +80,10 @@ class Store:
         """Forget a delivery id (when it could not be enqueued, so a redelivery is processed)."""
         self.r.delete(self._k("delivery", delivery_id))
 
+    def claim_comment(self, comment_id: int, action: str, version: str, ttl: int) -> bool:
+        """True the first time this version of a comment is handled for `action` within `ttl` seconds (SET NX EX)."""
+        return bool(self.r.set(self._k("comment", comment_id, action, version), "1", nx=True, ex=ttl))
+
     # -- executions -----------------------------------------------------------------------------
     def create(self, execution: Execution, actor: str) -> Execution:
         """Store a new execution and index it by repo, installation and time."""
@@ -308,7 +312,7 @@ class Store:
         if previous.status != progress.status:
             check_task(previous.status, progress.status)
         pipe = self.r.pipeline()
-        pipe.hset(key, progress.task_id, progress.to_json())
+        pipe.hset(key, progress.task_id, _row(progress))
         if is_new:
             pipe.rpush(self._k("exec", execution_id, "task_order"), progress.task_id)
         pipe.execute()
@@ -357,7 +361,7 @@ class Store:
                     flat = updated.to_redis()
                     pipe.multi()
                     if state:
-                        pipe.hset(tasks_key, mapping={i: p.to_json() for i, p in state.items()})
+                        pipe.hset(tasks_key, mapping={i: _row(p) for i, p in state.items()})
                     for i in ids:
                         if stored[i] is None:
                             pipe.rpush(self._k("exec", execution_id, "task_order"), i)
@@ -527,6 +531,13 @@ class Store:
     def clear_flag(self, execution_id: str, flag: str) -> None:
         """Lower a flag once acted upon."""
         self.r.delete(self._k("exec", execution_id, "flag", flag))
+
+
+def _row(progress: TaskProgress) -> str:
+    """A task's stored form, its error text redacted (it quotes what checks and agents printed)."""
+    if progress.last_error:
+        progress = _replace(progress, last_error=redact(progress.last_error))
+    return progress.to_json()
 
 
 def _task_moved(previous: TaskProgress, progress: TaskProgress) -> dict[str, Any]:

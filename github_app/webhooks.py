@@ -25,6 +25,7 @@ from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
 from werkzeug.wsgi import get_content_length, get_input_stream
 
 from clarity import logcontext, metrics
+from clarity.httpframe import MAX_BODY  # GitHub caps payloads at 25 MB; the web server refuses more too
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -37,7 +38,6 @@ INTAKE_JOB = "jobs.intake.handle_delivery"
 # dropped. Which actions of them matter is decided by the routers in jobs/.
 HANDLED_EVENTS = frozenset({"issue_comment", "check_run", "check_suite", "pull_request", "push", "installation",
                             "installation_repositories"})
-MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 _JSON_OBJECT = re.compile(rb"\s*\{")  # the blanks bytes.lstrip() removes, then "{", without copying the body
 
 

@@ -7,12 +7,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from githubkit.exception import RequestFailed
+from githubkit.exception import RequestError, RequestFailed
 
 from clarity import logcontext, repoconfig
 from github_app import commands, repos, roles
 from github_app.client import describe_error
 from github_app.commands import Command, Reply, Verb
+from github_app.payloads import Payload, PayloadError
 from github_app.reporting import Reporter
 from jobs import control
 from jobs.context import Engine
@@ -20,10 +21,6 @@ from jobs.context import engine as default_engine
 from jobs.router import Router, compose
 
 log = logging.getLogger(__name__)
-
-
-class PayloadError(ValueError):
-    """A delivery that does not have the shape GitHub sends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +38,7 @@ class CommentEvent:
     body: str
     author: str
     author_is_bot: bool
+    updated_at: str = ""  # the comment's, as GitHub wrote it: an edit is a new version of the comment
 
 
 router = Router()
@@ -48,33 +46,53 @@ router = Router()
 
 def handle_delivery(event: str, delivery: str, body: str) -> str:
     """RQ job entry point: process one verified delivery; returns what was done (kept by RQ)."""
+    return process(default_engine(), event, delivery, body)
+
+
+def process(eng: Engine, event: str, delivery: str, body: str) -> str:
+    """Route one verified delivery to its handler; a payload of the wrong shape is logged and ignored."""
     from jobs import buttons, lifecycle  # behaviours register their own routers; this module composes them
 
     try:
         payload = json.loads(body)
-    except ValueError as exc:
-        log.warning("delivery %s: body is not JSON (%s)", delivery, exc)
+    except (ValueError, RecursionError) as exc:  # a signed body is still only text
+        log.warning("delivery %s: body is not JSON (%s)", delivery, str(exc)[:200])
         return "ignored: body is not JSON"
     if not isinstance(payload, dict):
+        log.warning("delivery %s: the %s payload is not a JSON object", delivery, event)
         return "ignored: payload is not a JSON object"
-    installation, repository = payload.get("installation"), payload.get("repository")
-    with logcontext.bind(delivery_id=delivery,
-                         installation=installation.get("id") if isinstance(installation, dict) else None,
-                         repo=repository.get("full_name") if isinstance(repository, dict) else None):
+    with logcontext.bind(delivery_id=delivery, installation=_shown(payload, "installation", "id"),
+                         repo=_shown(payload, "repository", "full_name")):
         try:
-            return compose(router, buttons.router, lifecycle.router).dispatch(default_engine(), event, delivery,
-                                                                              payload)
+            return compose(router, buttons.router, lifecycle.router).dispatch(eng, event, delivery, payload)
         except PayloadError as exc:
             log.warning("delivery %s: %s", delivery, exc)
             return f"ignored: {exc}"
+        except RequestError as exc:  # an installation or repository GitHub does not know (any more), an outage
+            log.error("delivery %s: GitHub refused a call: %s", delivery, describe_error(exc))
+            return f"error: {describe_error(exc)}"
+
+
+def _shown(payload: dict[str, Any], key: str, field: str) -> str | None:
+    """A field for the log context, if it is a short text or number (it is not validated yet)."""
+    holder = payload.get(key)
+    value = holder.get(field) if isinstance(holder, dict) else None
+    return str(value)[:100] if isinstance(value, str | int) and not isinstance(value, bool) else None
 
 
 @router.register("issue_comment", action="created")
 def on_comment(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
-    """Commands in a new issue or PR comment."""
+    """Commands in a new issue or PR comment, acted on once per comment whatever the delivery id says."""
     comment = parse_comment(delivery, payload)
     if comment is None:
         return "ignored: not a new comment"
+    # The delivery id is a header, outside the signature: a captured body sent again under a new id
+    # passes the webhook's dedupe. The comment's own id and version are inside it.
+    if commands.parse(comment.body) and not eng.store.claim_comment(
+            comment.comment_id, "created", comment.updated_at, eng.settings.delivery_ttl):
+        log.warning("delivery %s: comment %s was already handled (a replayed delivery?)", delivery,
+                    comment.comment_id)
+        return f"ignored: comment {comment.comment_id} was already handled"
     return handle_comment(eng, comment)
 
 
@@ -82,26 +100,22 @@ def parse_comment(delivery: str, payload: dict[str, Any]) -> CommentEvent | None
     """Extract a created comment from an `issue_comment` payload; None for other actions."""
     if payload.get("action") != "created":
         return None
-    try:
-        issue, comment, repo = payload["issue"], payload["comment"], payload["repository"]
-        installation = payload.get("installation") or {}
-        if "id" not in installation:
-            raise PayloadError("payload has no installation id (is the app installed?)")
-        return CommentEvent(
-            delivery=delivery,
-            installation_id=int(installation["id"]),
-            repo=str(repo["full_name"]),
-            account=str(repo["owner"]["login"]),
-            issue_number=int(issue["number"]),
-            is_pull_request=bool(issue.get("pull_request")),
-            locked=bool(issue.get("locked")),
-            comment_id=int(comment["id"]),
-            body=str(comment.get("body") or ""),
-            author=str(comment["user"]["login"]),
-            author_is_bot=comment["user"].get("type") == "Bot",
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PayloadError(f"malformed issue_comment payload: missing or bad {exc}") from None
+    read = Payload("issue_comment", payload)
+    installation = read.installation()
+    return CommentEvent(
+        delivery=delivery,
+        installation_id=installation.id,
+        repo=read.repo(),
+        account=read.login("repository.owner.login"),
+        issue_number=read.number("issue.number"),
+        is_pull_request=read.present("issue.pull_request"),
+        locked=read.flag("issue.locked"),
+        comment_id=read.number("comment.id"),
+        body=read.text("comment.body", default=""),
+        author=read.login("comment.user.login"),
+        author_is_bot=read.text("comment.user.type", default="") == "Bot",
+        updated_at=read.text("comment.updated_at", default=""),
+    )
 
 
 def handle_comment(eng: Engine, event: CommentEvent) -> str:

@@ -5,45 +5,32 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from github_app.payloads import Payload, PayloadError
 from github_app.reporting import Reporter
 from jobs import control
 from jobs.context import Engine
-from jobs.intake import PayloadError
 from jobs.router import Router
 
 log = logging.getLogger(__name__)
 router = Router()
 
 
-def _repo_names(items: list[dict[str, Any]] | None) -> list[str]:
-    return [str(r["full_name"]) for r in items or [] if isinstance(r, dict) and "full_name" in r]
-
-
-def _account(payload: dict[str, Any]) -> tuple[int, str]:
-    try:
-        installation = payload["installation"]
-        return int(installation["id"]), str((installation.get("account") or {}).get("login", ""))
-    except (KeyError, TypeError, ValueError):
-        raise PayloadError("payload has no installation id") from None
-
-
 @router.register("pull_request", action="closed")
 def on_pull_closed(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
     """A closed or merged PR ends the execution working on it, with a comment saying so."""
-    try:
-        pull, repo = payload["pull_request"], payload["repository"]["full_name"]
-        number, head = int(pull["number"]), str(pull["head"]["ref"])
-    except (KeyError, TypeError, ValueError):
-        raise PayloadError("malformed pull_request payload") from None
-    how = "merged" if pull.get("merged") else "closed"
+    read = Payload("pull_request", payload)
+    repo, number, head = read.repo(), read.number("pull_request.number"), read.text("pull_request.head.ref")
+    how = "merged" if read.flag("pull_request.merged") else "closed"
+    actor = read.login("sender.login", default="github")
+    installation = read.optional_installation()
     done = []
     for execution in eng.store.find(repo):
         on_it = execution.pr_number == number or execution.branch == head or (
             execution.is_pull_request and execution.issue_number == number)
         if on_it and not execution.status.is_terminal:
-            installation, _ = _account(payload)
-            reporter = Reporter(eng.github.client(installation), repo)
-            actor = str((payload.get("sender") or {}).get("login", "github"))
+            if installation is None:
+                raise PayloadError("the pull_request payload has no installation id (is the app installed?)")
+            reporter = Reporter(eng.github.client(installation.id), repo)
             done.append(control.stop_execution(eng, reporter, execution, actor,
                                                why=f"pull request #{number} was {how}"))
     return "; ".join(done) or "ignored: no execution on that pull request"
@@ -63,11 +50,12 @@ def _stop_all(eng: Engine, executions: list[Any], why: str, forget: bool) -> lis
 @router.register("installation")
 def on_installation(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
     """The customer registry: created/unsuspend record; suspend stops; deleted stops and forgets."""
-    action = payload.get("action")
-    installation, account = _account(payload)
+    read = Payload("installation", payload)
+    action = read.text("action", default="")
+    found = read.installation()
+    installation, account, repos = found.id, found.account, list(read.repos("repositories"))
     executions = eng.store.executions(installation_id=installation, limit=10_000)
     if action in ("created", "unsuspend", "new_permissions_accepted"):
-        repos = _repo_names(payload.get("repositories"))
         known = eng.store.installation(installation)
         eng.store.put_installation(installation, account, "active", repos or (known or {}).get("repos", []))
         return f"installation {installation} ({account}) active"
@@ -78,15 +66,17 @@ def on_installation(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
     if action == "deleted":
         eng.store.drop_installation(installation)
         return "; ".join(_stop_all(eng, executions, "the app was uninstalled", True)) or "deleted"
-    return f"ignored: installation.{action}"
+    return f"ignored: installation.{action[:40]}"
 
 
 @router.register("installation_repositories")
 def on_repositories(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
     """Repositories granted or withdrawn: withdrawn ones lose their executions."""
-    installation, account = _account(payload)
+    read = Payload("installation_repositories", payload)
+    found = read.installation()
+    installation, account = found.id, found.account
     known = set((eng.store.installation(installation) or {}).get("repos", []))
-    added, removed = _repo_names(payload.get("repositories_added")), _repo_names(payload.get("repositories_removed"))
+    added, removed = read.repos("repositories_added"), read.repos("repositories_removed")
     eng.store.put_installation(installation, account, "active", sorted((known | set(added)) - set(removed)))
     done = []
     for repo in removed:
@@ -101,8 +91,8 @@ def on_push(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
     The next step (on resume) fetches and resets to the pushed branch, so their commits are kept and
     the task list is re-read from them; a push of ours racing theirs is rejected, never forced.
     """
-    ref, repo = str(payload.get("ref", "")), (payload.get("repository") or {}).get("full_name")
-    sender = str((payload.get("sender") or {}).get("login", ""))
+    read = Payload("push", payload)
+    ref, repo, sender = read.text("ref", default=""), read.optional_repo(), read.login("sender.login", default="")
     if not ref.startswith("refs/heads/") or not repo:
         return "ignored: not a branch push"
     if sender.lower() == eng.settings.bot_login.lower():
@@ -112,7 +102,7 @@ def on_push(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
     for execution in eng.store.find(repo):
         if execution.branch == branch and (execution.status.is_active or execution.status.value == "queued"):
             eng.store.set_flag(execution.id, "pause", f"{sender} (pushed to `{branch}`)")
-            installation, _ = _account(payload)
+            installation = read.installation().id
             Reporter(eng.github.client(installation), repo).comment(execution.issue_number, (
                 f"@{sender} pushed to `{branch}` while execution `{execution.id}` works on it: it pauses after "
                 "the current task so the two don't collide. `/clarity resume` continues from your commits."))

@@ -39,7 +39,7 @@ class Router:
         action = payload.get("action") if isinstance(payload.get("action"), str) else None
         handler = self.handler_for(event, action)
         if handler is None:
-            return f"ignored: no handler for {event}" + (f".{action}" if action else "")
+            return f"ignored: no handler for {event}" + (f".{action[:40]}" if action else "")
         return handler(engine, delivery, payload)
 
 

@@ -19,6 +19,7 @@ from clarity.eta import DEFAULT_TASK_SECONDS, eta_text, remaining_tasks, task_se
 from clarity.models import Execution
 from clarity.ready import Ready, schedule
 from clarity.status import ExecutionStatus
+from clarity.store import NotFound
 from jobs.context import Engine
 
 log = logging.getLogger(__name__)
@@ -110,10 +111,21 @@ def estimate(engine: Engine, execution: Execution) -> Estimate:
     if status is ExecutionStatus.QUEUED:
         ahead = [store.lease_holder(execution.repo)] + store.waiting(execution.repo)
         ahead = ahead[:ahead.index(execution.id)] if execution.id in ahead else ahead
-        wait = sum(remaining_tasks(store.get(i)) for i in ahead if i) * per_task
+        wait = sum(remaining_tasks(found) for found in _still_known(engine, ahead)) * per_task
         return Estimate(wait, wait + remaining_tasks(execution) * per_task, per_task)
     until_worker = ready_wait(engine, execution.id, per_task)
     return Estimate(until_worker, (until_worker or 0.0) + remaining_tasks(execution) * per_task, per_task)
+
+
+def _still_known(engine: Engine, execution_ids: list[str | None]) -> list[Execution]:
+    """The executions behind these ids; one forgotten with its installation may still hold the lease."""
+    found = []
+    for execution_id in filter(None, execution_ids):
+        try:
+            found.append(engine.store.get(execution_id))
+        except NotFound:
+            continue
+    return found
 
 
 def ready_order(engine: Engine) -> list[Ready]:

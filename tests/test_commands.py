@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -86,7 +87,7 @@ ACCEPTED: list[tuple[str, Verb, dict[str, Any]]] = [
     ("/clarity run tool aider.", Verb.RUN, {"tool": "aider"}),
     ("/clarity run priority 5.", Verb.RUN, {"priority": 5}),
     ("   /clarity run until 1", Verb.RUN, {"until": "1"}),
-    ("\t/clarity   run\tuntil  1  ", Verb.RUN, {"until": "1"}),
+    ("  /clarity   run\tuntil  1  ", Verb.RUN, {"until": "1"}),
     ("/clarity\u00a0run until 1", Verb.RUN, {"until": "1"}),
     ("/clarity stop-point 2.3", Verb.STOP_POINT, {"task_id": "2.3"}),
     ("/clarity stop_point 2.3", Verb.STOP_POINT, {"task_id": "2.3"}),
@@ -160,6 +161,29 @@ IGNORED = [
     "<!-- /clarity run -->",
     "<!-- hidden\n/clarity stop",
     "\u200b/clarity run",
+    # Indented code (CommonMark: 4 columns, a tab reaches the next multiple of 4).
+    "    /clarity run",
+    "\t/clarity run",
+    "  \t/clarity run",
+    "text\n\n        /clarity run",
+    "text\n    /clarity run",  # a paragraph's continuation: shown mid-sentence, not a command
+    # <pre>, <details> and the other hiding elements, wherever the tag opens and in any case.
+    "<pre>\n/clarity run\n</pre>",
+    "<PRE class='x'>\n/clarity run",
+    "<pre>/clarity run</pre>",
+    "Look: <pre>\n/clarity run\n</pre>",
+    "<details>\n/clarity run\n</details>",
+    "<details><summary>log</summary>\n\n/clarity run\n\n</details>",
+    "<details>\n<details>\n</details>\n/clarity run\n</details>",  # nested: the outer one still hides
+    "<details open>\n/clarity stop",
+    "<textarea>\n/clarity run\n</textarea>",
+    "<script>\n/clarity run\n</script>",
+    "<style>\n/clarity run\n</style>",
+    "</details> /clarity run",
+    # HTML comments opened anywhere in a line.
+    "text <!-- note\n/clarity run\n-->",
+    "text <!-- a --> more <!--\n/clarity run",
+    "<!-- a -->/clarity run",
 ]
 
 
@@ -189,7 +213,19 @@ LOCATED: list[tuple[str, list[tuple[Verb, int]]]] = [
     ("> > /clarity run\n> /clarity run\n/clarity status", [(Verb.STATUS, 3)]),
     ("<!--\n/clarity run\n-->\n/clarity stop", [(Verb.STOP, 4)]),
     ("```\n<!--\n```\n/clarity stop", [(Verb.STOP, 4)]),
-    ("/clarity run until 1\n\n    /clarity stop", [(Verb.RUN, 1), (Verb.STOP, 3)]),
+    ("/clarity run until 1\n\n    /clarity stop", [(Verb.RUN, 1)]),  # indented code
+    ("   /clarity run until 1\n    /clarity stop", [(Verb.RUN, 1)]),  # three columns count, four do not
+    ("<pre>\n/clarity run\n</pre>\n/clarity stop", [(Verb.STOP, 4)]),
+    ("<details>\n/clarity run\n</details>\n/clarity stop", [(Verb.STOP, 4)]),
+    ("<details>\n\n```\n</details>\n```\n/clarity run\n</details>\n/clarity stop", [(Verb.STOP, 8)]),
+    ("<!-- a\n/clarity run\nb -->\n/clarity stop", [(Verb.STOP, 4)]),
+    ("/clarity stop <!-- why: done -->", [(Verb.STOP, 1)]),  # hidden words after a command are left out
+    ("/clarity stop <details>\n/clarity run\n</details>", [(Verb.STOP, 1)]),
+    ("Use `<details>` to fold logs.\n/clarity stop", [(Verb.STOP, 2)]),  # a tag in a code span is text
+    ("Use `<!--` for notes.\n/clarity stop", [(Verb.STOP, 2)]),
+    ("    <details>\n/clarity stop", [(Verb.STOP, 2)]),  # a tag in indented code is code
+    ("```\n<pre>\n```\n/clarity stop", [(Verb.STOP, 4)]),
+    ("> <details>\n/clarity stop", [(Verb.STOP, 2)]),
     ("héllo wörld 🎉\n/clarity run until 2.3 ✓", []),  # ✓ is an unknown option: a Reply, not a Command
 ]
 
@@ -404,6 +440,21 @@ def test_help_text_itself_holds_no_commands() -> None:
     assert parse(help_text()) == []
 
 
+@pytest.mark.parametrize("line", [
+    "x " + "`" * 65_000 + "a",  # backtick runs that close nothing
+    "x " + "`" * 1_000 + "a" * 64_000,
+    "x " + "`a" * 32_000,
+    "x " + "<pre" * 16_000 + "<",
+    "x " + "`<details>`" * 5_900,
+])
+def test_a_pathological_line_is_read_in_one_pass(line: str) -> None:
+    # A regex for code spans took ~16 s on the first of these (quadratic); the scan is linear. The
+    # bound is loose on purpose: it fails only for the quadratic kind of slow.
+    started = time.perf_counter()
+    assert parse(line + "\n/clarity stop") != []
+    assert time.perf_counter() - started < 5
+
+
 # --- properties -----------------------------------------------------------------------------------
 
 _pieces = st.sampled_from(
@@ -426,6 +477,10 @@ _pieces = st.sampled_from(
         ">",
         "<!--",
         "-->",
+        "<pre>",
+        "</details>",
+        "<details>",
+        "\t",
         "\n",
         "\r\n",
         "\r",
