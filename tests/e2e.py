@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import httpx
+import redis
 
 import devstack
 from clarity.store import Store
@@ -80,6 +84,49 @@ def git(stack: devstack.Stack, *args: str, repo: str = REPO) -> str:
 
 def branch_file(stack: devstack.Stack, path: str, branch: str = "clarity/issue-1") -> str:
     return git(stack, "show", f"{branch}:{path}")
+
+
+def sinks(stack: devstack.Stack, log_text: str) -> dict[str, str]:
+    """Every place a text can leave the product, read back whole: for the secret scans."""
+    executions = store_of(stack).executions()
+    root = stack.settings.artifacts_dir
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+    def web(path: str) -> str:
+        response = httpx.get(f"{stack.web_url}{path}", timeout=30)
+        response.raise_for_status()
+        return response.text
+
+    return {
+        "forge calls": json.dumps(stack.admin("GET", "/calls")),
+        "forge state": json.dumps(stack.admin("GET", "/state")),
+        "redis": dump_redis(stack),
+        "worker logs": "".join(p.read_text(errors="replace") for p in stack.base.glob("*.log")),
+        "web and forge logs (this process)": log_text,
+        "artifacts": "".join((root / f).read_text(errors="replace") for f in files),
+        "dashboard": web("/") + "".join(web(f"/executions/{e.id}") for e in executions),
+        "dashboard API": web("/api/devteam/executions") + web("/api/devteam/history/executions") + "".join(
+            web(f"/api/executions/{e.id}") + web(f"/api/devteam/executions/{e.id}/progress") for e in executions),
+        "artifacts served": "".join(web(f"/executions/{f.parts[0]}/artifacts/{'/'.join(f.parts[1:])}")
+                                    for f in files),
+    }
+
+
+def dump_redis(stack: devstack.Stack) -> str:
+    """The values of every key of the stack's namespace, as text."""
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    parts = []
+    for key in client.scan_iter(f"{stack.settings.namespace}:*"):
+        kind = client.type(key)
+        if kind == "hash":
+            parts.append(json.dumps(client.hgetall(key)))
+        elif kind == "stream":
+            parts.append(json.dumps(client.xrange(key)))
+        elif kind == "string":
+            parts.append(client.get(key) or "")
+        elif kind == "list":
+            parts.append(json.dumps(client.lrange(key, 0, -1)))
+    return "\n".join(parts)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import redis
 
 import devstack
 from clarity.status import ExecutionStatus
+from tests import e2e
 from tests.e2e import (  # noqa: F401
     REPO,
     SETTLED,
@@ -184,17 +185,7 @@ def test_no_secret_leaves_the_process(stack, tmp_path: Path, caplog: pytest.LogC
     secrets = [stack.settings.webhook_secret, *_key_lines(stack.settings.private_key),
                *stack.forge.context.tokens._grants.keys()]
     assert any(s.startswith("ghs_") for s in secrets)
-    sinks = {
-        "forge calls": json.dumps(stack.admin("GET", "/calls")),
-        "forge state": json.dumps(stack.admin("GET", "/state")),
-        "redis": _dump_redis(stack),
-        "worker logs": "".join(p.read_text(errors="replace") for p in stack.base.glob("*.log")),
-        "web and forge logs (this process)": caplog.text,
-        "artifacts": "".join(p.read_text(errors="replace") for p in stack.settings.artifacts_dir.rglob("*")
-                             if p.is_file()),
-        "dashboard": httpx.get(f"{stack.web_url}/").text + "".join(
-            httpx.get(f"{stack.web_url}/executions/{e.id}").text for e in store_of(stack).executions()),
-    }
+    sinks = e2e.sinks(stack, caplog.text)  # encoded and split copies: tests/test_attacks_redaction.py
     assert all(sinks.values())
     for sink, text in sinks.items():
         for secret in secrets:
@@ -203,22 +194,6 @@ def test_no_secret_leaves_the_process(stack, tmp_path: Path, caplog: pytest.LogC
 
 def _key_lines(pem: str) -> list[str]:
     return [line for line in pem.splitlines() if line and "-----" not in line]
-
-
-def _dump_redis(stack: devstack.Stack) -> str:
-    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-    parts = []
-    for key in client.scan_iter(f"{stack.settings.namespace}:*"):
-        kind = client.type(key)
-        if kind == "hash":
-            parts.append(json.dumps(client.hgetall(key)))
-        elif kind == "stream":
-            parts.append(json.dumps(client.xrange(key)))
-        elif kind == "string":
-            parts.append(client.get(key) or "")
-        elif kind == "list":
-            parts.append(json.dumps(client.lrange(key, 0, -1)))
-    return "\n".join(parts)
 
 
 def test_second_run_on_the_same_repo_waits_for_the_first(stack, tmp_path: Path) -> None:
