@@ -11,9 +11,10 @@ from clarity.app_credentials import load_settings
 from clarity.deliveries import DeliveryQueue
 from clarity.metrics import ExecutionCollector, QueueCollector
 from clarity.redaction import install_logging, redact
+from clarity.sessions import Sessions
 from clarity.settings import Settings
 from clarity.store import Store
-from dashboard import api, appctx, auth, controls, insights, live, pages
+from dashboard import api, appctx, auth, controls, headers, insights, live, pages
 from dashboard.ops import OpsConfig
 from dashboard.ops import bp as ops_bp
 from dashboard.views import bp as dashboard_bp
@@ -41,7 +42,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = WebhookEndpoint(app.extensions["clarity.webhooks"], app.wsgi_app)  # type: ignore[method-assign]
     app.extensions["clarity.ops"] = OpsConfig(settings, rq_connection, (
         QueueCollector(rq_connection, settings.namespace, (settings.intake_queue,)), ExecutionCollector(store)))
-    auth.configure(app, settings, ApiTokens(store.r, settings.namespace))  # sign-in, tokens, CSRF: first
+    auth.configure(app, settings, ApiTokens(store.r, settings.namespace),  # sign-in, tokens, CSRF: first
+                   Sessions(store.r, settings.namespace))
+    headers.init_app(app, settings)  # CSP, no framing, no sniffing, HSTS over https: on every answer
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(ops_bp)
     app.register_blueprint(insights.bp)  # /insights: the Metrics page (history charts)

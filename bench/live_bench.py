@@ -63,7 +63,8 @@ def settings_for(redis_url: str, namespace: str, data_dir: Path, sockets: int) -
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     return Settings(app_id=1, private_key=key, webhook_secret="bench", github_api_url="http://127.0.0.1:9/api/v3",
-                    redis_url=redis_url, data_dir=data_dir, namespace=namespace, live_max_sockets=sockets + 10)
+                    redis_url=redis_url, data_dir=data_dir, namespace=namespace, live_max_sockets=sockets + 10,
+                    dashboard_auth="open")  # anonymous sockets and pages: opened explicitly, as an operator would
 
 
 def seed(store: Store, count: int) -> list[Execution]:

@@ -2,8 +2,9 @@
 
 Layout (under Settings.artifacts_dir): `<execution id>/<task id>/attempt-<n>/` holding `prompt.md`,
 `prompt.previous_error.txt`, `agent.log`, `diff.patch`, `checks.json`, `timings.json` and
-`result.json`. Everything written through `write_text` is redacted and capped; the dashboard serves
-files only through `resolve`, which keeps a path inside its execution's folder.
+`result.json`. Everything written through `write_text` is redacted and capped; the dashboard reads
+files and folders only through `lookup`, which never follows a link or opens a FIFO or device, and keeps
+to its execution's folder.
 """
 
 from __future__ import annotations
@@ -60,29 +61,9 @@ def execution_dir(root: Path, execution_id: str) -> Path:
     return root / execution_id
 
 
-def resolve(root: Path, execution_id: str, relpath: str = "") -> Path | None:
-    """The file or folder `relpath` inside the execution's folder, or None.
-
-    None for anything that leaves the folder: `..`, absolute paths, and symlinks (an agent can write
-    into its task's folder, so a link to a key file must never be followed).
-    """
-    if not execution_id or "/" in execution_id or execution_id in (".", ".."):
-        return None
-    base = execution_dir(root, execution_id)
-    if not base.is_dir() or base.is_symlink():
-        return None
-    target = base
-    for part in Path(relpath).parts if relpath else ():
-        if part in ("", ".", "..", "/") or "\\" in part:
-            return None
-        target = target / part
-        if target.is_symlink() or not target.exists():
-            return None
-    real_base = base.resolve()
-    real = target.resolve()
-    if real != real_base and real_base not in real.parents:
-        return None
-    return target
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+MAX_LISTED = 5000  # entries one listing shows: a check that makes a million files does not make a million rows
+MAX_DEPTH = 16  # folders a listing descends into
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +75,101 @@ class Entry:
     size: int
 
 
-def listing(folder: Path, base: Path) -> list[Entry]:
-    """Every file and folder under `folder` (symlinks left out, never followed), relative to `base`, sorted."""
-    found: list[Entry] = []
-    for top, dirs, files in os.walk(folder, followlinks=False):
-        here = Path(top)
-        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
-        found += [Entry((here / d).relative_to(base).as_posix(), True, 0) for d in dirs]
-        found += [Entry((here / f).relative_to(base).as_posix(), False, (here / f).stat().st_size)
-                  for f in files if not (here / f).is_symlink()]
-    return sorted(found, key=lambda e: e.path)
+def parts_of(execution_id: str, relpath: str = "") -> list[str] | None:
+    """The names to open, execution folder first; None for anything that could leave it (`..`, `\\`, NUL)."""
+    names = [execution_id, *(p for p in relpath.split("/") if p)]
+    if any(name in (".", "..") or "\\" in name or "\0" in name for name in names) or not execution_id:
+        return None
+    return names if "/" not in execution_id else None
+
+
+def lookup(root: Path, execution_id: str, relpath: str = "", max_bytes: int = DEFAULT_MAX_BYTES,
+           ) -> bytes | list[Entry] | None:
+    """What `relpath` is in the execution's folder: a regular file's first `max_bytes` + 1 bytes, a folder's
+    listing, or None (missing, outside, a link, a FIFO, a device).
+
+    A check can write into its task's folder and swap a file for a link at any moment, so nothing is
+    checked by path and then opened: each name is opened relative to its parent's descriptor with
+    O_NOFOLLOW (a link anywhere fails) and O_NONBLOCK (a FIFO never waits for a writer), and what was
+    opened is judged by `fstat`, the very file that would be read.
+    """
+    names = parts_of(execution_id, relpath)
+    if names is None:
+        return None
+    try:
+        fd = _open_beneath(root, names)
+    except (OSError, ValueError):
+        return None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            found: list[Entry] = []
+            _walk(fd, "/".join(names[1:]), found, 0)
+            return sorted(found, key=lambda e: e.path)
+        return _read(fd, max_bytes + 1) if stat.S_ISREG(mode) else None
+    finally:
+        os.close(fd)
+
+
+def _open_beneath(root: Path, names: list[str]) -> int:
+    """A descriptor of root/names[0]/…/names[-1], no link followed; only a last name inside may be a file."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the operator's folder
+    try:
+        for index, name in enumerate(names):
+            last = index == len(names) - 1
+            mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+            if not (stat.S_ISDIR(mode) or (last and index and stat.S_ISREG(mode))):
+                raise FileNotFoundError(name)  # never even open a link, FIFO, socket or device
+            child = os.open(name, _READ_FLAGS | (0 if last else os.O_DIRECTORY), dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, min(limit - size, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _walk(fd: int, prefix: str, found: list[Entry], depth: int) -> None:
+    """Add the folders and regular files under the open folder `fd` (links, FIFOs and devices left out)."""
+    with os.scandir(fd) as entries:
+        named = sorted(entries, key=lambda e: e.name)
+    for entry in named:
+        if len(found) >= MAX_LISTED:
+            return
+        path = f"{prefix}/{entry.name}" if prefix else entry.name
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:  # gone meanwhile
+            continue
+        if stat.S_ISREG(info.st_mode):
+            found.append(Entry(path, False, info.st_size))
+        elif stat.S_ISDIR(info.st_mode):
+            found.append(Entry(path, True, 0))
+            if depth < MAX_DEPTH:
+                _walk_into(fd, entry.name, path, found, depth + 1)
+
+
+def _walk_into(parent: int, name: str, path: str, found: list[Entry], depth: int) -> None:
+    try:
+        child = os.open(name, _READ_FLAGS | os.O_DIRECTORY, dir_fd=parent)
+    except OSError:  # swapped for a link or removed since it was listed
+        return
+    try:
+        _walk(child, path, found, depth)
+    finally:
+        os.close(child)
 
 
 def newest_mtime(folder: Path) -> float:

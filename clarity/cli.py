@@ -260,6 +260,24 @@ _TOKENS_RUN: dict[str, Callable[[ApiTokens, argparse.Namespace], int]] = {
 }
 
 
+def cmd_sessions(args: argparse.Namespace) -> int:
+    """`sessions revoke LOGIN`: end every dashboard session of a person at once; needs only REDIS_URL."""
+    from redis import RedisError
+
+    from clarity.sessions import Sessions
+    from clarity.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env(args.env, require_github=False)
+        ended = Sessions.from_url(settings.redis_url, settings.namespace).end_all(args.login)
+    except SettingsError as err:
+        return _fail(str(err))
+    except RedisError as err:  # its text names host and port, never the URL's password
+        return _fail(f"Redis (REDIS_URL) failed: {err}")
+    print(f"ended {ended} dashboard session(s) of {args.login}")
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     """`history prune`: forget finished executions older than the retention; needs only REDIS_URL."""
     import time
@@ -353,6 +371,14 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                 help="an installation the token may see (repeatable)"),
             arg("--all-installations", action="store_true", help="every installation (an operator's token)"),
             arg("--name", help="a name to tell tokens apart (default token-<id>)"),
+        ),
+    ),
+    "sessions": Subcommand(
+        cmd_sessions,
+        "dashboard sessions: revoke LOGIN ends every session of that person (their cookies stop working)",
+        (
+            arg("action", choices=("revoke",), help="revoke: end every signed-in session of LOGIN now"),
+            arg("login", metavar="LOGIN", help="the person's GitHub login"),
         ),
     ),
     "history": Subcommand(

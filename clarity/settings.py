@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -23,7 +24,7 @@ class Settings:
     private_key: str = field(repr=False)
     webhook_secret: str = field(repr=False)
     github_api_url: str = "https://api.github.com"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     data_dir: Path = Path(".clarity")
     public_url: str = "http://127.0.0.1:8000"
     bot_login: str = "clarity[bot]"
@@ -42,7 +43,16 @@ class Settings:
     ready_worker_age: int = 480  # /readyz: a worker counts if its RQ heartbeat is this recent (seconds)
     metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: gunicorn workers and RQ horses share metrics
     github_web_url: str = ""  # GitHub's web pages (`clarity setup`); empty: derived from github_api_url
-    sandbox: str = "local"  # CLARITY_SANDBOX: "local" (subprocess + bubblewrap) or "docker"
+    # CLARITY_SANDBOX: "local" (bubblewrap and a cgroup per run; a task is refused when either cannot be had),
+    # "docker" (a container per run), or "none" (no isolation at all, on purpose: every check run says so)
+    sandbox: str = "local"
+    sandbox_pids: int = 512  # CLARITY_SANDBOX_PIDS: processes and threads a local run may have at once
+    sandbox_memory: int = 2 * 1024**3  # CLARITY_SANDBOX_MEMORY: bytes of memory a local run may use, no swap
+    sandbox_cpus: float = 1.0  # CLARITY_SANDBOX_CPUS: CPU cores a local run may use (0: no cap)
+    sandbox_tmp: int = 256 * 1024**2  # CLARITY_SANDBOX_TMP: bytes of a local run's /tmp (HOME is in it)
+    sandbox_disk: int = 1024**3  # CLARITY_SANDBOX_DISK: bytes a run's workspace may hold while it runs (0: no cap)
+    sandbox_tools: tuple[Path, ...] = ()  # CLARITY_SANDBOX_TOOLS: more programs or folders runs see read-only
+    cgroup_parent: str = "clarity"  # CLARITY_CGROUP_PARENT: where run cgroups go (a name, or a v2 folder path)
     docker_image: str = "python:3.12-slim"  # CLARITY_DOCKER_IMAGE: the sandbox image when a repo names none
     docker_cpus: float = 1.0  # CLARITY_DOCKER_CPUS: CPU cores per sandbox container (0: no cap)
     docker_pids: int = 512  # CLARITY_DOCKER_PIDS: processes per sandbox container, unless a limit says less
@@ -54,8 +64,13 @@ class Settings:
     github_client_id: str = ""  # CLARITY_GITHUB_CLIENT_ID: the app's OAuth client (dashboard sign-in)
     github_client_secret: str = field(default="", repr=False)  # CLARITY_GITHUB_CLIENT_SECRET
     session_secret: str = field(default="", repr=False)  # CLARITY_SESSION_SECRET; empty: derived from other secrets
-    dashboard_auth: str = "open"  # CLARITY_DASHBOARD_AUTH: "github" (sign in) or "open"; default github with a client id
+    # CLARITY_DASHBOARD_AUTH: "github" (people sign in; the default with an OAuth client), "closed" (the default
+    # without one: pages and API refuse everyone but API tokens) or "open" (anyone sees everything; asked for only)
+    dashboard_auth: str = "closed"
     live_max_sockets: int = 16  # CLARITY_LIVE_MAX_SOCKETS: live sockets per web process; beyond, pages poll
+    # CLARITY_EGRESS_ALLOW: loopback/private model endpoints (host:port) networked agents may reach when
+    # configured for them; a repository's api_base alone never opens a private address (runner.egress)
+    egress_allow: tuple[str, ...] = ("127.0.0.1:11434",)
 
     @property
     def web_url(self) -> str:
@@ -90,7 +105,7 @@ class Settings:
     def secret_values(self) -> tuple[str, ...]:
         """The values the redactor must never let out."""
         return tuple(v for v in (self.private_key, self.webhook_secret, self.github_client_secret,
-                                 self.session_secret, *self.secret_keys) if v)
+                                 self.session_secret, *self.secret_keys, _password(self.redis_url)) if v)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_github: bool = True) -> Settings:
@@ -109,7 +124,8 @@ class Settings:
             webhook_secret=reader.text("GITHUB_WEBHOOK_SECRET", required=True) if require_github else "",
             github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com"),
             github_web_url=reader.url("GITHUB_WEB_URL", "") if reader.text("GITHUB_WEB_URL") else "",
-            redis_url=reader.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix")),
+            redis_url=reader.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"),
+                                 secret=True),
             data_dir=Path(reader.text("CLARITY_DATA_DIR") or ".clarity"),
             public_url=reader.url("CLARITY_PUBLIC_URL", "http://127.0.0.1:8000"),
             bot_login=reader.text("CLARITY_BOT_LOGIN") or "clarity[bot]",
@@ -127,7 +143,15 @@ class Settings:
             metrics_dir=reader.directory("PROMETHEUS_MULTIPROC_DIR"),
             namespace=reader.name("CLARITY_NAMESPACE", "clarity"),
             secret_keys=reader.fernet_keys("CLARITY_SECRET_KEYS"),
-            sandbox=reader.choice("CLARITY_SANDBOX", ("local", "docker")),
+            sandbox=reader.choice("CLARITY_SANDBOX", ("local", "docker", "none")),
+            sandbox_pids=reader.integer("CLARITY_SANDBOX_PIDS", default=512, minimum=16),
+            sandbox_memory=reader.size("CLARITY_SANDBOX_MEMORY", default=2 * 1024**3, minimum=64 * 1024**2),
+            sandbox_cpus=reader.number("CLARITY_SANDBOX_CPUS", default=1.0),
+            sandbox_tmp=reader.size("CLARITY_SANDBOX_TMP", default=256 * 1024**2, minimum=1024**2),
+            sandbox_disk=reader.size("CLARITY_SANDBOX_DISK", default=1024**3),
+            sandbox_tools=tuple(Path(p.strip()) for p in reader.text("CLARITY_SANDBOX_TOOLS").split(":")
+                                if p.strip()),
+            cgroup_parent=reader.text("CLARITY_CGROUP_PARENT") or "clarity",
             docker_image=reader.text("CLARITY_DOCKER_IMAGE") or "python:3.12-slim",
             docker_cpus=reader.number("CLARITY_DOCKER_CPUS", default=1.0),
             docker_pids=reader.integer("CLARITY_DOCKER_PIDS", default=512, minimum=1),
@@ -141,6 +165,7 @@ class Settings:
             session_secret=reader.text("CLARITY_SESSION_SECRET"),
             dashboard_auth=reader.dashboard_auth(),
             live_max_sockets=reader.integer("CLARITY_LIVE_MAX_SOCKETS", default=16, minimum=0),
+            egress_allow=reader.endpoints("CLARITY_EGRESS_ALLOW", default=("127.0.0.1:11434",)),
         )
         if problems:
             raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -174,11 +199,14 @@ class _Reader:
         return Path(raw) if raw else None
 
     def dashboard_auth(self) -> str:
-        """CLARITY_DASHBOARD_AUTH: github or open; unset → github when an OAuth client is configured."""
+        """CLARITY_DASHBOARD_AUTH: github, closed or open; unset → github with an OAuth client, else closed.
+
+        Never open unless asked for: the dashboard shows every customer's executions, logs and artifacts.
+        """
         client_id, secret = self.text("CLARITY_GITHUB_CLIENT_ID"), self.text("CLARITY_GITHUB_CLIENT_SECRET")
         if not self.text("CLARITY_DASHBOARD_AUTH"):
-            return "github" if client_id and secret else "open"
-        mode = self.choice("CLARITY_DASHBOARD_AUTH", ("github", "open"))
+            return "github" if client_id and secret else "closed"
+        mode = self.choice("CLARITY_DASHBOARD_AUTH", ("github", "closed", "open"))
         if mode == "github" and not (client_id and secret):
             self.problems.append("CLARITY_DASHBOARD_AUTH=github needs CLARITY_GITHUB_CLIENT_ID and "
                                  "CLARITY_GITHUB_CLIENT_SECRET (the app's OAuth client; `clarity setup` stores them)")
@@ -205,6 +233,22 @@ class _Reader:
             self.problems.append(f"{name} must be at least {minimum}, got {value}")
         return value
 
+    def size(self, name: str, default: int, minimum: int = 0) -> int:
+        """A number of bytes: digits, or digits with K, M or G (powers of 1024), e.g. `2G`."""
+        raw = self.text(name).upper().removesuffix("B").removesuffix("I")
+        if not raw:
+            return default
+        scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(raw[-1:], 1)
+        digits = raw[:-1] if scale > 1 else raw
+        if not digits.isdigit():
+            self.problems.append(f"{name} must be a number of bytes such as 536870912 or 512M, "
+                                 f"got {self.text(name)!r}")
+            return default
+        value = int(digits) * scale
+        if value and value < minimum:
+            self.problems.append(f"{name} must be at least {minimum} bytes (or 0), got {value}")
+        return value
+
     def number(self, name: str, default: float) -> float:
         raw = self.text(name)
         if not raw:
@@ -218,12 +262,32 @@ class _Reader:
             self.problems.append(f"{name} must not be negative, got {raw}")
         return value
 
-    def url(self, name: str, default: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    def url(self, name: str, default: str, schemes: tuple[str, ...] = ("http", "https"), secret: bool = False) -> str:
         raw = self.text(name) or default
         scheme = raw.split("://", 1)[0] if "://" in raw else ""
         if scheme not in schemes:
-            self.problems.append(f"{name} must be a {'/'.join(schemes)} URL, got {raw!r}")
+            shown = without_password(raw) if secret else raw
+            self.problems.append(f"{name} must be a {'/'.join(schemes)} URL, got {shown!r}")
         return raw.rstrip("/") if scheme in ("http", "https") else raw
+
+    def endpoints(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Comma-separated `host:port` (or http/https URLs); unset: `default`, set but empty: none."""
+        if name not in self.env:
+            return default
+        found = []
+        for item in (part.strip() for part in self.env[name].split(",")):
+            if not item:
+                continue
+            parts = urlsplit(item if "://" in item else f"//{item}")
+            try:
+                port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+            except ValueError:
+                port = None
+            if not parts.hostname or port is None or parts.scheme not in ("", "http", "https"):
+                self.problems.append(f"{name}: {item!r} is not host:port (or an http/https URL)")
+                continue
+            found.append(item)
+        return tuple(found)
 
     def fernet_keys(self, name: str) -> tuple[str, ...]:
         """Comma-separated Fernet keys (the first encrypts); a bad one is named by position, never echoed."""
@@ -255,6 +319,22 @@ class _Reader:
             source = "GITHUB_PRIVATE_KEY_PATH" if path and not self.env.get("GITHUB_PRIVATE_KEY") else "GITHUB_PRIVATE_KEY"
             self.problems.append(f"{source} is not a PEM private key (expected '-----BEGIN ... PRIVATE KEY-----')")
         return pem + "\n"
+
+
+def _password(url: str) -> str:
+    try:
+        return unquote(urlsplit(url).password or "")
+    except ValueError:
+        return ""
+
+
+def without_password(url: str) -> str:
+    """The URL with the password of its user part replaced by ***: `redis://clarity-web:***@redis:6379/0`."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, where = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{where}"
 
 
 def web_url_for(api_url: str) -> str:

@@ -310,8 +310,8 @@ def list_artifacts(execution_id: str) -> Reply:
     """The execution's artifacts (per task and attempt), each with the URL that serves it."""
     _, execution = _visible(execution_id)
     settings: Settings = current_app.extensions["clarity.settings"]
-    folder = artifacts.resolve(settings.artifacts_dir, execution.id)
-    entries = artifacts.listing(folder, folder) if folder is not None and folder.is_dir() else []
+    found = artifacts.lookup(settings.artifacts_dir, execution.id)
+    entries = found if isinstance(found, list) else []
     base = f"{settings.public_url}/executions/{execution.id}/artifacts"
     return m.ArtifactsOut(executionId=execution.id, artifacts=[
         m.ArtifactOut(path=e.path, isDir=e.is_dir, size=e.size, url=f"{base}/{e.path}") for e in entries])

@@ -12,7 +12,9 @@ from clarity.status import ExecutionStatus, TaskStatus
 
 TaskId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,6}(\.[0-9]{1,6}){0,9}$")]
 ToolName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-RepoName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")]
+_NAME = r"[A-Za-z0-9_.-]{0,99}[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}"  # not only dots: never "." or ".."
+# owner/name: a GitHub API path built from it must not climb out of /repos/ (`../app` is not a repository)
+RepoName = Annotated[str, StringConstraints(max_length=201, pattern=rf"^{_NAME}/{_NAME}$")]
 ExecutionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Priority = Annotated[int, Field(ge=1, le=10, description="1 to 10; 10 runs first, 5 by default")]
 

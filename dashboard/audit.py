@@ -92,7 +92,7 @@ def parse_query(args: Mapping[str, str]) -> tuple[AuditQuery, list[str]]:
             problems.append(f"installation must be a number, got {raw!r}")
     since, until = (_when(args.get(name, ""), name, problems) for name in ("from", "to"))
     before = args.get("before", "").strip()
-    if before and not _is_stream_id(before):
+    if before and not is_stream_id(before):
         problems.append(f"before must be a record id like 1700000000000-0, got {before!r}")
         before = ""
     return AuditQuery(args.get("actor", "").strip().lstrip("@"), args.get("kind", "").strip(),
@@ -170,9 +170,11 @@ def _ms(seconds: float | None) -> str:
     return str(int((seconds or 0) * 1000))
 
 
-def _is_stream_id(text: str) -> bool:
-    ms, _, seq = text.partition("-")
-    return ms.isdigit() and (seq == "" or seq.isdigit())
+def is_stream_id(text: str) -> bool:
+    """Whether `text` is a Redis stream id (`milliseconds[-sequence]`, each below 2**64) Redis would take."""
+    ms, dash, seq = text.partition("-")
+    parts = (ms, seq) if dash else (ms,)
+    return all(part.isascii() and part.isdigit() and len(part) <= 20 and int(part) < 2**64 for part in parts)
 
 
 def _when(text: str, name: str, problems: list[str]) -> float | None:

@@ -5,11 +5,15 @@ sign-in is required), `Viewer.sees(installation_id)`, `Viewer.role_in(installati
 
 Three ways in: a browser session signed in with GitHub (dashboard.signin; `CLARITY_DASHBOARD_AUTH=github`,
 the default when the app's OAuth client is known), a script's `Authorization: Bearer clr_…` token
-(clarity.apitokens; either mode), or nobody when the dashboard is open (`CLARITY_DASHBOARD_AUTH=open`,
-the default without an OAuth client: an operator's local view where everyone sees everything with the
-viewer role). `configure` installs the guard: pages redirect to /login and JSON answers 401 when
-nobody is signed in, and every state-changing request made with the session cookie must carry the
+(clarity.apitokens; every mode), or nobody when the operator opened the dashboard (`CLARITY_DASHBOARD_AUTH=open`,
+never a default: everyone who reaches it sees everything with the viewer role). Without an OAuth client
+and without `open` the dashboard is closed: pages answer 503 saying how to configure sign-in, JSON 401,
+and only API tokens get in. `configure` installs the guard: pages redirect to /login and JSON answers 401
+when nobody is signed in, and every state-changing request made with the session cookie must carry the
 session's CSRF token (form field `csrf_token` or header `X-CSRF-Token`); bearer-token calls are exempt.
+A signed-in session is also held in Redis (clarity.sessions): logout or `clarity sessions revoke` ends it
+for every copy of the cookie. An open dashboard answers only on its public URL's host and loopback names,
+so a page of another site that rebinds its DNS name to the dashboard's address reads nothing.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, g, jsonify, redirect, request, session
+from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 
 from clarity.apitokens import ApiToken, ApiTokens
 from clarity.models import Execution
+from clarity.sessions import Sessions
 from clarity.settings import Settings
 from clarity.store import Store
 
@@ -35,6 +41,7 @@ ROLES = ("viewer", "team_member", "manager", "admin")  # as github_app.roles.Rol
 EXTENSION = "clarity.auth"
 SESSION_VIEWER = "viewer"
 SESSION_CSRF = "csrf"
+SESSION_ID = "sid"  # the id Redis knows the session by (clarity.sessions)
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_LIFETIME = timedelta(hours=8)  # roles are read from GitHub at sign-in; sign in again to refresh them
@@ -45,6 +52,10 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/webhooks", "/login"
 CSRF_EXEMPT = frozenset({"/webhooks"})  # signed by GitHub (HMAC) instead
 JSON_PREFIXES = ("/api/", "/live")  # answered with 401 JSON rather than a redirect to /login
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})  # a browser sends these only for pages on them
+HOW_TO_SIGN_IN = ("set CLARITY_GITHUB_CLIENT_ID and CLARITY_GITHUB_CLIENT_SECRET (the GitHub App's OAuth client; "
+                  "`clarity setup` stores them) so people sign in with GitHub, or CLARITY_DASHBOARD_AUTH=open "
+                  "to show every installation's data to anyone who reaches the dashboard")
 log = logging.getLogger(__name__)
 
 
@@ -82,22 +93,34 @@ class AuthConfig:
 
     settings: Settings
     tokens: ApiTokens
+    sessions: Sessions
 
     @property
     def sign_in(self) -> bool:
-        """Whether people sign in with GitHub (else the dashboard is open)."""
+        """Whether people sign in with GitHub (else the dashboard is open, or closed to all but API tokens)."""
         return self.settings.dashboard_auth == "github"
 
+    @property
+    def open(self) -> bool:
+        """Whether the operator opened the dashboard to everyone who reaches it."""
+        return self.settings.dashboard_auth == "open"
 
-def configure(app: Flask, settings: Settings, tokens: ApiTokens) -> None:
-    """Sessions (signed cookie), the guard, the template helpers and the sign-in routes."""
+
+def configure(app: Flask, settings: Settings, tokens: ApiTokens, sessions: Sessions) -> None:
+    """Sessions (signed cookie, live in Redis), the guard, the template helpers and the sign-in routes."""
     from dashboard.signin import bp  # the sign-in views use this module's helpers
 
     app.secret_key = session_key(settings)
     app.config.update(SESSION_COOKIE_NAME="clarity_session", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=settings.public_url.startswith("https:"),
                       PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME)
-    app.extensions[EXTENSION] = AuthConfig(settings, tokens)
+    app.extensions[EXTENSION] = AuthConfig(settings, tokens, sessions)
+    if settings.dashboard_auth == "open":
+        log.warning("CLARITY_DASHBOARD_AUTH=open: the dashboard shows every installation's executions, logs and "
+                    "artifacts to anyone who reaches %s; configure sign-in with GitHub for anything but a "
+                    "private machine", settings.public_url)
+    elif settings.dashboard_auth == "closed":
+        log.info("dashboard sign-in is not configured: pages and the API answer API tokens only (%s)", HOW_TO_SIGN_IN)
     app.before_request(guard)
     app.add_template_global(csrf_token, "csrf_token")
     app.context_processor(lambda: {"viewer": current_viewer(), "sign_in": settings.dashboard_auth == "github"})
@@ -147,11 +170,24 @@ def session_viewer(data: Any) -> Viewer | None:
 
 
 def remember(viewer: Viewer) -> None:
-    """Start a fresh signed-in session for `viewer` (a new CSRF token with it)."""
+    """Start a fresh signed-in session for `viewer` (a new CSRF token and a new server-side id with it)."""
+    config, previous = _config(), session.get(SESSION_ID)
+    if config is not None and isinstance(previous, str):
+        config.sessions.end(previous)  # signing in again replaces the session, it does not add one
     session.clear()
     session.permanent = True
     session[SESSION_VIEWER] = {"login": viewer.login, "roles": {str(i): r for i, r in viewer.roles.items()}}
     session[SESSION_CSRF] = secrets.token_urlsafe(32)
+    if config is not None:
+        session[SESSION_ID] = config.sessions.start(viewer.login, int(SESSION_LIFETIME.total_seconds()))
+
+
+def forget() -> None:
+    """End the session: in Redis (so no copy of the cookie works any more) and in this browser."""
+    config, session_id = _config(), session.get(SESSION_ID)
+    if config is not None and isinstance(session_id, str):
+        config.sessions.end(session_id)
+    session.clear()
 
 
 def current_viewer() -> Viewer | None:
@@ -165,6 +201,11 @@ def current_viewer() -> Viewer | None:
     return viewer
 
 
+def forget_viewer() -> None:
+    """Drop the viewer read for this request, so the next `current_viewer()` reads it afresh (a long socket)."""
+    g.pop("clarity_viewer", None)
+
+
 def _resolve() -> Viewer | None:
     config = _config()
     if config is None:  # a bare blueprint (tests, tools): no sign-in configured
@@ -173,9 +214,15 @@ def _resolve() -> Viewer | None:
     if token is not None:
         record = config.tokens.verify(token)
         return token_viewer(record) if record is not None else None
-    if not config.sign_in:
+    if config.open:
         return OPEN_VIEWER
-    return session_viewer(session.get(SESSION_VIEWER))
+    if not config.sign_in:
+        return None
+    viewer = session_viewer(session.get(SESSION_VIEWER))
+    session_id = session.get(SESSION_ID)
+    if viewer is None or not isinstance(session_id, str) or not config.sessions.alive(session_id, viewer.login):
+        return None  # signed out, revoked or expired: the cookie's copy of the viewer counts for nothing
+    return viewer
 
 
 def csrf_token() -> str:
@@ -207,6 +254,11 @@ def guard() -> ResponseReturnValue | None:
     """Before every request: sign-in required outside OPEN_PATHS; CSRF token on state-changing requests."""
     endpoint = request.endpoint or ""
     unguarded = request.path in OPEN_PATHS or endpoint == "static" or endpoint.endswith(".static")
+    config = _config()
+    if not unguarded and config is not None and config.open and bearer_token() is None \
+            and not host_allowed(request.host, config.settings.public_url):
+        return refuse(421, f"this open dashboard answers only at {config.settings.public_url} (or on a loopback "
+                           f"address), not at {request.host!r}: set CLARITY_PUBLIC_URL to the address you use")
     if not unguarded and current_viewer() is None:
         return _signed_out()
     if request.method in STATE_CHANGING and request.path not in CSRF_EXEMPT and bearer_token() is None:
@@ -214,15 +266,35 @@ def guard() -> ResponseReturnValue | None:
     return None
 
 
+def host_allowed(host: str, public_url: str) -> bool:
+    """Whether a request's Host is the public URL's host or a loopback name (never a name rebound to us)."""
+    try:
+        name = (urlsplit(f"//{host}").hostname or "").lower()
+    except ValueError:
+        return False
+    return name in LOOPBACK_HOSTS or name == (urlsplit(public_url).hostname or "").lower()
+
+
 def _signed_out() -> ResponseReturnValue:
+    config = _config()
     if bearer_token() is not None:
         resp = refuse(401, "this API token is not valid (revoked, or never made here)")
+    elif config is not None and not config.sign_in and not config.open:
+        if not wants_json():
+            return not_configured()
+        resp = refuse(401, "sign-in is not configured on this Clarity: send Authorization: Bearer <API token> "
+                           f"(`clarity tokens create`), or {HOW_TO_SIGN_IN}")
     elif wants_json():
         resp = refuse(401, "sign in first: open /login in a browser, or send Authorization: Bearer <API token>")
     else:
         return redirect(f"/login?next={_quote_path()}")
     resp.headers["WWW-Authenticate"] = 'Bearer realm="clarity"'
     return resp
+
+
+def not_configured() -> ResponseReturnValue:
+    """The page a closed dashboard answers: sign-in is not configured, and how to configure it."""
+    return render_template("closed.html", how=HOW_TO_SIGN_IN), 503
 
 
 def _quote_path() -> str:

@@ -9,7 +9,14 @@ page's log and tasks). Then it forwards live events (`{"kind", "execution", "ins
 "time", ..., "id"}`) as they come, skipping those the catch-up already sent. A socket that falls behind
 gets `{"type": "resync"}` and is closed: the browser reconnects with its cursors, so nothing is missed.
 `/live/poll` answers the same catch-up as JSON for pages that cannot keep a socket.
-Every message is scoped by `Viewer.sees(installation)`; the viewer is read once, at connect.
+Every message is scoped by `Viewer.sees(installation)`; the viewer is read at connect and again every
+RECHECK seconds, so a logout or a revoked session or token closes the socket (code 1008).
+A handshake whose `Origin` is not CLARITY_PUBLIC_URL's is refused with 403 before the socket opens, so a
+page of another site cannot ride a visitor's session cookie into the feed; the only other origin taken
+is the request's own on a loopback address (an operator's browser on the machine itself, where no other
+site's page can claim that origin). A handshake without `Origin` comes from no browser (browsers always
+send one): it carries no ambient cookie to abuse and still needs a viewer (a signed-in session, an API
+token, or the dashboard opened by the operator).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import queue
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -31,6 +39,8 @@ from clarity.status import ExecutionStatus
 from clarity.store import NotFound, Store
 from dashboard import auth
 from dashboard.appctx import store as _store
+from dashboard.audit import is_stream_id
+from dashboard.headers import origin
 from dashboard.hub import Event, Hub, Subscriber, wait_subscribed
 
 bp = Blueprint("live", __name__, static_folder="static", static_url_path="/assets")
@@ -38,6 +48,7 @@ sock = Sock()
 
 HELLO_TIMEOUT = 10.0  # seconds a new socket has to say hello
 IDLE_PING = 20.0  # seconds of silence before the server pings (keeps proxies from closing the socket)
+RECHECK = 30.0  # seconds between checks that the socket's viewer is still signed in (logout, revocation)
 MAX_CURSORS = 500  # executions one hello may ask about
 SLACK = 2.0  # seconds of overlap in `since`: writers on other hosts may lag this one's clock a little
 SNAPSHOTS = 200  # executions a catch-up looks at for changes (the overview shows as many)
@@ -95,6 +106,25 @@ def newer(a: str, b: str) -> bool:
     return _id_key(a) > _id_key(b)
 
 
+def is_cursor(text: str) -> bool:
+    """Whether `text` is "" (from the start) or a stream id Redis takes."""
+    return not text or is_stream_id(text)
+
+
+@bp.before_request
+def _same_origin_socket() -> ResponseReturnValue | None:
+    """Refuse a socket handshake sent by a page of another origin than CLARITY_PUBLIC_URL's."""
+    if request.endpoint != "live.live" or "Origin" not in request.headers:
+        return None
+    settings: Settings = current_app.extensions["clarity.settings"]
+    wanted, sent = origin(settings.public_url), origin(request.headers["Origin"])
+    own = origin(request.host_url, "https" if request.is_secure else "http")
+    if sent and (sent == wanted or (sent == own and urlsplit(own).hostname in auth.LOOPBACK_HOSTS)):
+        return None
+    return jsonify({"message": f"this socket is for pages of {wanted}: Origin {request.headers['Origin']!r} "
+                               "is refused (set CLARITY_PUBLIC_URL to the address the dashboard is opened at)"}), 403
+
+
 def _id_key(entry_id: str) -> tuple[int, int]:
     if not entry_id:
         return (-1, -1)
@@ -117,6 +147,8 @@ def catch_up(store: Store, who: auth.Viewer, cursors: dict[str, str], since: flo
                 messages.append(snapshot(execution))
                 sent.add(execution.id)
     for execution_id, cursor in list(cursors.items())[:MAX_CURSORS]:
+        if not is_cursor(cursor):
+            continue  # not a position in any stream: nothing to catch up from
         try:
             execution = store.get(execution_id)
         except NotFound:
@@ -186,14 +218,25 @@ def close(ws: Any, code: int, message: str) -> None:
         thread.join(CLOSE_WAIT)
 
 
+def _still_signed_in() -> bool:
+    """Whether the socket's viewer is still let in: a logout, a revoked session or a revoked token ends the feed."""
+    auth.forget_viewer()
+    return viewer() is not None
+
+
 def _forward(ws: Any, subscriber: Subscriber, seen: dict[str, str]) -> None:
-    """Send queued events until the socket closes or falls behind."""
-    idle_since = time.monotonic()
+    """Send queued events until the socket closes, falls behind or its viewer is signed out."""
+    idle_since = checked = time.monotonic()
     while ws.connected:
         if subscriber.lagging.is_set():
             ws.send(json.dumps({"type": "resync"}))
             close(ws, RESYNC_CLOSE, "fell behind: reconnect with your cursors")
             return
+        if time.monotonic() - checked > RECHECK:
+            if not _still_signed_in():
+                close(ws, 1008, "signed out: sign in again")
+                return
+            checked = time.monotonic()
         try:
             event: Event = subscriber.inbox.get(timeout=1.0)
         except queue.Empty:  # nothing new: ping now and then
@@ -225,7 +268,11 @@ def poll() -> ResponseReturnValue:
     except ValueError:
         return jsonify({"message": "since must be a number (seconds since the epoch, as `time` answered)"}), 400
     execution_id = request.args.get("execution")
-    cursors = {execution_id: request.args.get("after", "")} if execution_id else {}
+    after = request.args.get("after", "")
+    if not is_cursor(after):
+        return jsonify({"message": "after must be a stream id like 1700000000000-0 (the `id` of the last event "
+                                   f"seen) or empty, got {after[:80]!r}"}), 400
+    cursors = {execution_id: after} if execution_id else {}
     messages = catch_up(_store(), who, cursors, since, {})
     return current_app.response_class(f'{{"time": {now!r}, "messages": [{", ".join(messages)}]}}',
                                       mimetype="application/json")

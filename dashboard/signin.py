@@ -4,7 +4,8 @@ The callback checks the `state` it sent, exchanges the one-time code for a user 
 POST through githubkit to `<GitHub web URL>/login/oauth/access_token`), then asks GitHub as that user
 who they are (`GET /user`) and which of the app's installations they reach with which repository
 permissions (`GET /user/installations`, `.../repositories`). The role in an installation is the best
-over its repositories (DESIGN §5). Only login and roles go into the session; the token is dropped.
+over its repositories (DESIGN §5). Only login, roles and a session id go into the session (the id is
+held in Redis, clarity.sessions, and ends at logout); the token is dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dashboard.auth import (
     AuthConfig,
     Viewer,
     best_role,
+    forget,
+    not_configured,
     remember,
     role_for_permissions,
 )
@@ -64,10 +67,15 @@ def _page(status: int, message: str) -> ResponseReturnValue:
 
 @bp.get("/login")
 def login() -> ResponseReturnValue:
-    """Send the browser to GitHub's authorize page with a fresh `state` kept in the session."""
+    """Send the browser to GitHub's authorize page with a fresh `state` kept in the session.
+
+    Right after signing out it shows a page instead: GitHub signs an app it knows back in without asking.
+    """
     config = _config()
     if not config.sign_in:
-        return redirect("/")
+        return redirect("/") if config.open else not_configured()
+    if "signed_out" in request.args:
+        return render_template("signin.html", message="You are signed out."), 200
     settings = config.settings
     state = secrets.token_urlsafe(32)
     session["oauth_state"] = state
@@ -82,7 +90,7 @@ def callback() -> ResponseReturnValue:
     """GitHub's redirect back: check state, exchange the code, read the viewer, start the session."""
     config = _config()
     if not config.sign_in:
-        return redirect("/")
+        return redirect("/") if config.open else not_configured()
     expected = session.pop("oauth_state", None)
     target = safe_next(session.pop("oauth_next", None))
     sent = request.args.get("state", "")
@@ -105,9 +113,9 @@ def callback() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    """End the session (the guard has checked its CSRF token)."""
-    session.clear()
-    return redirect("/login" if _config().sign_in else "/")
+    """End the session here and in Redis, so no copy of its cookie works any more (the guard checked CSRF)."""
+    forget()
+    return redirect("/login?signed_out=1" if _config().sign_in else "/")
 
 
 def _client(settings: Settings, auth: Any) -> GitHub[Any]:

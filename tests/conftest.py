@@ -74,10 +74,13 @@ def private_key_pem() -> str:
 
 @pytest.fixture
 def settings(redis_url: str, private_key_pem: str, tmp_path: Path, namespace: str) -> Settings:
-    """Valid settings pointing at the test Redis, the test's namespace and a temporary data dir."""
+    """Valid settings pointing at the test Redis, the test's namespace and a temporary data dir.
+
+    The dashboard is open (asked for, as an operator must): tests of sign-in and of the closed default say so.
+    """
     return Settings(app_id=4242, private_key=private_key_pem, webhook_secret=WEBHOOK_SECRET,
                     github_api_url="http://127.0.0.1:9/api/v3", redis_url=redis_url, data_dir=tmp_path / "data",
-                    namespace=namespace)
+                    namespace=namespace, dashboard_auth="open")
 
 
 @pytest.fixture

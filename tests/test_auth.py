@@ -264,9 +264,11 @@ def test_logout_needs_the_csrf_token_and_ends_the_session(web: Flask, forge: For
     token = session_of(client)["csrf"]
     assert f'name="csrf_token" value="{token}"' in client.get("/").get_data(as_text=True)
     header = client.post("/logout", headers={"X-CSRF-Token": token})
-    assert header.status_code == 302 and header.headers["Location"] == "/login"
+    assert header.status_code == 302 and header.headers["Location"] == "/login?signed_out=1"
     assert "viewer" not in session_of(client)
     assert client.get("/").status_code == 302
+    landing = client.get(header.headers["Location"])  # a page, not straight back to GitHub (which signs you in)
+    assert landing.status_code == 200 and "You are signed out." in landing.get_data(as_text=True)
 
 
 def test_the_session_cookie_is_httponly_and_samesite_lax_and_secure_only_over_https(
@@ -425,7 +427,9 @@ def test_after_clarity_setup_people_sign_in_with_the_stored_apps_oauth_client(
 
 def test_sign_in_is_on_by_default_when_the_oauth_client_is_known(tmp_path: Path) -> None:
     base = {"CLARITY_DATA_DIR": str(tmp_path)}
-    assert Settings.from_env(base, require_github=False).dashboard_auth == "open"
+    assert Settings.from_env(base, require_github=False).dashboard_auth == "closed"  # never open by default
+    assert Settings.from_env({**base, "CLARITY_DASHBOARD_AUTH": "open"}, require_github=False).dashboard_auth \
+        == "open"
     client = {**base, "CLARITY_GITHUB_CLIENT_ID": "Iv1.x", "CLARITY_GITHUB_CLIENT_SECRET": "s3cret"}
     on = Settings.from_env(client, require_github=False)
     assert on.dashboard_auth == "github" and "s3cret" in on.secret_values() and "s3cret" not in repr(on)
@@ -433,5 +437,5 @@ def test_sign_in_is_on_by_default_when_the_oauth_client_is_known(tmp_path: Path)
         == "open"
     with pytest.raises(SettingsError, match="CLARITY_DASHBOARD_AUTH=github needs CLARITY_GITHUB_CLIENT_ID"):
         Settings.from_env({**base, "CLARITY_DASHBOARD_AUTH": "github"}, require_github=False)
-    with pytest.raises(SettingsError, match="CLARITY_DASHBOARD_AUTH must be one of github, open"):
+    with pytest.raises(SettingsError, match="CLARITY_DASHBOARD_AUTH must be one of github, closed, open"):
         Settings.from_env({**base, "CLARITY_DASHBOARD_AUTH": "maybe"}, require_github=False)

@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from clarity.apitokens import ApiTokens
 from clarity.models import Execution, TaskProgress
+from clarity.sessions import Sessions
 from clarity.settings import Settings
 from clarity.status import ExecutionStatus, TaskStatus
 from clarity.store import Store
@@ -142,10 +143,12 @@ def test_the_endpoint_is_in_the_openapi_document_with_its_models(client: FlaskCl
 
 # -- a signed-in browser session calls the API with the page's CSRF token --------------------------------
 def session_client(settings: Settings, roles: dict[int, str]) -> tuple[FlaskClient, str]:
-    client = create_app(dataclasses.replace(settings, dashboard_auth="github")).test_client()
+    app = create_app(dataclasses.replace(settings, dashboard_auth="github"))
+    client = app.test_client()
     with client.session_transaction() as session:
         session["viewer"] = {"login": "ada", "roles": {str(i): r for i, r in roles.items()}}
         session["csrf"] = "the-session-token"
+        session["sid"] = Sessions(app.extensions["clarity.store"].r, settings.namespace).start("ada", 3600)  # as at sign-in
     return client, "the-session-token"
 
 
