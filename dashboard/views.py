@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
@@ -50,6 +51,7 @@ def execution(execution_id: str) -> ResponseReturnValue:
     requested = request.args.get("requested", "")
     tree = tasktree.rows(store.tasks(execution_id))
     return render_template("execution.html", ex=ex, tree=tree, log=log, web_url=_settings().web_url,
+                           unsandboxed=_settings().sandbox == "none",
                            cursor=log[-1]["id"] if log else "", controls=controls.for_page(viewer(), ex),
                            steering=controls.steering(viewer(), ex, tree),
                            requested=requested if requested in {a for a, _, _ in controls.CONTROLS} else "")
@@ -79,22 +81,29 @@ def _settings() -> Settings:
 @bp.get("/executions/<execution_id>/artifacts")
 @bp.get("/executions/<execution_id>/artifacts/<path:relpath>")
 def execution_artifacts(execution_id: str, relpath: str = "") -> ResponseReturnValue:
-    """An execution's artifacts: a folder is listed, a file is served as redacted text/plain.
+    """An execution's artifacts: a folder is listed, a file is served as redacted, inert text/plain.
 
-    Only what lies inside that execution's folder is reachable: `..`, absolute paths and symlinks are 404.
+    Only regular files and folders inside that execution's folder are reachable (clarity.artifacts.lookup):
+    `..`, absolute paths, links, FIFOs and devices are 404, however a check swaps them in.
     """
     _execution_or_404(execution_id)
     settings = _settings()
-    target = artifacts.resolve(settings.artifacts_dir, execution_id, relpath)
-    if target is None:
+    found = artifacts.lookup(settings.artifacts_dir, execution_id, relpath, settings.artifact_max_bytes)
+    if found is None:
         abort(404, description=f"no artifact {relpath!r} in execution {execution_id}")
-    base = artifacts.execution_dir(settings.artifacts_dir, execution_id)
-    if target.is_dir():
+    if isinstance(found, list):
         return render_template("artifacts.html", execution_id=execution_id, here=relpath.strip("/"),
-                               entries=artifacts.listing(target, base))
-    with target.open("rb") as handle:  # read no more than the cap, whatever an agent left there
-        data = handle.read(settings.artifact_max_bytes + 1)
-    text = artifacts.cap(redact(data.decode("utf-8", "replace")), settings.artifact_max_bytes)
+                               entries=found, cut=len(found) >= artifacts.MAX_LISTED)
+    text = artifacts.cap(redact(found.decode("utf-8", "replace")), settings.artifact_max_bytes)
     response = Response(text, mimetype="text/plain")
+    # Text a check wrote: never sniffed as HTML, never run as a page even if a browser tried.
     response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response.headers["Content-Disposition"] = disposition(relpath.rsplit("/", 1)[-1])
     return response
+
+
+def disposition(name: str) -> str:
+    """`Content-Disposition` for an artifact shown in the browser, its name kept for "Save as"."""
+    quoted = quote(name, safe="")
+    return f'inline; filename="{name}"' if quoted == name else f"inline; filename*=UTF-8''{quoted}"

@@ -6,6 +6,7 @@ Like `app.py`, this is a composition root: it may import every package. Product 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets as pysecrets
 import signal
@@ -27,7 +28,9 @@ from clarity import localredis
 from clarity.settings import Settings
 from forge.config import ForgeConfig
 from forge.server import RunningForge, serve_in_thread
+from jobs.sandboxes import shortfall
 
+log = logging.getLogger(__name__)
 APP_ID = 1
 
 
@@ -116,6 +119,17 @@ class Stack:
         self.redis.stop()
 
 
+def _sandbox_here() -> str:
+    """`local` where this machine can isolate tasks; else `none`, said out loud (the product itself would
+    refuse every task: a development stack on a machine without bubblewrap or cgroups runs them unsandboxed)."""
+    reason = shortfall(Settings(app_id=APP_ID, private_key="", webhook_secret=""))
+    if reason is None:
+        return "local"
+    log.warning("this machine cannot isolate tasks (%s): the local stack runs them unsandboxed "
+                "(CLARITY_SANDBOX=none)", reason)
+    return "none"
+
+
 def start(base: Path, redis_url: str | None = None, agent_command: str = "", workers: int = 1,
           extra_env: dict[str, str] | None = None, namespace: str = "clarity") -> Stack:
     """Start Redis (reuse or private), the forge, the web app and `workers` worker processes."""
@@ -135,7 +149,9 @@ def start(base: Path, redis_url: str | None = None, agent_command: str = "", wor
         "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY_PATH": str(key_path), "GITHUB_WEBHOOK_SECRET": secret,
         "GITHUB_API_URL": forge.api_url, "REDIS_URL": redis.url, "CLARITY_DATA_DIR": str(base / "data"),
         "CLARITY_PUBLIC_URL": web_url, "CLARITY_AGENT_COMMAND": agent_command, "CLARITY_RETRY_BACKOFF": "0.2",
-        "CLARITY_LOG_LEVEL": "INFO", "CLARITY_NAMESPACE": namespace, **(extra_env or {}),
+        "CLARITY_LOG_LEVEL": "INFO", "CLARITY_NAMESPACE": namespace,
+        # A local stack on loopback for one person: the dashboard is opened explicitly (never a default).
+        "CLARITY_DASHBOARD_AUTH": "open", "CLARITY_SANDBOX": _sandbox_here(), **(extra_env or {}),
     }
     settings = Settings.from_env(env)
     web.app.target = create_app(settings)  # type: ignore[attr-defined]

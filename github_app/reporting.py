@@ -93,12 +93,19 @@ _DRAFT = "mutation($id: ID!) { convertPullRequestToDraft(input: {pullRequestId: 
 
 
 class Reporter:
-    """Writes to one repository as the installation."""
+    """Writes to one repository as the installation.
 
-    def __init__(self, gh: GitHub, repo: str) -> None:
+    `notice` heads the summary of every check run it writes (the worker's "unsandboxed", say).
+    """
+
+    def __init__(self, gh: GitHub, repo: str, notice: str = "") -> None:
         self.gh = gh
         self.repo = repo
         self.owner, self.name = repo.split("/", 1)
+        self.notice = notice
+
+    def _summary(self, summary: str) -> str:
+        return fit(f"{self.notice}\n\n{summary}" if self.notice else summary, CHECK_TEXT_LIMIT)
 
     def react(self, comment_id: int, content: Reaction = "eyes") -> None:
         """Acknowledge a comment with a reaction."""
@@ -122,7 +129,7 @@ class Reporter:
 
         Its output title is `title`, else its name; `text` (details) saves an update right after.
         """
-        output: dict[str, object] = {"title": fit(title or name, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)}
+        output: dict[str, object] = {"title": fit(title or name, 255), "summary": self._summary(summary)}
         if text:
             output["text"] = fit(text, CHECK_TEXT_LIMIT)
         response = self.gh.rest.checks.create(  # type: ignore[call-overload]  # actions: plain dicts
@@ -140,7 +147,7 @@ class Reporter:
     def finish_check(self, check_run_id: int, conclusion: Conclusion, title: str, summary: str,
                      text: str = "", annotations: Sequence[Annotation] = (), actions: Sequence[Button] = ()) -> None:
         """Complete a check run with its evidence; annotations go 50 per request (GitHub appends them)."""
-        output: dict[str, object] = {"title": fit(title, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)}
+        output: dict[str, object] = {"title": fit(title, 255), "summary": self._summary(summary)}
         if text:
             output["text"] = fit(text, CHECK_TEXT_LIMIT)
         first, *rest = batches(_redacted(annotations))
@@ -154,7 +161,7 @@ class Reporter:
 
     def update_check(self, check_run_id: int, title: str, summary: str, text: str = "") -> None:
         """Refresh a running check run's output (progress as it happens)."""
-        output: dict[str, object] = {"title": fit(title, 255), "summary": fit(summary, CHECK_TEXT_LIMIT)}
+        output: dict[str, object] = {"title": fit(title, 255), "summary": self._summary(summary)}
         if text:
             output["text"] = fit(text, CHECK_TEXT_LIMIT)
         self.gh.rest.checks.update(self.owner, self.name, check_run_id, output=output)  # type: ignore[call-overload]

@@ -100,9 +100,11 @@ def attempt_task(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, o
         classes.append(error_class)
         previous_error = error
         on("failed", attempt, error)
+        if error_class == ErrorClass.INFRA:
+            break  # a missing tool or a failing machine: another attempt would fail the same way
         if attempt <= plan.retries and cancel.wait(min(plan.backoff * 2 ** (attempt - 1), 60.0)):
             raise Cancelled()
-    return TaskResult(False, plan.retries + 1, time.monotonic() - started, tuple(results),
+    return TaskResult(False, len(classes), time.monotonic() - started, tuple(results),
                       errors[-1] if errors else "", output, tuple(errors), classes[-1] if classes else "",
                       tuple(classes))
 
@@ -148,7 +150,9 @@ def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, a
         return f"The agent `{plan.agent}` {why} ({agent_class}).\n{output}", agent_class, output, []
     on("verifying", attempt, "")
     checks_started = time.monotonic()
-    results = checks.run_checks(plan.checks, sandbox, plan.workdir, {}, plan.limits, allow=plan.allow,
+    # Checks are offline whatever tool ran: the egress proxy (and the model's network) is the agent's alone.
+    offline = dataclasses.replace(plan.limits, network=False, egress=())
+    results = checks.run_checks(plan.checks, sandbox, plan.workdir, {}, offline, allow=plan.allow,
                                 default_timeout=plan.check_timeout)
     checks_seconds = time.monotonic() - checks_started
     artifacts.write_text(folder / "checks.json", json.dumps([_check_json(r) for r in results], indent=2),
@@ -157,8 +161,8 @@ def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, a
     _save_result(folder, plan, attempt, result, checks_seconds, checks_class)
     _raise_if(cancel)
     failed = [r for r in results if not r.passed]
-    if failed:
-        return "\n\n".join(f"Check `{r.name}` failed (exit {r.exit_code}):\n{r.output}" for r in failed)[
+    if failed:  # the checks' output may quote a secret: redacted before the next prompt, the task row, GitHub
+        return redact("\n\n".join(f"Check `{r.name}` failed (exit {r.exit_code}):\n{r.output}" for r in failed))[
             -ERROR_CHARS:], checks_class or ErrorClass.CHECK_FAILED, output, results
     return None, "", output, results
 

@@ -6,9 +6,13 @@ Pure: the sandbox's Result fields and the check verdicts in, an ErrorClass out. 
 - `timeout`: the wall clock ran out (the task's `timeout:`, the repo's or CLARITY_TASK_TIMEOUT);
 - `budget`: the wall clock ran out because the execution's time budget did (it was shorter than the
   task's timeout); the execution pauses instead of retrying;
-- `limit`: killed for memory, CPU time, processes or file size (LocalSandbox and DockerSandbox words);
+- `limit`: killed for memory, CPU time, processes, file size or disk use (LocalSandbox and DockerSandbox
+  words);
 - `infra`: the machinery failed, not the work: a missing or unexecutable tool (exit 127/126),
-  sandbox or isolation errors, git errors.
+  sandbox or isolation errors, git errors. A tool the sandbox cannot start (not shown inside it, or
+  bwrap's or setpriv's exec of it failed: a missing interpreter, say) and a task the worker cannot
+  isolate are IsolationErrors, raised rather than returned: never retried, the execution blocks with
+  the message.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from runner.workspace import GitError
 
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
-LIMIT_KILLS = frozenset({"memory", "cpu", "pids", "file_size"})
+LIMIT_KILLS = frozenset({"memory", "cpu", "pids", "file_size", "disk"})
 
 
 class ErrorClass(StrEnum):
@@ -41,7 +45,8 @@ EXPLANATIONS: dict[ErrorClass, str] = {
     ErrorClass.AGENT_CRASHED: "the agent exited with an error",
     ErrorClass.TIMEOUT: "the attempt ran out of time and was killed",
     ErrorClass.BUDGET: "the execution's time budget ran out during the attempt, which was killed",
-    ErrorClass.LIMIT: "the attempt was killed for exceeding a resource limit (memory, CPU, processes or file size)",
+    ErrorClass.LIMIT: "the attempt was killed for exceeding a resource limit (memory, CPU, processes, file size or "
+                      "disk)",
     ErrorClass.INFRA: "the machinery failed (missing tool, sandbox or git error), not the work itself",
 }
 

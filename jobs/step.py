@@ -145,7 +145,8 @@ class Step:
             scheduler.submit(self.eng, self.store.transition(ex.id, S.QUEUED, "engine", "lease lost"), "engine")
             return "repository busy: back in line"
         # Before the stop check: finishing (stopped) reports through it too.
-        self.reporter = Reporter(self._client(ex.installation_id), ex.repo)
+        self.reporter = Reporter(self._client(ex.installation_id), ex.repo,
+                                 sandboxes.UNSANDBOXED if self.eng.settings.sandbox == "none" else "")
         if self.store.flag(ex.id, "stop"):
             return self._finish(ex, S.STOPPED, f"stopped by @{self.store.flag(ex.id, 'stop')}")
         try:

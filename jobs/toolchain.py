@@ -31,7 +31,7 @@ from github_app import repos
 from github_app.client import describe_error
 from jobs.attempts import AttemptPlan, Hook, TaskResult, attempt_task, exchange_of
 from jobs.context import Engine
-from runner import agents, exchange, routing
+from runner import agents, egress, exchange, routing
 from runner.agents import AgentError
 from runner.routing import Route
 from runner.sandbox import Sandbox
@@ -85,16 +85,18 @@ def options_for(tool: str, config: AgentsConfig, app_command: str) -> dict[str, 
 
 def plan_for(plan: AttemptPlan, tool: str, ran_before: int, options: Mapping[str, str],
              keys: Mapping[str, str]) -> AttemptPlan:
-    """The attempt plan of one tool: networked tools get the network, a writable HOME and the API keys."""
+    """The attempt plan of one tool: networked tools get their model APIs (through the egress proxy, nothing
+    else), a writable HOME and the API keys."""
     artifacts, box = plan.artifacts, exchange_of(plan)
     if ran_before:
         artifacts, box = (folder / f"fallback-{ran_before}-{tool}" for folder in (artifacts, box))
     if tool not in NETWORKED:
         return dataclasses.replace(plan, agent=tool, agent_options=options, artifacts=artifacts, exchange=box,
                                    agent_env={})
+    models = egress.endpoints(agents.model_apis(tool, options, keys))  # all the network the tool gets
     home = box / "home"  # the run's to write, like the rest of its exchange folder; never the artifacts
     return dataclasses.replace(plan, agent=tool, agent_options=options, artifacts=artifacts, exchange=box,
-                               limits=dataclasses.replace(plan.limits, network=True),
+                               limits=dataclasses.replace(plan.limits, network=True, egress=models),
                                agent_env={**keys, "HOME": str(home)})
 
 

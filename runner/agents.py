@@ -16,6 +16,21 @@ PREVIOUS_ERROR_FILE_CHARS = 200_000
 # Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN); stay well below it.
 MAX_PROMPT_ARG_BYTES = 100_000
 DEFAULT_OLLAMA_API_BASE = "http://127.0.0.1:11434"
+# Where each networked tool's model lives unless its options or environment say otherwise (aider picks
+# OpenAI or Anthropic by the key it is given).
+DEFAULT_MODEL_APIS = {
+    "aider": ("https://api.openai.com", "https://api.anthropic.com"),
+    "claude": ("https://api.anthropic.com",),
+    "ollama": (),  # OLLAMA_API_BASE, set by `build`
+}
+# Variables a tool reads its model's base URL from.
+BASE_URL_VARIABLES = ("OLLAMA_API_BASE", "OPENAI_API_BASE", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL")
+# The public API of a provider whose key aider (and so the ollama tool, which is aider) is given.
+KEY_APIS = {
+    "GEMINI_API_KEY": "https://generativelanguage.googleapis.com",
+    "OPENROUTER_API_KEY": "https://openrouter.ai",
+    "DEEPSEEK_API_KEY": "https://api.deepseek.com",
+}
 TEMPLATE_PLACEHOLDERS = ("prompt_file", "task_id", "workdir", "attempt")
 
 
@@ -283,6 +298,25 @@ def build(
     if agent == "ollama":
         env["OLLAMA_API_BASE"] = opts.get("api_base") or DEFAULT_OLLAMA_API_BASE
     return AgentInvocation(tuple(argv), env)
+
+
+def model_apis(agent: str, options: Mapping[str, str] | None = None,
+               env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The URLs of the model APIs `agent` is configured for: the egress proxy lets its runs reach these only.
+
+    The tool's defaults, `api_base` from its options, base URLs in its environment (the vault's
+    OLLAMA_API_BASE, say), and the provider of each API key aider gets. `command` has no network.
+    """
+    if agent not in DEFAULT_MODEL_APIS:
+        return ()
+    opts, variables = options or {}, env or {}
+    urls = [*DEFAULT_MODEL_APIS[agent], *([opts["api_base"]] if opts.get("api_base") else [])]
+    if agent == "ollama":
+        urls.append(variables.get("OLLAMA_API_BASE") or opts.get("api_base") or DEFAULT_OLLAMA_API_BASE)
+    urls += [variables[name] for name in BASE_URL_VARIABLES if variables.get(name)]
+    if agent != "claude":
+        urls += [url for key, url in KEY_APIS.items() if variables.get(key)]
+    return tuple(dict.fromkeys(urls))
 
 
 def executable(agent: str, options: Mapping[str, str] | None = None) -> str | None:

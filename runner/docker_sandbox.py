@@ -3,14 +3,16 @@
 The workspace (and the other writable paths, e.g. the task's artifacts) is bind-mounted read-write at
 its own path, so the paths the engine hands an agent (CLARITY_WORKDIR, the prompt file) mean the same
 inside; the docker engine must therefore run on the worker's host. Everything else is the image, read
-only, with a private tmpfs /tmp, no network (unless `Limits.network`), no capabilities, no new
-privileges, a non-root user, cgroup limits for memory, CPU and processes, and rlimits for CPU time,
-file size and open files. `docker-init` (tini) is pid 1, so the command is killable by the rlimit
+only, with a private tmpfs /tmp, no network (`network_mode none`: a networked run reaches its model
+endpoints only through the egress proxy's unix socket, bound in read-only, and a relay run by the
+image's `python3`; see runner.egress), no capabilities, no new privileges, a non-root user, cgroup
+limits for memory, CPU and processes, and rlimits for CPU time, file size and open files. `docker-init` (tini) is pid 1, so the command is killable by the rlimit
 signals (a pid 1 ignores them) and reports death by signal N as exit 128+N, as bwrap does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -32,8 +34,9 @@ from docker.types import LogConfig, Ulimit
 from docker.utils.socket import frames_iter
 
 from clarity import metrics
-from runner import containers
+from runner import containers, egress
 from runner.containers import LABEL_OWNER, Meter
+from runner.egress import Rules
 from runner.sandbox import (
     EXIT_NOT_EXECUTABLE,
     EXIT_NOT_FOUND,
@@ -52,6 +55,8 @@ LABEL_TASK = "clarity.task"
 LABEL_ATTEMPT = "clarity.attempt"
 NOBODY = 65534
 POLL = 0.05
+RELAY_PYTHON = "python3"  # the image's, which runs runner.egress_relay for networked runs
+NO_RELAY_PYTHON = f"command not found: {RELAY_PYTHON}\n"
 TINI_EXEC_FAILED = re.compile(r"\[FATAL tini \(\d+\)\] exec (.*) failed: (.*)\n?")
 TRANSPORT_ERRORS = (DockerException, requests.RequestException, OSError)
 
@@ -68,7 +73,6 @@ class DockerConfig:
     cpus: float = 1.0  # CPU bandwidth, in cores
     pids: int = 512  # processes and threads at once, unless Limits.processes says otherwise
     tmpfs_bytes: int = 256 * 1024**2  # /tmp, counted in the container's memory
-    network: str = "bridge"  # the network of runs whose Limits allow one
     labels: Mapping[str, str] = field(default_factory=dict)  # e.g. execution and task, on every container
 
 
@@ -120,7 +124,7 @@ def container_spec(
         "working_dir": str(workdir),
         "environment": {"HOME": "/tmp", "TMPDIR": "/tmp", **env},
         "labels": {LABEL_SANDBOX: "1", **config.labels, **(labels or {})},
-        "network_mode": config.network if limits.network else "none",
+        "network_mode": "none",  # a networked run's way out is the egress proxy's socket (runner.egress)
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={config.tmpfs_bytes}"},
         "volumes": {**{str(path): {"bind": str(path), "mode": "rw"} for path in (workdir, *writable)},
@@ -210,12 +214,14 @@ class DockerSandbox:
         writable: Sequence[Path] = (),
         kill_grace: float = 2.0,
         readonly: Sequence[tuple[Path, Path]] = (),
+        egress: Rules = Rules(),  # noqa: B008 - frozen, so one shared default is safe
     ) -> None:
         self.client = client
         self.config = config or DockerConfig()
         self.writable = tuple(Path(path) for path in writable)
         self.readonly = tuple((Path(source), Path(dest)) for source, dest in readonly)  # e.g. the git dir at .git
         self.kill_grace = kill_grace
+        self.egress = egress
         self.attempt: str | None = None  # the agent's CLARITY_ATTEMPT, kept for the checks that follow
         self._image_ready = False
 
@@ -262,13 +268,26 @@ class DockerSandbox:
         writable = tuple(Path(os.path.abspath(path)) for path in self.writable if path.exists())
         readonly = tuple((Path(os.path.abspath(source)), Path(os.path.abspath(dest)))
                          for source, dest in self.readonly if source.is_dir())
-        spec = container_spec(argv, workdir, env, limits, self.config, user, writable, labels, stdin is not None,
-                              readonly)
-        with lent((workdir, *writable), user, (stat.st_uid, stat.st_gid)):
-            try:
-                return self._run(spec, limits, stdin, cancel)
-            except TRANSPORT_ERRORS as exc:
-                raise DockerError(f"the docker engine failed the sandbox run: {exc}") from None
+        gate = egress.Gate(limits.egress, self.egress) if limits.network else None
+        try:
+            if gate is not None:
+                readonly = (*readonly, (gate.folder, gate.folder))
+                argv = gate.relay_argv(RELAY_PYTHON, argv)
+            spec = container_spec(argv, workdir, env, limits, self.config, user, writable, labels,
+                                  stdin is not None, readonly)
+            with lent((workdir, *writable), user, (stat.st_uid, stat.st_gid)):
+                try:
+                    result = self._run(spec, limits, stdin, cancel)
+                except TRANSPORT_ERRORS as exc:
+                    raise DockerError(f"the docker engine failed the sandbox run: {exc}") from None
+        finally:
+            if gate is not None:
+                gate.close()
+        if gate is not None and result.exit_code == EXIT_NOT_FOUND and result.stderr == NO_RELAY_PYTHON:
+            return dataclasses.replace(result, stderr=(
+                f"the sandbox image `{self.config.image}` has no {RELAY_PYTHON} (3.8 or later), which a networked "
+                "agent needs to reach its model through Clarity's egress proxy\n"))
+        return result
 
     def _run(self, spec: dict[str, Any], limits: Limits, stdin: str | None,
              cancel: threading.Event | None) -> Result:

@@ -9,6 +9,7 @@ whole stack (forge, web, `clarity worker`) for the first one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -25,12 +26,12 @@ from clarity.status import ExecutionStatus
 from clarity.tasklist import parse
 from jobs import sandboxes
 from jobs.attempts import AttemptPlan, attempt_task
-from runner.isolation import unavailable_reason
 from runner.sandbox import Limits
 from runner.workspace import GitError, Workspace
 from tests.e2e import REPO, branch_file, make_repo, seeded_origin, wait_settled
 
-needs_bwrap = pytest.mark.skipif(unavailable_reason() is not None, reason=f"bubblewrap: {unavailable_reason()}")
+_SHORT = sandboxes.shortfall(Settings(app_id=1, private_key="k", webhook_secret="s"))
+needs_bwrap = pytest.mark.skipif(_SHORT is not None, reason=f"the local sandbox cannot isolate here: {_SHORT}")
 
 
 def _marker_script(folder: Path, name: str) -> Path:
@@ -86,6 +87,19 @@ ATTACKS = {
 }
 
 
+def docker_settings(settings: Settings) -> Settings:
+    """The same settings with the docker backend and the tests' image; skips without an engine."""
+    from runner.docker_sandbox import DockerError, connect
+    from tests.test_docker_sandbox import BUILD_IMAGE, IMAGE
+
+    try:
+        connect()
+    except DockerError as exc:
+        pytest.skip(f"no docker engine answers: {exc}")
+    subprocess.run([str(BUILD_IMAGE), IMAGE], check=True, capture_output=True, timeout=300)
+    return dataclasses.replace(settings, sandbox="docker", docker_image=IMAGE)
+
+
 def parse_config() -> RepoConfig:
     """The configuration of a repository without `.github/clarity.yml`."""
     return repoconfig.parse(None)
@@ -128,6 +142,28 @@ def test_a_check_that_plants_git_machinery_never_runs_code_in_the_workers_git(tm
     assert not (ws.git_dir / "commondir").exists()
     assert not (ws.git_dir / "objects" / "info" / "alternates").exists()
     assert sorted(p.name for p in (ws.git_dir / "hooks").iterdir()) == hooks_before
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the docker sandbox lends a root worker's workspace to nobody")
+@pytest.mark.parametrize("attack", ["commondir", "config", "include", "hooks", "alternates"])
+def test_a_check_in_a_docker_sandbox_cannot_reach_the_workers_git_either(tmp_path: Path, attack: str) -> None:
+    settings, ws, root = _attack_workspace(tmp_path)
+    settings = docker_settings(settings)
+    pwn = _marker_script(tmp_path, "pwned")
+    config_before = (ws.git_dir / "config").read_bytes()
+    sandbox = sandboxes.for_task(settings, parse_config(), settings.exchange_dir / "ex" / "1", "ex", "1", root)
+    script = "\n".join(line.strip() for line in ATTACKS[attack].strip().splitlines())
+    probe = sandbox.run(["sh", "-c", "test -f .git/HEAD && ! touch .git/x"], root, {}, Limits(timeout=60))
+    assert probe.ok, probe  # the git directory is there to read, and read-only
+    result = sandbox.run(["sh", "-c", script], root, {"PWN": str(pwn)}, Limits(timeout=60))
+    assert result.isolation == "docker", result
+    ws.write("work.txt", b"honest work\n")
+    ws.diff()
+    assert ws.commit("1 Task")
+    ws.sync("clarity/issue-1", "main")
+    assert not (tmp_path / "pwned").exists(), f"{attack}: the worker's git ran the sandbox's command"
+    assert (ws.git_dir / "config").read_bytes() == config_before
+    assert not (ws.git_dir / "commondir").exists() and not (ws.git_dir / "objects" / "info" / "alternates").exists()
 
 
 @needs_bwrap

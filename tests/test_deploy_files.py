@@ -25,7 +25,17 @@ def test_compose_runs_redis_with_an_append_only_file_and_the_procfile_processes(
     assert services["web"]["build"] == services["worker"]["build"] == "."
     for name in ("web", "worker"):  # both write metrics to the directory /metrics adds up
         assert "metrics:/metrics" in services[name]["volumes"]
-        assert services[name]["environment"]["REDIS_URL"].startswith("redis://redis:")
+        # each role its own Redis ACL user and password (tests/test_redis_acl.py runs compose's ACL script)
+        assert services[name]["environment"]["REDIS_URL"] == (
+            f"redis://clarity-{name}:${{REDIS_{name.upper()}_PASSWORD}}@redis:6379/0")
+
+
+def test_compose_gives_the_worker_what_the_local_sandbox_needs_and_the_web_process_nothing_more() -> None:
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    worker, web = services["worker"], services["web"]
+    # bubblewrap's namespaces and a cgroup per run: without them every task is refused (issue 13, finding 7)
+    assert worker.get("privileged") is True and worker.get("cgroup") == "host" and worker.get("user") == "0:0"
+    assert "privileged" not in web and "user" not in web and "cgroup" not in web
 
 
 def test_the_image_serves_the_app_like_the_procfile() -> None:

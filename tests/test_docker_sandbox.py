@@ -96,9 +96,10 @@ def test_spec_locks_the_container_down_and_mounts_only_the_workspace_and_writabl
 def test_spec_follows_the_limits_network_processes_and_absent_limits() -> None:
     limits = Limits(timeout=5, cpu_seconds=None, memory_bytes=None, file_size_bytes=None, open_files=None,
                     processes=20, network=True)
-    spec = container_spec(["true"], Path("/w"), {"HOME": "/w/home"}, limits, DockerConfig(network="ci-net"),
+    spec = container_spec(["true"], Path("/w"), {"HOME": "/w/home"}, limits, DockerConfig(),
                           RunAs(65534, 65534, hand_over=True), stdin=True)
-    assert spec["network_mode"] == "ci-net" and spec["pids_limit"] == 20 and spec["stdin_open"] is True
+    # A networked run too: its way out is the egress proxy's socket (tests/test_attacks_network.py).
+    assert spec["network_mode"] == "none" and spec["pids_limit"] == 20 and spec["stdin_open"] is True
     assert spec["ulimits"] == [Ulimit(name="core", soft=0, hard=0)]
     assert "mem_limit" not in spec and "memswap_limit" not in spec
     assert spec["environment"]["HOME"] == "/w/home" and spec["user"] == "65534:65534"
@@ -226,7 +227,7 @@ def test_sandbox_settings_default_to_local_and_are_validated() -> None:
                                     CLARITY_DOCKER_CPUS="2", CLARITY_DOCKER_PIDS="64"))
     assert (chosen.sandbox, chosen.docker_image, chosen.docker_cpus, chosen.docker_pids) == (
         "docker", "acme/ci:2", 2.0, 64)
-    with pytest.raises(SettingsError, match=r"CLARITY_SANDBOX must be one of local, docker, got 'podman'"):
+    with pytest.raises(SettingsError, match=r"CLARITY_SANDBOX must be one of local, docker, none, got 'podman'"):
         Settings.from_env(_env(CLARITY_SANDBOX="podman"))
 
 

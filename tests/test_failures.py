@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -161,10 +162,12 @@ def test_an_agent_that_overruns_is_a_timeout_and_the_retry_prompt_says_so(tmp_pa
 def test_a_crashing_agent_and_a_missing_tool_are_told_apart(tmp_path: Path) -> None:
     crash = attempt(plan_for(tmp_path / "a", "raise SystemExit(3)\n"))
     assert crash.error_class == "agent_crashed"
-    missing = plan_for(tmp_path / "b", "")
+    missing = plan_for(tmp_path / "b", "", retries=3)
     missing = AttemptPlan(**{**{f: getattr(missing, f) for f in AttemptPlan.__dataclass_fields__},
                              "agent_options": {"command": "no-such-agent-binary {prompt_file}"}})
-    assert attempt(missing).error_class == "infra"
+    result = attempt(missing)
+    # A missing tool is not retried: three more attempts would fail the same way (issue 13, finding 9).
+    assert (result.error_class, result.attempts, result.error_classes) == ("infra", 1, ("infra",))
 
 
 def test_attempt_artifacts_hold_the_diff_before_checks_timings_and_a_verdict(tmp_path: Path) -> None:
@@ -223,26 +226,39 @@ def tree(root: Path) -> Path:
     ("", True), ("1", True), ("1/attempt-1/agent.log", True), ("1/attempt-1/", True),
     ("../secret.txt", False), ("1/../../secret.txt", False), ("/etc/passwd", False), ("nope", False),
     ("1/link", False), ("1/dirlink/secret.txt", False), ("..", False), ("1\\..\\..\\secret.txt", False),
+    ("1/fifo", False), ("1/attempt-1/agent.log/x", False), ("1/a\0b", False),
 ])
-def test_resolve_stays_inside_the_execution(tmp_path: Path, relpath: str, found: bool) -> None:
+def test_lookup_stays_inside_the_execution(tmp_path: Path, relpath: str, found: bool) -> None:
     root = tree(tmp_path / "artifacts")
     (root / "ex1" / "1" / "link").symlink_to(root / "secret.txt")
     (root / "ex1" / "1" / "dirlink").symlink_to(root)
-    assert (artifacts.resolve(root, "ex1", relpath) is not None) is found
+    os.mkfifo(root / "ex1" / "1" / "fifo")
+    assert (artifacts.lookup(root, "ex1", relpath) is not None) is found
 
 
-@pytest.mark.parametrize("execution_id", ["", "..", ".", "ex1/1", "missing"])
-def test_resolve_refuses_odd_execution_ids(tmp_path: Path, execution_id: str) -> None:
-    assert artifacts.resolve(tree(tmp_path / "artifacts"), execution_id) is None
+@pytest.mark.parametrize("execution_id", ["", "..", ".", "ex1/1", "missing", "secret.txt"])
+def test_lookup_refuses_odd_execution_ids(tmp_path: Path, execution_id: str) -> None:
+    assert artifacts.lookup(tree(tmp_path / "artifacts"), execution_id) is None
 
 
-def test_listing_leaves_symlinks_out(tmp_path: Path) -> None:
+def test_lookup_reads_a_file_up_to_one_byte_past_the_cap(tmp_path: Path) -> None:
+    root = tree(tmp_path / "artifacts")
+    (root / "ex1" / "big.log").write_bytes(b"x" * 100_000)
+    assert artifacts.lookup(root, "ex1", "1/attempt-1/agent.log") == b"log"
+    assert artifacts.lookup(root, "ex1", "big.log", max_bytes=1000) == b"x" * 1001
+
+
+def test_listing_leaves_symlinks_and_special_files_out(tmp_path: Path) -> None:
     root = tree(tmp_path / "artifacts")
     (root / "ex1" / "1" / "link").symlink_to(root / "secret.txt")
     (root / "ex1" / "dirlink").symlink_to(root)
-    entries = artifacts.listing(root / "ex1", root / "ex1")
+    os.mkfifo(root / "ex1" / "1" / "fifo")
+    entries = artifacts.lookup(root, "ex1")
+    assert isinstance(entries, list)
     assert [(e.path, e.is_dir, e.size) for e in entries] == [
         ("1", True, 0), ("1/attempt-1", True, 0), ("1/attempt-1/agent.log", False, 3)]
+    below = artifacts.lookup(root, "ex1", "1/attempt-1")
+    assert isinstance(below, list) and [e.path for e in below] == ["1/attempt-1/agent.log"]
 
 
 @pytest.mark.parametrize(("mtimes", "now", "days", "expected"), [

@@ -27,7 +27,7 @@ from jobs.toolchain import Edges, options_for, run_chain
 from runner import agents
 from runner.agents import AgentError
 from runner.routing import Route, adaptive_order, route
-from runner.sandbox import Limits, LocalSandbox
+from runner.sandbox import Limits, LocalConfig, LocalSandbox
 from tests.conftest import AGENT
 from tests.e2e import REPO, check_for, git, store_of, wait_settled
 
@@ -260,7 +260,9 @@ def run(plan: AttemptPlan, chain: tuple[str, ...], recorder: Recorder, keys: dic
         command: str = COMMAND) -> object:
     agents_config = AgentsConfig(options={"ollama": {}})
     exchange_of(plan).mkdir(parents=True, exist_ok=True)  # as jobs.sandboxes.for_task makes it
-    return run_chain(plan, Route(chain, "test"), LocalSandbox(writable=(exchange_of(plan),)), threading.Event(),
+    # The test agent lives in tests/fixtures: shown as the operator's tools are (jobs.sandboxes.operator_tools).
+    sandbox = LocalSandbox(writable=(exchange_of(plan),), config=LocalConfig(tools=(AGENT,)))
+    return run_chain(plan, Route(chain, "test"), sandbox, threading.Event(),
                      recorder.on, recorder.edges, lambda tool: options_for(tool, agents_config, command), keys)
 
 

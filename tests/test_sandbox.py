@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from runner import cgroups
 from runner.sandbox import Limits, LocalSandbox, Result, scrub_env
 
 FAST = Limits(timeout=20)
@@ -46,7 +47,7 @@ def test_echo_output_and_exit_code_come_back(sandbox: LocalSandbox, tmp_path: Pa
     result = sandbox.run(["echo", "hello"], tmp_path, {}, FAST)
     assert (result.exit_code, result.stdout, result.stderr, result.ok) == (0, "hello\n", "", True)
     assert result.duration < 5
-    assert set(result.usage) == {"ru_utime", "ru_stime", "ru_maxrss"}
+    assert {"ru_utime", "ru_stime", "ru_maxrss"} <= set(result.usage)  # and the cgroup's counters, if any
 
 
 def test_failing_command_is_not_ok_and_keeps_stderr(sandbox: LocalSandbox, tmp_path: Path) -> None:
@@ -127,13 +128,14 @@ def test_writing_past_the_file_size_limit_fails(sandbox: LocalSandbox, tmp_path:
     assert (tmp_path / "big.bin").stat().st_size <= 1_000_000
 
 
+@pytest.mark.skipif(isinstance(cgroups.layout(), str), reason="no cgroup can be made here")
 def test_allocating_past_the_memory_limit_fails(sandbox: LocalSandbox, tmp_path: Path) -> None:
     program = "x = bytearray(500 * 1024 * 1024); print('allocated')"
     result = sandbox.run(
         [sys.executable, "-c", program], tmp_path, {}, Limits(timeout=20, memory_bytes=200 * 1024**2)
     )
     assert not result.ok and "allocated" not in result.stdout
-    assert "MemoryError" in result.stderr
+    assert result.killed_by == "memory"  # the run's cgroup, not an address-space limit (Bun, the JVM, Go hate those)
 
 
 def test_cpu_limit_stops_a_busy_loop(sandbox: LocalSandbox, tmp_path: Path) -> None:

@@ -24,9 +24,10 @@ from runner.isolation import (
     bwrap_argv,
     plan_mounts,
     secret_paths,
+    system_args,
     unavailable_reason,
 )
-from runner.sandbox import IsolationError, Limits, LocalSandbox
+from runner.sandbox import IsolationError, Limits, LocalConfig, LocalSandbox
 
 FAST = Limits(timeout=20)
 BASE = [
@@ -38,13 +39,12 @@ BASE = [
     "--unshare-net",
     "--cap-drop",
     "ALL",
-    "--ro-bind",
-    "/",
-    "/",
+    *system_args(),  # /usr, /etc and the /bin, /lib... of this host, read-only; never all of /
     "--dev",
     "/dev",
     "--proc",
     "/proc",
+    "--perms", "0755", "--dir", "/var", "--symlink", "../tmp", "/var/tmp",
 ]
 
 needs_bwrap = pytest.mark.skipif(
@@ -55,25 +55,33 @@ needs_bwrap = pytest.mark.skipif(
 # -- the argv as data ----------------------------------------------------------------------------
 
 
-def test_argv_is_a_read_only_root_with_a_private_tmp_and_a_writable_workdir() -> None:
+def test_argv_shows_the_system_folders_a_private_tmp_with_home_and_a_writable_workdir() -> None:
     assert bwrap_argv(Path("/srv/ws")) == [
         *BASE,
-        "--tmpfs",
-        "/tmp",
-        "--bind",
-        "/srv/ws",
-        "/srv/ws",
-        "--chdir",
-        "/srv/ws",
+        "--perms", "0755", "--dir", "/srv",  # made passable for a run that is not root
+        "--perms", "1777", "--tmpfs", "/tmp",
+        "--perms", "0777", "--dir", "/tmp/home",
+        "--bind", "/srv/ws", "/srv/ws",
+        "--chdir", "/srv/ws",
         "--",
-    ]
+    ]  # fmt: skip
 
 
-def test_network_allowed_only_drops_the_network_namespace() -> None:
-    with_network = bwrap_argv(Path("/srv/ws"), network=True)
-    without = bwrap_argv(Path("/srv/ws"))
-    assert "--unshare-net" not in with_network
-    assert [arg for arg in without if arg != "--unshare-net"] == with_network
+def test_a_root_workers_run_is_nobody_in_a_capped_tmp_and_waits_to_join_its_cgroup() -> None:
+    argv = bwrap_argv(Path("/w"), tmp_bytes=1000, run_as=(65534, 65534), fds=(5, 6))
+    assert argv[:5] == ["bwrap", "--info-fd", "5", "--block-fd", "6"]
+    tmp = argv.index("/tmp")
+    assert argv[tmp - 5:tmp + 1] == ["--perms", "1777", "--size", "1000", "--tmpfs", "/tmp"]
+    caps = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--cap-add"]
+    assert caps == ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH"]
+    assert argv[argv.index("--") + 1:] == [shutil.which("setpriv"), "--reuid=65534", "--regid=65534",
+                                           "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"]
+
+
+def test_every_run_has_a_network_namespace_of_its_own() -> None:
+    # A networked run too: its way out is the egress proxy (tests/test_attacks_network.py), never the host's
+    # network, whose loopback holds the worker's Redis.
+    assert "--unshare-net" in bwrap_argv(Path("/srv/ws"))
 
 
 def test_mounts_go_shallow_to_deep_so_a_workspace_shows_through_a_hidden_data_dir() -> None:
@@ -86,7 +94,12 @@ def test_mounts_go_shallow_to_deep_so_a_workspace_shows_through_a_hidden_data_di
     assert argv[0] == "/usr/bin/bwrap"
     assert argv[len(BASE) :] == [
         "--tmpfs", "/data",
-        "--tmpfs", "/tmp",
+        "--perms", "1777", "--tmpfs", "/tmp",
+        "--perms", "0755", "--dir", "/data/artifacts",
+        "--perms", "0755", "--dir", "/data/workspaces",
+        "--perms", "0777", "--dir", "/tmp/home",
+        "--perms", "0755", "--dir", "/data/artifacts/e1",
+        "--perms", "0755", "--dir", "/data/workspaces/o",
         "--ro-bind", "/dev/null", "/etc/clarity/key.pem",
         "--bind", "/data/artifacts/e1/1.2", "/data/artifacts/e1/1.2",
         "--bind", "/data/workspaces/o/r", "/data/workspaces/o/r",
@@ -95,12 +108,19 @@ def test_mounts_go_shallow_to_deep_so_a_workspace_shows_through_a_hidden_data_di
     ]  # fmt: skip
 
 
+def test_a_hidden_path_where_nothing_is_shown_makes_no_mount() -> None:
+    argv = bwrap_argv(Path("/w"), [Mount(Path("/run/docker.sock"), MountKind.HIDE_FILE)])
+    assert "/run/docker.sock" not in argv and "/run" not in argv
+
+
 def test_a_path_both_hidden_and_writable_ends_up_writable() -> None:
     mounts = [Mount(Path("/srv/x"), MountKind.WRITABLE), Mount(Path("/srv/x"), MountKind.HIDE_DIR)]
     assert bwrap_argv(Path("/w"), mounts)[len(BASE) :] == [
-        "--tmpfs", "/tmp",
+        "--perms", "0755", "--dir", "/srv",
+        "--perms", "1777", "--tmpfs", "/tmp",
         "--bind", "/w", "/w",
         "--tmpfs", "/srv/x",
+        "--perms", "0777", "--dir", "/tmp/home",
         "--bind", "/srv/x", "/srv/x",
         "--chdir", "/w",
         "--",
@@ -176,6 +196,7 @@ def jail() -> LocalSandbox:
 def host_dir() -> Iterator[Path]:
     """A folder outside /tmp (which bwrap replaces), so the run sees the host's copy read-only."""
     path = Path(tempfile.mkdtemp(prefix="clarity-iso-", dir="/var/tmp")).resolve()
+    path.chmod(0o755)  # as a folder of the host's normally is: a run that is not root may pass where shown
     try:
         yield path
     finally:
@@ -257,11 +278,11 @@ def test_the_network_is_out_of_reach_even_on_loopback(jail: LocalSandbox, tmp_pa
     program = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('connected')"
     try:
         closed = jail.run([sys.executable, "-c", program], tmp_path, {}, FAST)
-        opened = jail.run([sys.executable, "-c", program], tmp_path, {}, Limits(timeout=20, network=True))
+        networked = jail.run([sys.executable, "-c", program], tmp_path, {}, Limits(timeout=20, network=True))
     finally:
         server.close()
     assert not closed.ok and "ConnectionRefusedError" in closed.stderr and "connected" not in closed.stdout
-    assert opened.ok and opened.stdout == "connected\n"
+    assert not networked.ok and "ConnectionRefusedError" in networked.stderr and "connected" not in networked.stdout
 
 
 @needs_bwrap
@@ -271,7 +292,8 @@ def test_hidden_folders_read_as_empty_and_hidden_files_cannot_be_read(tmp_path: 
     (data / "keys" / "app.pem").write_text("-----BEGIN PRIVATE KEY-----")
     key = host_dir / "key.pem"
     key.write_text("-----BEGIN PRIVATE KEY-----")
-    sandbox = LocalSandbox(isolation="bwrap", hide=(data, key))
+    # The folder holding them is shown (as a tool folder the operator named), so hiding has work to do.
+    sandbox = LocalSandbox(isolation="bwrap", hide=(data, key), config=LocalConfig(tools=(host_dir,)))
     script = f"ls -A {data}; cat {data}/keys/app.pem; echo missing=$?; cat {key}; echo unreadable=$?"
     result = sandbox.run(["sh", "-c", script], tmp_path, {}, FAST)
     assert result.stdout == "missing=1\nunreadable=1\n"
@@ -287,8 +309,14 @@ def test_the_worker_credentials_are_hidden_without_being_asked(tmp_path: Path, h
     (host_dir / ".ssh" / "id_ed25519").write_text("secret ssh key")
     (host_dir / ".git-credentials").write_text("https://x:token@github.com")
     (host_dir / "notes.txt").write_text("visible")
-    sandbox = LocalSandbox(isolation="bwrap", parent_env={"HOME": str(host_dir), "PATH": os.environ["PATH"]})
-    script = "ls -A $HOME/.ssh; cat $HOME/.git-credentials; cat $HOME/notes.txt"
+    parent = {"HOME": str(host_dir), "PATH": os.environ["PATH"]}
+    # The worker's home is not there at all: the run's HOME is its own, in its /tmp.
+    unseen = LocalSandbox(isolation="bwrap", parent_env=parent).run(
+        ["sh", "-c", f"echo $HOME; cat {host_dir}/notes.txt {host_dir}/.git-credentials"], tmp_path, {}, FAST)
+    assert unseen.stdout == "/tmp/home\n" and "No such file" in unseen.stderr
+    # Shown on purpose (a tool folder), its credentials still are not.
+    sandbox = LocalSandbox(isolation="bwrap", parent_env=parent, config=LocalConfig(tools=(host_dir,)))
+    script = f"ls -A {host_dir}/.ssh; cat {host_dir}/.git-credentials; cat {host_dir}/notes.txt"
     result = sandbox.run(["sh", "-c", script], tmp_path, {}, FAST)
     assert result.ok and result.stdout == "visible"
 
@@ -372,7 +400,7 @@ def test_limits_still_bite_inside_bwrap(jail: LocalSandbox, tmp_path: Path) -> N
     program = "x = bytearray(500 * 1024 * 1024); print('allocated')"
     memory = Limits(timeout=20, memory_bytes=200 * 1024**2)
     hog = jail.run([sys.executable, "-c", program], tmp_path, {}, memory)
-    assert not hog.ok and "MemoryError" in hog.stderr
+    assert not hog.ok and "allocated" not in hog.stdout and hog.killed_by == "memory"  # the cgroup's OOM kill
 
 
 @needs_bwrap
