@@ -8,7 +8,7 @@ task, what a step does in git terms, against the same forge over HTTP with the s
 (`http.extraHeader` carrying the installation token): fetch, `checkout -B` the branch, `reset --hard`,
 `clean -ffdx`, run the agent's command, run the check, tick the box (sed), append to
 `task_outcomes.md`, `add -A`, commit, push. A second baseline, `shell+api`, also makes as many REST
-calls per task as Clarity made (GETs with curl on one kept-alive connection; the engine's calls are
+calls per task as Clarity made (GETs with curl, or Python where curl is missing, on one kept-alive connection; the engine's calls are
 writes, which cost the forge more, so this is a lower bound of that part).
 
 The goal (issue 6) is Clarity per task ≤ 1.3 × the shell per task. Clarity per task counts from the
@@ -86,8 +86,27 @@ git commit -q --no-verify -m "clarity: $ID Task $ID"
 net push --quiet --no-verify "$URL" "HEAD:refs/heads/$BRANCH"
 if [ "$API_CALLS" -gt 0 ]; then
   urls=(); for _ in $(seq "$API_CALLS"); do urls+=("$API_URL"); done
-  curl -sSf -H "Authorization: token $TOKEN" -H "Accept: application/vnd.github+json" "${urls[@]}" >/dev/null
+  if command -v curl >/dev/null 2>&1; then
+    curl -sSf -H "Authorization: token $TOKEN" -H "Accept: application/vnd.github+json" "${urls[@]}" >/dev/null
+  else  # a machine with only Python, git and make: the same GETs on one kept-alive connection, from Python
+    "$PYTHON" -c "$GETS" "$API_URL" "$API_CALLS" "$TOKEN"
+  fi
 fi
+"""
+
+
+# The API part of the baseline where curl is missing: N GETs of one URL on one kept-alive connection.
+GETS = """
+import http.client, sys, urllib.parse
+url, count, token = urllib.parse.urlsplit(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+conn = (http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection)(url.netloc)
+for _ in range(count):
+    conn.request("GET", url.path, headers={"Authorization": f"token {token}",
+                                           "Accept": "application/vnd.github+json"})
+    answer = conn.getresponse()
+    answer.read()
+    if answer.status >= 400:
+        sys.exit(f"GET {sys.argv[1]}: {answer.status}")
 """
 
 
@@ -143,7 +162,8 @@ def run_shell(stack: devstack.Stack, repo: str, tasks: int, api_calls: int) -> d
     token = stack.admin("POST", "/tokens", json={"installation_id": created["installation_id"]})["token"]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(stack.base), "WS": str(stack.base / "shell-ws"
            / repo), "URL": created["clone_url"], "BRANCH": BRANCH, "AUTH": basic_auth_header(token), "TOKEN": token,
-           "API_CALLS": str(api_calls), "API_URL": f"{stack.settings.github_api_url.rstrip('/')}/repos/{repo}"}
+           "API_CALLS": str(api_calls), "API_URL": f"{stack.settings.github_api_url.rstrip('/')}/repos/{repo}",
+           "PYTHON": sys.executable, "GETS": GETS}
     times = []
     started = time.monotonic()
     for i in range(1, tasks + 1):

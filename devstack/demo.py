@@ -108,6 +108,15 @@ def _await_final_comment(stack: Stack, final: dict[str, Any]) -> None:
         _say("  (the closing comment did not arrive within 10 s)")
 
 
+def _sandbox_words(sandbox: str) -> str:
+    """How the demo's agents and checks run, in a line."""
+    if sandbox == "local":
+        return "local: bubblewrap, a cgroup per run, as nobody, network off (see README Isolation)"
+    if sandbox == "none":
+        return "NONE: this machine cannot isolate tasks, so they run unsandboxed (see README Isolation)"
+    return sandbox
+
+
 def main(until: str = "1.3", keep: bool = False, timeout: float = 55.0) -> int:
     """Run the demo; return 0 when the execution paused at the stop point."""
     started = time.monotonic()
@@ -125,6 +134,8 @@ def main(until: str = "1.3", keep: bool = False, timeout: float = 55.0) -> int:
         _say(f"  forge:     {stack.forge.url} (local GitHub stand-in)")
         _say(f"  web:       {stack.web_url} (webhooks + dashboard)")
         _say(f"  worker:    pid {stack.workers[0].pid} (rq)")
+        _say(f"  sandbox:   {_sandbox_words(stack.settings.sandbox)}")
+        _say(f"  namespace: {namespace} (Redis keys and queues of this demo)")
         source = base / "sample"
         shutil.copytree(SAMPLE, source)
         stack.create_repo(REPO, source)

@@ -24,5 +24,7 @@ def test_demo_pauses_at_its_stop_point_and_cleans_up(redis_url: str) -> None:
     assert "  - [x] 1. Greeting library" in out and "    - [ ] 2.1 Add a command-line entry point" in out
     assert re.search(r"#2 Clarity: tasks for #1 \(open\): clarity/issue-1 → main", out)
     assert "clarity: 1.3 Shout mode" in out and "Dashboard: http://127.0.0.1:" in out
+    # It says how tasks ran: isolated here, and loudly so where the machine cannot isolate them.
+    assert re.search(r"  sandbox:   (local: bubblewrap, a cgroup per run|NONE: this machine cannot isolate)", out)
     worker_pid = int(re.search(r"worker:\s+pid (\d+)", out).group(1))  # type: ignore[union-attr]
     assert not os.path.exists(f"/proc/{worker_pid}"), "the demo left its worker running"
