@@ -131,8 +131,12 @@ def _sandbox_here() -> str:
 
 
 def start(base: Path, redis_url: str | None = None, agent_command: str = "", workers: int = 1,
-          extra_env: dict[str, str] | None = None, namespace: str = "clarity") -> Stack:
-    """Start Redis (reuse or private), the forge, the web app and `workers` worker processes."""
+          extra_env: dict[str, str] | None = None, namespace: str = "clarity", sign_in: bool = False) -> Stack:
+    """Start Redis (reuse or private), the forge, the web app and `workers` worker processes.
+
+    The dashboard is opened explicitly for tests on loopback; with `sign_in` it asks people to sign in
+    through the forge's OAuth pages instead, as a real deployment asks them to sign in with GitHub.
+    """
     base.mkdir(parents=True, exist_ok=True)
     redis = localredis.ensure(redis_url)
     key_pem = generate_key()
@@ -153,6 +157,10 @@ def start(base: Path, redis_url: str | None = None, agent_command: str = "", wor
         # A local stack on loopback for one person: the dashboard is opened explicitly (never a default).
         "CLARITY_DASHBOARD_AUTH": "open", "CLARITY_SANDBOX": _sandbox_here(), **(extra_env or {}),
     }
+    if sign_in:
+        client = httpx.get(f"{forge.url}/_forge/app", timeout=30).json()
+        env.update({"CLARITY_DASHBOARD_AUTH": "github", "CLARITY_GITHUB_CLIENT_ID": client["client_id"],
+                    "CLARITY_GITHUB_CLIENT_SECRET": client["client_secret"]})
     settings = Settings.from_env(env)
     web.app.target = create_app(settings)  # type: ignore[attr-defined]
     thread = threading.Thread(target=web.serve_forever, name="clarity-web", daemon=True)

@@ -126,8 +126,9 @@ def main(until: str = "1.3", keep: bool = False, timeout: float = 55.0) -> int:
     agent = f"{sys.executable} -m clarity.demo.agent {{prompt_file}}"
     # A namespace of its own: the demo may share the machine's Redis and must not meet old runs there.
     namespace = f"clarity-demo-{base.name.rsplit('-', 1)[-1]}"
+    # The dashboard asks for sign-in, as in production: the forge's OAuth pages stand in for GitHub's.
     stack = start(base, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), agent_command=agent,
-                  namespace=namespace)
+                  namespace=namespace, sign_in=True)
     final = None
     try:
         _say(f"  Redis:     {stack.redis.source}")
@@ -149,7 +150,8 @@ def main(until: str = "1.3", keep: bool = False, timeout: float = 55.0) -> int:
         if final:
             _await_final_comment(stack, final)
         report(stack)
-        _say(f"\nDashboard: {stack.web_url}/" + (f"executions/{final['execution']}" if final else ""))
+        _say(f"\nDashboard: {stack.web_url}/" + (f"executions/{final['execution']}" if final else "")
+             + " (sign in as ada on the forge's page: she may Stop, Pause, Resume and Retry; --keep to look)")
         _say(f"Done in {time.monotonic() - started:.1f}s.")
         if final is None:
             _say("The execution did not settle in time; see the worker log in " + str(base))

@@ -7,6 +7,12 @@ import re
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+import devstack
 
 
 def test_demo_pauses_at_its_stop_point_and_cleans_up(redis_url: str) -> None:
@@ -28,3 +34,20 @@ def test_demo_pauses_at_its_stop_point_and_cleans_up(redis_url: str) -> None:
     assert re.search(r"  sandbox:   (local: bubblewrap, a cgroup per run|NONE: this machine cannot isolate)", out)
     worker_pid = int(re.search(r"worker:\s+pid (\d+)", out).group(1))  # type: ignore[union-attr]
     assert not os.path.exists(f"/proc/{worker_pid}"), "the demo left its worker running"
+
+
+def test_the_demo_stack_asks_people_to_sign_in_through_the_forges_oauth_pages(redis_url: str,
+                                                                             tmp_path: Path) -> None:
+    # The demo shows what a real user sees (issue 13): no open dashboard, a sign-in through "GitHub".
+    stack = devstack.start(tmp_path / "stack", redis_url, workers=0, namespace=f"demo-{uuid.uuid4().hex[:8]}",
+                           sign_in=True)
+    try:
+        assert stack.settings.dashboard_auth == "github"
+        home = httpx.get(f"{stack.web_url}/", follow_redirects=False)
+        assert home.status_code == 302 and "/login" in home.headers["location"]
+        login = httpx.get(f"{stack.web_url}/login", follow_redirects=False)
+        assert login.status_code == 302 and login.headers["location"].startswith(stack.forge.url)
+        assert "client_id=" + stack.settings.github_client_id in login.headers["location"]
+    finally:
+        stack.forget()
+        stack.stop()
