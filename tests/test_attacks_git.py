@@ -89,14 +89,9 @@ ATTACKS = {
 
 def docker_settings(settings: Settings) -> Settings:
     """The same settings with the docker backend and the tests' image; skips without an engine."""
-    from runner.docker_sandbox import DockerError, connect
-    from tests.test_docker_sandbox import BUILD_IMAGE, IMAGE
+    from tests.test_docker_sandbox import IMAGE, engine_with_image
 
-    try:
-        connect()
-    except DockerError as exc:
-        pytest.skip(f"no docker engine answers: {exc}")
-    subprocess.run([str(BUILD_IMAGE), IMAGE], check=True, capture_output=True, timeout=300)
+    engine_with_image()
     return dataclasses.replace(settings, sandbox="docker", docker_image=IMAGE)
 
 

@@ -16,11 +16,8 @@ import copy
 import dataclasses
 import json
 import logging
-import os
 import random
-import signal
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,18 +35,15 @@ from clarity.httpframe import REQUEST_DEADLINE
 from github_app.webhooks import HANDLED_EVENTS
 from jobs import context, intake
 from jobs.router import compose
-from tests.conftest import WEBHOOK_FIXTURES, WEBHOOK_SECRET
+from tests.conftest import WEBHOOK_FIXTURES
 from tests.conftest_forge import ForgeHandle
 from tests.e2e import REPO, make_repo, store_of, tasks_md, wait_settled
 from tests.test_webhook_faults import (
     COMMENT,
     HOST,
-    ROOT,
-    free_port,
-    procfile_web_argv,
+    procfile_web,
     read_response,
     request_head,
-    wait_until_serving,
 )
 
 # --- 1. a signed comment replayed under a new delivery id -----------------------------------------
@@ -112,36 +106,10 @@ class Web:
 def web(redis_url: str, private_key_pem: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     """The Procfile's web process on a loopback port, with its own namespace; stopped and cleaned at the end."""
     workdir = tmp_path_factory.mktemp("slow-web")
-    namespace = f"t-{uuid.uuid4().hex[:10]}"
-    port = free_port()
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("GITHUB_", "CLARITY_", "PROMETHEUS_"))}
-    env |= {"GITHUB_APP_ID": "4242", "GITHUB_PRIVATE_KEY": private_key_pem,
-            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
-            "REDIS_URL": redis_url, "CLARITY_NAMESPACE": namespace, "CLARITY_DATA_DIR": str(workdir / "data"),
-            "CLARITY_LOG_LEVEL": "WARNING", "CLARITY_DASHBOARD_AUTH": "open"}
-    argv = procfile_web_argv(port, workdir / "gunicorn.ctl")
-    threads = int(argv[argv.index("--threads") + 1]) * int(argv[argv.index("--workers") + 1])
-    log = workdir / "gunicorn.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    connection = redis.Redis.from_url(redis_url)
-    queue = Queue(f"{namespace}:intake", connection=connection)
-    try:
-        wait_until_serving(port, process, log)
+    with procfile_web(redis_url, private_key_pem, workdir, {"CLARITY_DASHBOARD_AUTH": "open"}) as (
+            port, argv, queue, log):
+        threads = int(argv[argv.index("--threads") + 1]) * int(argv[argv.index("--workers") + 1])
         yield Web(port, threads, queue, log)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        queue.delete(delete_jobs=True)
-        keys = [*connection.scan_iter(f"{namespace}:*"), *connection.scan_iter(f"rq:*{namespace}:*")]
-        if keys:
-            connection.delete(*keys)
 
 
 def healthz_seconds(port: int, timeout: float = 3.0) -> float:

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -238,13 +237,9 @@ def test_an_allowed_name_that_resolves_to_loopback_is_refused_unless_the_operato
 @pytest.fixture(scope="module")
 def docker_client() -> Any:
     """The engine with the test image (tests/fixtures/docker/build_image.sh); skipped without an engine."""
-    from runner.docker_sandbox import DockerError, connect
-    try:
-        engine = connect()
-    except DockerError as exc:
-        pytest.skip(f"no docker engine answers: {exc}")
-    subprocess.run([str(BUILD_IMAGE), DOCKER_IMAGE], check=True, capture_output=True, timeout=300)
-    return engine
+    from tests.test_docker_sandbox import engine_with_image
+
+    return engine_with_image(DOCKER_IMAGE)
 
 
 def docker_jail(client: Any, *local: str) -> Any:

@@ -249,15 +249,21 @@ def test_an_unreachable_engine_is_a_clear_error_not_a_crash(tmp_path: Path) -> N
 # -- live: a real engine ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def client() -> docker.DockerClient:
-    """The engine, with the test image built (once; the build script skips an up-to-date image)."""
+def engine_with_image(image: str = IMAGE) -> docker.DockerClient:
+    """The engine, with the test image built (the build script skips an up-to-date image); skips the
+    test when no engine answers."""
     try:
         engine = connect()
     except DockerError as exc:
         pytest.skip(f"no docker engine answers: {exc}")
-    subprocess.run([str(BUILD_IMAGE), IMAGE], check=True, capture_output=True, timeout=300)
+    subprocess.run([str(BUILD_IMAGE), image], check=True, capture_output=True, timeout=300)
     return engine
+
+
+@pytest.fixture(scope="module")
+def client() -> docker.DockerClient:
+    """The engine, with the test image built (once)."""
+    return engine_with_image()
 
 
 @pytest.fixture

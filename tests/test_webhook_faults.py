@@ -7,6 +7,7 @@ gunicorn in a subprocess from the Procfile's `web` command, as production does (
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -305,10 +306,11 @@ def procfile_web_argv(port: int, control: Path) -> list[str]:
     return [sys.executable, "-m", *argv]
 
 
-@pytest.fixture(scope="module")
-def web(redis_url: str, private_key_pem: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    """gunicorn for this module's server tests, stopped (and its Redis keys deleted) at the end."""
-    workdir = tmp_path_factory.mktemp("web")
+@contextlib.contextmanager
+def procfile_web(redis_url: str, private_key_pem: str, workdir: Path,
+                 extra_env: dict[str, str] | None = None) -> Iterator[tuple[int, list[str], Queue, Path]]:
+    """The Procfile's web process on a free loopback port with a namespace of its own: (port, argv,
+    intake queue, log); stopped, and its Redis keys deleted, at the end."""
     namespace = f"t-{uuid.uuid4().hex[:10]}"
     port = free_port()
     env = {name: value for name, value in os.environ.items()
@@ -316,20 +318,21 @@ def web(redis_url: str, private_key_pem: str, tmp_path_factory: pytest.TempPathF
     env |= {"GITHUB_APP_ID": "4242", "GITHUB_PRIVATE_KEY": private_key_pem,
             "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
             "REDIS_URL": redis_url, "CLARITY_NAMESPACE": namespace, "CLARITY_DATA_DIR": str(workdir / "data"),
-            "CLARITY_LOG_LEVEL": "WARNING"}
+            "CLARITY_LOG_LEVEL": "WARNING", **(extra_env or {})}
     argv = procfile_web_argv(port, workdir / "gunicorn.ctl")
-    with (workdir / "gunicorn.log").open("wb") as log:
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    log = workdir / "gunicorn.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     connection = redis.Redis.from_url(redis_url)
     queue = Queue(f"{namespace}:intake", connection=connection)
     try:
-        wait_until_serving(port, process, workdir / "gunicorn.log")
-        yield Web(port, argv, queue)
+        wait_until_serving(port, process, log)
+        yield port, argv, queue, log
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -337,6 +340,13 @@ def web(redis_url: str, private_key_pem: str, tmp_path_factory: pytest.TempPathF
         keys = [*connection.scan_iter(f"{namespace}:*"), *connection.scan_iter(f"rq:*{namespace}:*")]
         if keys:
             connection.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+def web(redis_url: str, private_key_pem: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    """gunicorn for this module's server tests, stopped (and its Redis keys deleted) at the end."""
+    with procfile_web(redis_url, private_key_pem, tmp_path_factory.mktemp("web")) as (port, argv, queue, _):
+        yield Web(port, argv, queue)
 
 
 def wait_until_serving(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
