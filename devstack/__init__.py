@@ -119,7 +119,7 @@ class Stack:
         self.redis.stop()
 
 
-def _sandbox_here() -> str:
+def sandbox_here() -> str:
     """`local` where this machine can isolate tasks; else `none`, said out loud (the product itself would
     refuse every task: a development stack on a machine without bubblewrap or cgroups runs them unsandboxed)."""
     reason = shortfall(Settings(app_id=APP_ID, private_key="", webhook_secret=""))
@@ -155,7 +155,7 @@ def start(base: Path, redis_url: str | None = None, agent_command: str = "", wor
         "CLARITY_PUBLIC_URL": web_url, "CLARITY_AGENT_COMMAND": agent_command, "CLARITY_RETRY_BACKOFF": "0.2",
         "CLARITY_LOG_LEVEL": "INFO", "CLARITY_NAMESPACE": namespace,
         # A local stack on loopback for one person: the dashboard is opened explicitly (never a default).
-        "CLARITY_DASHBOARD_AUTH": "open", "CLARITY_SANDBOX": _sandbox_here(), **(extra_env or {}),
+        "CLARITY_DASHBOARD_AUTH": "open", "CLARITY_SANDBOX": sandbox_here(), **(extra_env or {}),
     }
     if sign_in:
         client = httpx.get(f"{forge.url}/_forge/app", timeout=30).json()

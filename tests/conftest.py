@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import uuid
@@ -72,15 +73,20 @@ def private_key_pem() -> str:
                              serialization.NoEncryption()).decode()
 
 
+_SANDBOX_HERE = functools.cache(devstack.sandbox_here)  # probed once per test process
+
+
 @pytest.fixture
 def settings(redis_url: str, private_key_pem: str, tmp_path: Path, namespace: str) -> Settings:
     """Valid settings pointing at the test Redis, the test's namespace and a temporary data dir.
 
     The dashboard is open (asked for, as an operator must): tests of sign-in and of the closed default say so.
+    The sandbox is the local one where this machine can isolate tasks, else `none`, said out loud (as the
+    devstack does): the product refuses every task it cannot isolate, and so would every engine test.
     """
     return Settings(app_id=4242, private_key=private_key_pem, webhook_secret=WEBHOOK_SECRET,
                     github_api_url="http://127.0.0.1:9/api/v3", redis_url=redis_url, data_dir=tmp_path / "data",
-                    namespace=namespace, dashboard_auth="open")
+                    namespace=namespace, dashboard_auth="open", sandbox=_SANDBOX_HERE())
 
 
 @pytest.fixture
