@@ -11,6 +11,9 @@ from urllib.parse import unquote, urlsplit
 
 from cryptography.fernet import Fernet
 
+# The REST API version Clarity names in every request unless CLARITY_GITHUB_API_VERSION says another: the one
+# both github.com and every GitHub Enterprise Server release know (GHES answers 400 to versions it does not).
+GITHUB_API_VERSION = "2022-11-28"
 
 class SettingsError(ValueError):
     """A missing or malformed setting; the message names the variable and what is wrong."""
@@ -43,6 +46,8 @@ class Settings:
     ready_worker_age: int = 480  # /readyz: a worker counts if its RQ heartbeat is this recent (seconds)
     metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: gunicorn workers and RQ horses share metrics
     github_web_url: str = ""  # GitHub's web pages (`clarity setup`); empty: derived from github_api_url
+    # CLARITY_GITHUB_API_VERSION: the REST API version every request names (GHES knows only 2022-11-28)
+    github_api_version: str = GITHUB_API_VERSION
     # CLARITY_SANDBOX: "local" (bubblewrap and a cgroup per run; a task is refused when either cannot be had),
     # "docker" (a container per run), or "none" (no isolation at all, on purpose: every check run says so)
     sandbox: str = "local"
@@ -124,6 +129,7 @@ class Settings:
             webhook_secret=reader.text("GITHUB_WEBHOOK_SECRET", required=True) if require_github else "",
             github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com"),
             github_web_url=reader.url("GITHUB_WEB_URL", "") if reader.text("GITHUB_WEB_URL") else "",
+            github_api_version=reader.api_version("CLARITY_GITHUB_API_VERSION"),
             redis_url=reader.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"),
                                  secret=True),
             data_dir=Path(reader.text("CLARITY_DATA_DIR") or ".clarity"),
@@ -183,6 +189,13 @@ class _Reader:
         value = self.env.get(name, "").strip()
         if required and not value:
             self.problems.append(f"{name} is not set")
+        return value
+
+    def api_version(self, name: str) -> str:
+        """A GitHub REST API version (a date such as 2022-11-28); GITHUB_API_VERSION when unset."""
+        value = self.text(name) or GITHUB_API_VERSION
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            self.problems.append(f"{name} must be a REST API version such as {GITHUB_API_VERSION}, got {value!r}")
         return value
 
     def name(self, name: str, default: str) -> str:

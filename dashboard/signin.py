@@ -22,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from githubkit import GitHub, TokenAuthStrategy, UnauthAuthStrategy
 from githubkit.exception import GitHubException, RequestFailed
 
+from clarity import github_api
 from clarity.settings import Settings
 from dashboard.auth import (
     EXTENSION,
@@ -119,7 +120,8 @@ def logout() -> ResponseReturnValue:
 
 
 def _client(settings: Settings, auth: Any) -> GitHub[Any]:
-    return GitHub(auth, base_url=settings.github_api_url.rstrip("/") + "/", timeout=TIMEOUT, http_cache=False)
+    return github_api.client(auth, api_version=settings.github_api_version,
+                             base_url=settings.github_api_url.rstrip("/") + "/", timeout=TIMEOUT, http_cache=False)
 
 
 def exchange_code(settings: Settings, code: str) -> str:

@@ -10,12 +10,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from forge import git_repos
+from forge import api_versions, git_repos
 from forge.context import forge_context
 from forge.events import issue_comment_event
-from forge.faults import Fault
+from forge.faults import GRAPHQL_MESSAGE, Fault
 from forge.hooks import Delivery
-from forge.records import ROLES
+from forge.records import PLANS, ROLES
 
 blueprint = Blueprint("forge_admin", __name__, url_prefix="/_forge")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -49,6 +49,13 @@ def _need(body: dict[str, Any], key: str) -> Any:
     if body.get(key) in (None, ""):
         raise AdminError(400, f"'{key}' is required")
     return body[key]
+
+
+def _plan(value: Any) -> str:
+    """An account plan, checked: it decides where drafts are refused."""
+    if value not in PLANS:
+        raise AdminError(400, f"plan must be one of {', '.join(PLANS)}")
+    return str(value)
 
 
 def _status(body: Any, code: int) -> Response:
@@ -107,7 +114,10 @@ def app_client() -> Response:
 
 @blueprint.post("/repos")
 def create_repo() -> Response:
-    """Create a repo from `source_dir` (a git working copy or plain directory) or `files`; 201."""
+    """Create a repo from `source_dir` (a git working copy or plain directory) or `files`; 201.
+
+    `private` and `owner_plan` (free, pro, team, enterprise) decide, as on GitHub, whether it takes drafts.
+    """
     body = _body()
     full_name = str(_need(body, "full_name"))
     owner, _, name = full_name.partition("/")
@@ -122,6 +132,7 @@ def create_repo() -> Response:
     files = body.get("files")
     if files is not None and not isinstance(files, dict):
         raise AdminError(400, "'files' must map paths to contents")
+    plan = _plan(body["owner_plan"]) if body.get("owner_plan") else None  # with `private`: are drafts refused?
     bare = ctx.config.repos_dir / owner / f"{name}.git"
     try:
         branch = git_repos.create_bare(bare, source, files, body.get("default_branch") or "main")
@@ -129,6 +140,8 @@ def create_repo() -> Response:
         raise AdminError(400, f"could not create {full_name}: {exc}") from exc
     if body.get("owner_type"):
         ctx.state.ensure_user(owner, str(body["owner_type"]))
+    if plan:
+        ctx.state.set_plan(owner, plan)
     repo = ctx.state.add_repo(owner, name, branch, bool(body.get("private")), body.get("description"))
     return _status(
         {
@@ -160,7 +173,7 @@ def list_repos() -> Response:
 
 @blueprint.post("/users")
 def create_user() -> Response:
-    """Create (or fetch) a user and hand out a personal token acting as them."""
+    """Create (or fetch) a user, on `plan` if given, and hand out a personal token acting as them."""
     body = _body()
     login = str(_need(body, "login"))
     if not _LOGIN.match(login):
@@ -168,6 +181,8 @@ def create_user() -> Response:
     ctx = forge_context()
     existed = ctx.state.user(login) is not None
     user = ctx.state.ensure_user(login, str(body.get("type") or "User"))
+    if body.get("plan"):
+        user = ctx.state.set_plan(login, _plan(body["plan"]))
     return _status(
         {"user": ctx.shapes.user(user.login), "token": ctx.tokens.issue_user_token(user.login)},
         200 if existed else 201,
@@ -199,17 +214,21 @@ def expire_tokens() -> Response:
 
 @blueprint.put("/repos/<owner>/<repo>/collaborators/<login>")
 def set_collaborator(owner: str, repo: str, login: str) -> Response:
-    """Give a user a role on a repo: admin, maintain, write, triage or read."""
-    role = str(_need(_body(), "permission"))
+    """Give a user a role on a repo: admin, maintain, write, triage or read (`role_name`: a custom role on it)."""
+    body = _body()
+    role = str(_need(body, "permission"))
     if role not in ROLES:
         raise AdminError(400, f"permission must be one of {', '.join(ROLES)}")
+    custom = str(body.get("role_name") or "") or None
+    if custom is not None and (custom in ROLES or not _NAME.match(custom)):
+        raise AdminError(400, "role_name must name a custom role (letters, digits, '.', '_', '-'), not a built-in one")
     ctx = forge_context()
     record = ctx.state.repo(f"{owner}/{repo}")
     if record is None:
         raise AdminError(404, f"no repo {owner}/{repo}")
     user = ctx.state.ensure_user(login)
-    ctx.state.set_role(record.full_name, user.login, role)
-    return jsonify({"repo": record.full_name, "login": user.login, "permission": role})
+    ctx.state.set_role(record.full_name, user.login, role, custom)
+    return jsonify({"repo": record.full_name, "login": user.login, "permission": role, "role_name": custom or role})
 
 
 @blueprint.post("/repos/<owner>/<repo>/issues")
@@ -307,8 +326,8 @@ def add_fault() -> Response:
     """Fail the next `count` REST calls matching `path_regex` (kind: server_error, *_rate_limit)."""
     body = _body()
     kind = str(body.get("kind") or "server_error")
-    if kind not in ("server_error", "secondary_rate_limit", "primary_rate_limit"):
-        raise AdminError(400, "kind must be server_error, secondary_rate_limit or primary_rate_limit")
+    if kind not in ("server_error", "secondary_rate_limit", "primary_rate_limit", "graphql_error"):
+        raise AdminError(400, "kind must be server_error, secondary_rate_limit, primary_rate_limit or graphql_error")
     fault = Fault(
         str(_need(body, "path_regex")),
         str(body.get("method") or "*").upper(),
@@ -316,6 +335,7 @@ def add_fault() -> Response:
         int(body.get("status") or (500 if kind == "server_error" else 403)),
         int(body.get("count") or 1),
         int(body.get("retry_after") or 1),
+        str(body.get("message") or GRAPHQL_MESSAGE),
     )
     forge_context().faults.add(fault)
     return _status(_plain(fault), 201)
@@ -332,3 +352,26 @@ def clear_faults() -> Response:
 def state() -> Response:
     """Everything the forge holds besides git: users, repos, issues/pulls, comments, reactions, check runs."""
     return jsonify(_plain(forge_context().state.tables()))
+
+
+@blueprint.get("/api-versions")
+def get_api_versions() -> Response:
+    """The REST API versions the forge accepts now."""
+    return jsonify({"versions": list(forge_context().api_versions.known())})
+
+
+@blueprint.put("/api-versions")
+def set_api_versions() -> Response:
+    """Accept `versions`, or the versions of a `mode`: `github.com` (both) or `ghes` (only 2022-11-28)."""
+    body = _body()
+    if "mode" in body:
+        if body["mode"] not in api_versions.MODES:
+            raise AdminError(400, f"mode must be one of {', '.join(api_versions.MODES)}")
+        known = api_versions.MODES[body["mode"]]
+    else:
+        versions = _need(body, "versions")
+        if not isinstance(versions, list) or not all(isinstance(v, str) and v for v in versions):
+            raise AdminError(400, "'versions' must be a non-empty list of version strings")
+        known = tuple(versions)
+    forge_context().api_versions.set(known)
+    return jsonify({"versions": list(known)})

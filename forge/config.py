@@ -21,6 +21,7 @@ class ForgeConfig:
     app_slug: str = "clarity"
     app_name: str = "Clarity"
     webhook_timeout: float = 10.0  # github.com gives a receiver 10 s before the delivery counts as failed
+    api_versions: tuple[str, ...] = ("2022-11-28", "2026-03-10")  # REST API versions known (GHES: 2022-11-28)
 
     @property
     def api_url(self) -> str:

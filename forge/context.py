@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from forge.api_versions import ApiVersions
 from forge.app_identity import AppIdentity, AppRegistry
 from forge.auth import TokenStore
 from forge.calls import CallLog, RateMeter
@@ -33,6 +34,7 @@ class ForgeContext:
     rate: RateMeter
     hooks: WebhookSender
     faults: FaultList
+    api_versions: ApiVersions
 
     @property
     def bot_login(self) -> str:

@@ -14,16 +14,20 @@ SECONDARY_MESSAGE = (
 )
 
 
+GRAPHQL_MESSAGE = "Resource not accessible by integration"
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """Answer the next `count` matching calls with a failure of `kind`."""
 
     path_regex: str
     method: str = "*"
-    kind: str = "server_error"  # "server_error", "secondary_rate_limit", "primary_rate_limit"
+    kind: str = "server_error"  # "server_error", "secondary_rate_limit", "primary_rate_limit", "graphql_error"
     status: int = 500
     count: int = 1
     retry_after: int = 1
+    message: str = GRAPHQL_MESSAGE  # a graphql_error's message
 
     def matches(self, method: str, path: str) -> bool:
         """Whether this fault applies to the call."""
@@ -60,6 +64,8 @@ def respond(fault: Fault, subject: str) -> FaultResponse:
                 "x-ratelimit-reset": str(reset),
             },
         )
+    if fault.kind == "graphql_error":  # GitHub's GraphQL API says what went wrong in `errors`, with HTTP 200
+        return FaultResponse(200, {"data": None, "errors": [{"type": "FORBIDDEN", "message": fault.message}]}, {})
     return FaultResponse(fault.status, {"message": "Server Error"}, {})
 
 

@@ -17,7 +17,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from forge import admin, git_http, graphql, manifests, oauth, pages
+from forge import admin, api_versions, git_http, graphql, manifests, oauth, pages
 from forge.app_identity import AppRegistry, initial_identity
 from forge.auth import AuthFailure, TokenStore, authenticate
 from forge.calls import CallLog, RateMeter
@@ -70,6 +70,11 @@ def _authenticate() -> Response | None:
     g.started = time.monotonic()
     if not _is_api(request.path):
         return None
+    if request.path != GRAPHQL_PATH:
+        refused = ctx.api_versions.check(request.headers.get(api_versions.HEADER))
+        if refused is not None:
+            g.principal_kind = "none"
+            return ApiError(400, refused).response()
     app = ctx.app
     try:
         g.principal = authenticate(
@@ -106,6 +111,7 @@ def _finish(resp: Response) -> Response:
         "query": request.args.to_dict(),
         "status": resp.status_code,
         "auth": kind,
+        "api_version": request.headers.get(api_versions.HEADER),
         "actor": who.login if who is not None else None,
         "timestamp": now().isoformat().replace("+00:00", "Z"),
         "duration_ms": int((time.monotonic() - g.get("started", time.monotonic())) * 1000),
@@ -180,6 +186,7 @@ def build_context(config: ForgeConfig) -> ForgeContext:
         rate=RateMeter(),
         hooks=WebhookSender(config.webhook_url, config.webhook_secret, config.app_id, config.webhook_timeout),
         faults=FaultList(),
+        api_versions=api_versions.ApiVersions(config.api_versions),
     )
 
 

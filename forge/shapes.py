@@ -344,8 +344,11 @@ class Shapes:
             "created_at": ts(reaction.created_at),
         }
 
-    def permission(self, repo: str, login: str, role: str) -> dict[str, Any]:
-        """The collaborator-permission answer: legacy `permission` plus the precise `role_name`."""
+    def permission(self, repo: str, login: str, role: str, custom_name: str | None = None) -> dict[str, Any]:
+        """The collaborator-permission answer: legacy `permission` plus the precise `role_name`.
+
+        With a custom repository role, `role_name` is its name and `permission` its base role's (as GitHub).
+        """
         legacy = LEGACY_PERMISSION.get(role, "none")
         rank = ROLE_RANK[role]
         user = self.user(login)
@@ -357,8 +360,9 @@ class Shapes:
             "triage": rank >= 2,
             "pull": rank >= 1,
         }
+        name = custom_name or role
         return {
             "permission": legacy,
-            "role_name": role,
-            "user": {**user, "permissions": flags, "role_name": role},
+            "role_name": name,
+            "user": {**user, "permissions": flags, "role_name": name},
         }

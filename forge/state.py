@@ -37,6 +37,7 @@ class ForgeState:
         self._installations: dict[int, Installation] = {}
         self._repos: dict[str, Repo] = {}
         self._roles: dict[tuple[str, str], str] = {}
+        self._custom_roles: dict[tuple[str, str], str] = {}  # a custom repository role's name, by (repo, login)
         self._issues: dict[tuple[str, int], Issue] = {}
         self._comments: dict[int, Comment] = {}
         self._reactions: dict[int, Reaction] = {}
@@ -56,6 +57,13 @@ class ForgeState:
             if key not in self._users:
                 self._users[key] = User(self.next_id("user"), login, type_)
             return self._users[key]
+
+    def set_plan(self, login: str, plan: str) -> User:
+        """Put an account on a plan (free, pro, team, enterprise), creating it if needed."""
+        with self._lock:
+            user = replace(self.ensure_user(login), plan=plan)
+            self._users[login.lower()] = user
+            return user
 
     def user(self, login: str) -> User | None:
         """The user with this login (case-insensitive), if any."""
@@ -131,10 +139,19 @@ class ForgeState:
             if (repo := self._repos.get(full_name.lower())) is not None:
                 self._repos[full_name.lower()] = replace(repo, pushed_at=now())
 
-    def set_role(self, full_name: str, login: str, role: str) -> None:
-        """Make a user a collaborator with this role."""
+    def set_role(self, full_name: str, login: str, role: str, custom_name: str | None = None) -> None:
+        """Make a user a collaborator with this role (the base role of `custom_name`, a custom role, if given)."""
         with self._lock:
             self._roles[(full_name.lower(), login.lower())] = role
+            if custom_name:
+                self._custom_roles[(full_name.lower(), login.lower())] = custom_name
+            else:
+                self._custom_roles.pop((full_name.lower(), login.lower()), None)
+
+    def custom_role(self, full_name: str, login: str) -> str | None:
+        """The name of the user's custom repository role on the repo, if they have one."""
+        with self._lock:
+            return self._custom_roles.get((full_name.lower(), login.lower()))
 
     def role(self, full_name: str, login: str) -> str | None:
         """The user's explicit role on the repo: `admin` for the owner, None for non-collaborators."""

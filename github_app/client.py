@@ -26,7 +26,9 @@ from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed
 from githubkit.typing import RetryOption
 
+from clarity import github_api
 from clarity.redaction import redact
+from clarity.settings import GITHUB_API_VERSION
 from github_app import repos
 
 log = logging.getLogger(__name__)
@@ -168,14 +170,17 @@ class GitHubApp:
     """The app's identity towards GitHub; hands out installation-scoped clients."""
 
     def __init__(self, app_id: int, private_key: str, api_url: str, timeout: float = 30.0,
-                 retry: RetryPolicy | None = None, shared: SharedCache | None = None) -> None:
+                 retry: RetryPolicy | None = None, shared: SharedCache | None = None,
+                 api_version: str = GITHUB_API_VERSION) -> None:
         self.api_url = api_url.rstrip("/") + "/"
+        self.api_version = api_version
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._cache = MemCacheStrategy()  # githubkit's default cache is process-wide: keep ours apart
         # http_cache off: GitHub sends max-age=60 and the engine must read what it just wrote.
-        self.app = GitHub(AppAuthStrategy(app_id, private_key), base_url=self.api_url, ssl_verify=tls_context(),
-                          cache_strategy=self._cache, timeout=timeout, http_cache=False, auto_retry=self.retry)
+        self.app = github_api.client(AppAuthStrategy(app_id, private_key), api_version=api_version,
+                                     base_url=self.api_url, ssl_verify=tls_context(), cache_strategy=self._cache,
+                                     timeout=timeout, http_cache=False, auto_retry=self.retry)
         self._tokens: dict[int, InstallationToken] = {}
         self._lock = threading.Lock()
         self.shared = shared
@@ -238,8 +243,9 @@ class GitHubApp:
 
     def client(self, installation_id: int) -> GitHub[InstallationAuthStrategy]:
         """A REST client acting as the installation (token refreshed before expiry, and once on a 401)."""
-        return GitHub(InstallationAuthStrategy(self, installation_id), base_url=self.api_url, ssl_verify=tls_context(),
-                      cache_strategy=self._cache, timeout=self.timeout, http_cache=False, auto_retry=self.retry)
+        return github_api.client(InstallationAuthStrategy(self, installation_id), api_version=self.api_version,
+                                 base_url=self.api_url, ssl_verify=tls_context(), cache_strategy=self._cache,
+                                 timeout=self.timeout, http_cache=False, auto_retry=self.retry)
 
     def installation_id_for(self, repo: str) -> int:
         """The installation that covers `owner/name` (app JWT call)."""
@@ -257,7 +263,7 @@ ENGINE_CALLS = (
 )
 
 
-def preload_models() -> None:
+def preload_models(api_version: str = GITHUB_API_VERSION) -> None:
     """Import the githubkit modules and pydantic models of ENGINE_CALLS now, without a network call.
 
     githubkit imports a call's models (and builds their pydantic classes) the first time the call is
@@ -271,8 +277,8 @@ def preload_models() -> None:
     # The real transport imports httpcore and h11 (37 modules, ~50 ms) when the first client is built;
     # the mock below never builds one, so build one here.
     httpx.HTTPTransport(verify=tls_context()).close()
-    gh = GitHub("preload", base_url="http://preload.invalid/", transport=httpx.MockTransport(not_found),
-                http_cache=False, auto_retry=False)
+    gh = github_api.client("preload", api_version=api_version, base_url="http://preload.invalid/",
+                           transport=httpx.MockTransport(not_found), http_cache=False, auto_retry=False)
     for namespace, name in ENGINE_CALLS:
         # A 404 or a body that does not validate: imported either way. Anything else (a call that a
         # githubkit upgrade renamed) only means that call's models load in the horse, as before.
@@ -285,6 +291,8 @@ def preload_models() -> None:
 
 def describe_error(exc: Exception) -> str:
     """A short, redacted, human description of a GitHub API failure for logs and comments."""
+    if isinstance(exc, github_api.GraphQLRefused):
+        return redact(str(exc))
     if isinstance(exc, RequestFailed):
         response = exc.response
         try:

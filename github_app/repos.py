@@ -9,6 +9,8 @@ from typing import Any
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
 
+from github_app import roles
+
 
 @dataclass(frozen=True, slots=True)
 class PullHead:
@@ -29,8 +31,7 @@ def permission(gh: GitHub, repo: str, login: str) -> str:
         if exc.response.status_code == 404:
             return "none"
         raise
-    role = getattr(data, "role_name", None) or data.permission
-    return str(role)
+    return roles.repository_role(str(data.permission), getattr(data, "role_name", None))
 
 
 def default_branch(gh: GitHub, repo: str) -> str:

@@ -21,6 +21,18 @@ class Role(StrEnum):
 
 
 _FROM_PERMISSION = {"admin": Role.ADMIN, "maintain": Role.TEAM_MEMBER, "write": Role.TEAM_MEMBER}
+# GitHub's built-in repository roles; any other `role_name` is an organisation's custom role.
+BUILT_IN_ROLES = ("admin", "maintain", "write", "triage", "read")
+
+
+def repository_role(permission: str, role_name: str | None) -> str:
+    """The role a collaborator-permission answer grants: its built-in `role_name`, else the base `permission`.
+
+    `role_name` is precise for built-in roles (`maintain` and `triage` read `write` and `read` in
+    `permission`); a custom role names itself there ("triage-plus") and its base role in `permission`.
+    """
+    name = (role_name or "").lower()
+    return name if name in BUILT_IN_ROLES else permission.lower()
 
 
 def role_for(permission: str, login: str, managers: Iterable[str] = ()) -> Role:

@@ -24,13 +24,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from githubkit import GitHub
 from githubkit.exception import GitHubException, RequestFailed
 
-from clarity import app_credentials
+from clarity import app_credentials, github_api
 from clarity.app_credentials import AppCredentials
 from clarity.redaction import redact
-from clarity.settings import Settings
+from clarity.settings import GITHUB_API_VERSION, Settings
 from clarity.vault import Vault, VaultError
 from github_app.client import describe_error
 from github_app.manifest import build_manifest, new_app_url
@@ -50,10 +49,11 @@ class Outcome:
     error: str | None = None
 
 
-def convert(api_url: str, code: str, timeout: float = 30.0) -> AppCredentials:
+def convert(api_url: str, code: str, timeout: float = 30.0, api_version: str = GITHUB_API_VERSION) -> AppCredentials:
     """Exchange a manifest code for the new app (`POST /app-manifests/{code}/conversions`)."""
     try:
-        with GitHub(base_url=api_url.rstrip("/") + "/", timeout=timeout, http_cache=False) as gh:
+        with github_api.client(api_version=api_version, base_url=api_url.rstrip("/") + "/", timeout=timeout,
+                               http_cache=False) as gh:
             data = gh.rest.apps.create_from_manifest(code).parsed_data
     except RequestFailed as exc:
         hint = (" (a code works once and for an hour: run `clarity setup` again)"
@@ -157,7 +157,7 @@ class SetupServer:
 
     def _convert_and_store(self, code: str) -> Outcome:
         try:
-            creds = convert(self.settings.github_api_url, code)
+            creds = convert(self.settings.github_api_url, code, api_version=self.settings.github_api_version)
             app_credentials.store(self.vault, creds)
         except (SetupError, VaultError) as exc:
             return Outcome(error=str(exc))

@@ -45,7 +45,8 @@ def build(settings: Settings) -> Engine:
         settings=settings,
         store=Store.from_url(settings.redis_url, settings.namespace),
         github=GitHubApp(settings.app_id, settings.private_key, settings.github_api_url,
-                         shared=SharedCache(raw, settings.namespace, settings.private_key)),
+                         shared=SharedCache(raw, settings.namespace, settings.private_key),
+                         api_version=settings.github_api_version),
         intake_queue=Queue(settings.intake_queue, connection=raw),
         steps_queues=tuple(Queue(f"{settings.steps_queue}:p{p}", connection=raw) for p in PRIORITIES),
     )

@@ -34,7 +34,7 @@ from rq.job import Job
 
 from clarity import artifacts
 from clarity.app_credentials import load_settings
-from clarity.settings import Settings
+from clarity.settings import GITHUB_API_VERSION, Settings
 from github_app.client import preload_models
 from jobs import chaining, recovery, sandboxes
 from jobs.context import engine
@@ -52,7 +52,7 @@ def work(role: str = "all", burst: bool = False) -> int:
         load_settings()  # fail here, once, with the message naming every bad variable
         return supervise(("intake", "steps"), burst)
     eng = engine()
-    preload()
+    preload(eng.settings.github_api_version)
     chaining.install()  # before any fork: a work horse ends its chain of steps on the worker's word
     queues = [eng.intake_queue] if role == "intake" else [eng.intake_queue, *eng.steps_queues]
     stop = threading.Event()
@@ -154,7 +154,7 @@ def wait_for_redis(connection: redis.Redis) -> bool:
             signal.signal(sig, handler)
 
 
-def preload() -> None:
+def preload(api_version: str = GITHUB_API_VERSION) -> None:
     """Import now what jobs would import in every work horse (RQ forks one per job; it dies with it).
 
     The job modules and githubkit's lazily loaded models cost a step ~0.3 s each time otherwise
@@ -162,7 +162,7 @@ def preload() -> None:
     """
     importlib.import_module("jobs.intake")
     importlib.import_module("jobs.step")
-    preload_models()
+    preload_models(api_version)
 
 
 def prune_artifacts(settings: Settings) -> list[str]:

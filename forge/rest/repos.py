@@ -29,7 +29,8 @@ def get_collaborator_permission(owner: str, repo: str, username: str) -> Respons
     if user is None:
         raise not_found()
     role = user_role(record, user.login)
-    return jsonify(ctx.shapes.permission(record.full_name, user.login, role))
+    custom = ctx.state.custom_role(record.full_name, user.login) if role != "none" else None
+    return jsonify(ctx.shapes.permission(record.full_name, user.login, role, custom))
 
 
 def _resolve_or_404(owner: str, repo: str, ref: str | None) -> tuple[Repo, str, str]:
