@@ -26,6 +26,7 @@ DEFAULT_NAMESPACE = "clarity"
 LOG_MAXLEN = 5000
 AUDIT_MAXLEN = 20000
 DURATIONS_KEPT = 50  # task durations kept per repository for estimates
+DRAFTS_REFUSED_TTL = 24 * 3600  # how long a repository's refusal of draft PRs is believed
 
 
 # One round trip for an event: the audit entry (if any), the execution's log entry, and the live
@@ -515,6 +516,17 @@ class Store:
         """Recent task durations of a repository (or of every repository), newest first."""
         key = self._k("repo", repo, "durations") if repo else self._k("durations")
         return [float(v) for v in self.r.lrange(key, 0, -1)]
+
+    def refuse_drafts(self, repo: str, ttl: int = DRAFTS_REFUSED_TTL) -> None:
+        """Remember that GitHub refuses draft PRs in this repository (private, of a Free or Pro owner).
+
+        For a day: a plan bought or a repository made public is noticed by the next PR after that.
+        """
+        self.r.set(self._k("repo", repo, "no-drafts"), "1", ex=ttl)
+
+    def drafts_refused(self, repo: str) -> bool:
+        """Whether GitHub refused a draft PR in this repository lately (see `refuse_drafts`)."""
+        return bool(self.r.exists(self._k("repo", repo, "no-drafts")))
 
     def waiting(self, repo: str) -> list[str]:
         """The repo's waiting line, first in line first."""

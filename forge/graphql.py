@@ -17,6 +17,7 @@ from forge.context import forge_context
 from forge.records import Issue
 from forge.rest.access import json_body, principal, require_repo
 from forge.rest.errors import unauthorized
+from forge.rest.pulls import DRAFTS_UNSUPPORTED, drafts_supported
 from forge.shapes import node_id
 
 blueprint = Blueprint("forge_graphql", __name__)
@@ -74,6 +75,8 @@ def graphql() -> Response:
         return _errors("Could not resolve to a node with the global id given.", "NOT_FOUND")
     owner, name = issue.repo.split("/", 1)
     repo = require_repo(owner, name, scope="pull_requests", level="write")
+    if MUTATIONS[mutation[1]] and not drafts_supported(repo):
+        return _errors(DRAFTS_UNSUPPORTED, "UNPROCESSABLE")
     ctx = forge_context()
     updated = ctx.state.update_pull(repo.full_name, issue.number, draft=MUTATIONS[mutation[1]])
     assert updated.pull is not None

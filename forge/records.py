@@ -23,6 +23,9 @@ LEGACY_PERMISSION = {
     "read": "read",
 }
 ROLE_RANK = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
+PLANS = ("free", "pro", "team", "enterprise")
+# GitHub's plans without draft pull requests on private repositories.
+NO_PRIVATE_DRAFTS = frozenset({"free", "pro"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class User:
     login: str
     type: str = "User"
     created_at: datetime = field(default_factory=now)
+    plan: str = "free"  # one of PLANS: decides, with a repo's visibility, whether it may hold drafts
 
 
 @dataclass(frozen=True, slots=True)

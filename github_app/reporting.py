@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from githubkit import GitHub
-from githubkit.exception import RequestFailed
+from githubkit.exception import GraphQLFailed, RequestFailed
 
 from clarity.redaction import redact
 from github_app.annotations import Annotation, batches
@@ -88,6 +88,32 @@ def _pull_ref(pull: Any) -> PullRequestRef:
                           pull.state == "open")
 
 
+DRAFTS_REFUSED = "Draft pull requests are not supported"
+
+
+def refuses_drafts(exc: Exception) -> bool:
+    """Whether GitHub refused a draft because the repository takes none (private, of a Free or Pro owner).
+
+    github.com answers the REST create with 422 and the sentence as `message`; GraphQL (and a `Validation
+    Failed` body) carry it in `errors`.
+    """
+    if isinstance(exc, GraphQLFailed):
+        messages = [error.message for error in exc.response.errors or []]
+    elif isinstance(exc, RequestFailed):
+        try:
+            answer = exc.response.raw_response.json()
+        except ValueError:
+            return False
+        if not isinstance(answer, dict):
+            return False
+        errors = answer.get("errors")
+        errors = errors if isinstance(errors, list) else []
+        messages = [str(answer.get("message", ""))] + [str(e.get("message", "")) for e in errors if isinstance(e, dict)]
+    else:
+        return False
+    return any(DRAFTS_REFUSED in message for message in messages)
+
+
 _READY = "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { clientMutationId } }"
 _DRAFT = "mutation($id: ID!) { convertPullRequestToDraft(input: {pullRequestId: $id}) { clientMutationId } }"
 
@@ -95,14 +121,16 @@ _DRAFT = "mutation($id: ID!) { convertPullRequestToDraft(input: {pullRequestId: 
 class Reporter:
     """Writes to one repository as the installation.
 
-    `notice` heads the summary of every check run it writes (the worker's "unsandboxed", say).
+    `notice` heads the summary of every check run it writes (the worker's "unsandboxed", say). `drafts`:
+    whether the repository takes draft PRs; it turns False when GitHub refuses one (the caller remembers it).
     """
 
-    def __init__(self, gh: GitHub, repo: str, notice: str = "") -> None:
+    def __init__(self, gh: GitHub, repo: str, notice: str = "", drafts: bool = True) -> None:
         self.gh = gh
         self.repo = repo
         self.owner, self.name = repo.split("/", 1)
         self.notice = notice
+        self.drafts = drafts
 
     def _summary(self, summary: str) -> str:
         return fit(f"{self.notice}\n\n{summary}" if self.notice else summary, CHECK_TEXT_LIMIT)
@@ -191,14 +219,16 @@ class Reporter:
         return self._with_draft(pull, draft)
 
     def ensure_pull(self, head: str, base: str, title: str, body: str, draft: bool) -> PullRequestRef:
-        """Open the execution's PR, or refresh the one that exists for the branch (body and draft state)."""
+        """Open the execution's PR, or refresh the one that exists for the branch (body and draft state).
+
+        A draft only where the repository takes drafts (see `drafts`); elsewhere the PR opens ready for review.
+        """
         existing = self.find_pull(head)
         if existing:
             self.update_pull(existing.number, body=body)
             return self._with_draft(existing, draft)
         try:
-            pull = self.gh.rest.pulls.create(self.owner, self.name, title=fit(title, 256), head=head,
-                                             base=base, body=fit(body, COMMENT_LIMIT), draft=draft).parsed_data
+            return self._open_pull(head, base, title, body, draft and self.drafts)
         except RequestFailed as exc:
             if exc.response.status_code != 422:
                 raise
@@ -207,13 +237,33 @@ class Reporter:
             if not existing:
                 raise
             return existing
-        return _pull_ref(pull)
+
+    def _open_pull(self, head: str, base: str, title: str, body: str, draft: bool) -> PullRequestRef:
+        """Create the PR; where GitHub refuses drafts (422), note it in `drafts` and create it ready instead."""
+        try:
+            return _pull_ref(self.gh.rest.pulls.create(self.owner, self.name, title=fit(title, 256), head=head,
+                                                       base=base, body=fit(body, COMMENT_LIMIT),
+                                                       draft=draft).parsed_data)
+        except RequestFailed as exc:
+            if not (draft and refuses_drafts(exc)):
+                raise
+        log.info("%s takes no draft pull requests (GitHub answered 422): opening one ready for review", self.repo)
+        self.drafts = False
+        return self._open_pull(head, base, title, body, draft=False)
 
     def _with_draft(self, pull: PullRequestRef, draft: bool) -> PullRequestRef:
-        if pull.draft != draft and pull.node_id:
+        """Toggle the PR to `draft`; never into a draft where the repository takes none (it stays ready)."""
+        if pull.draft == draft or not pull.node_id or (draft and not self.drafts):
+            return pull
+        try:
             self.set_draft(pull.node_id, draft)
-            return dataclasses.replace(pull, draft=draft)
-        return pull
+        except (RequestFailed, GraphQLFailed) as exc:
+            if not (draft and refuses_drafts(exc)):
+                raise
+            log.info("%s takes no draft pull requests (GraphQL refused): #%s stays ready", self.repo, pull.number)
+            self.drafts = False
+            return pull
+        return dataclasses.replace(pull, draft=draft)
 
     def set_draft(self, node_id: str, draft: bool) -> None:
         """Draft while the execution runs, ready for review when it pauses or completes (GraphQL only)."""

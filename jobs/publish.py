@@ -136,11 +136,22 @@ def refresh_pull(eng: Engine, reporter: Reporter, ex: Execution, status: str, te
         return
     body = outcomes.pull_body(ex.issue_number, False, reports.scope(ex), eng.dashboard_url(ex.id),
                               done, status, template)
+    # Where GitHub refuses drafts it is asked once per repository (the store remembers, not the reporter:
+    # each step has its own, and the next execution here should not ask again); the PR is then never a draft.
+    if reporter.drafts and eng.store.drafts_refused(ex.repo):
+        reporter.drafts = False
+    asked = reporter.drafts
     # The PR this execution opened is refreshed by its number (no search first); if it was closed or
     # is gone, the branch's open PR is found, or a new one opened, as the first time.
-    pull = reporter.refresh_pull(ex.pr_number, ex.branch, body, draft) if ex.pr_number is not None else None
-    if pull is None:
-        pull = reporter.ensure_pull(ex.branch, ex.base_branch, f"Clarity: tasks for #{ex.issue_number}",
-                                    body, draft=draft)
+    try:
+        pull = reporter.refresh_pull(ex.pr_number, ex.branch, body, draft) if ex.pr_number is not None else None
+        if pull is None:
+            pull = reporter.ensure_pull(ex.branch, ex.base_branch, f"Clarity: tasks for #{ex.issue_number}",
+                                        body, draft=draft)
+    finally:
+        if asked and not reporter.drafts:
+            eng.store.refuse_drafts(ex.repo)
+            log.info("execution %s: %s takes no draft pull requests; its PRs open ready for review", ex.id,
+                     ex.repo)
     if ex.pr_number != pull.number:
         eng.store.update(ex.id, pr_number=pull.number, pr_url=pull.url)

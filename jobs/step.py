@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
-from githubkit.exception import RequestFailed
+from githubkit.exception import GitHubException, RequestFailed
 from rq import get_current_job
 
 from clarity import logcontext, metrics, outcomes, repoconfig, tasklist
@@ -526,13 +526,21 @@ class Step:
         self.release = ex  # freed when the step ends (see run)
 
         def tell() -> None:  # the PR (ready for review, or a draft again), then the closing comment
-            if notify:
-                with contextlib.suppress(RequestFailed):
-                    self._refresh_pull(ex, str(status), draft=status not in (S.PAUSED, S.COMPLETED))
-                    self.reporter.comment(ex.issue_number, reports.finished(ex, reason, self.eng.dashboard_url(ex.id),
-                                                                            self.notify))
+            if notify:  # each on its own: a PR GitHub would not refresh must not swallow the comment
+                self._report(ex, "pull request not refreshed", lambda: self._refresh_pull(
+                    ex, str(status), draft=status not in (S.PAUSED, S.COMPLETED)))
+                self._report(ex, "closing comment not posted", lambda: self.reporter.comment(
+                    ex.issue_number, reports.finished(ex, reason, self.eng.dashboard_url(ex.id), self.notify)))
         publish.together(lambda: self._summary(ex, final=True), tell)
         return f"{status}: {reason}"
+
+    def _report(self, ex: Execution, failure: str, call: Callable[[], object]) -> None:
+        """Make one report to GitHub; if GitHub fails it, log `failure` with context and go on to the next."""
+        try:
+            call()
+        except GitHubException as exc:
+            log.warning("execution %s: %s (%s#%s, %s): %s", ex.id, failure, ex.repo, ex.issue_number, ex.status,
+                        describe_error(exc))
 
     def _summary(self, ex: Execution, final: bool = False, tasks: dict[str, TaskProgress] | None = None,
                  old_ended: bool = False) -> None:

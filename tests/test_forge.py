@@ -477,6 +477,57 @@ def test_draft_flag_in_rest_patch_is_a_forge_convenience(forge: ForgeHandle, tmp
     assert (status, pull["draft"]) == (200, False)
 
 
+DRAFTS_REFUSED = {
+    "message": "Draft pull requests are not supported in this repository.",
+    "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request",
+    "status": "422",
+}
+
+
+@pytest.mark.parametrize("plan", ["free", "pro"])
+def test_private_repo_of_a_free_or_pro_owner_refuses_a_draft_pull_like_github(
+    forge: ForgeHandle, tmp_path: Path, plan: str
+) -> None:
+    forge.create_repo("octo/secret", private=True, owner_plan=plan)
+    push_branch(forge, "octo/secret", tmp_path, "work", {"a.txt": "a\n"})
+    auth = {"Authorization": f"token {token_for(forge, 'octo/secret')}"}
+    asked = {"title": "t", "head": "work", "base": "main", "draft": True}
+    assert raw(forge, "POST", "/repos/octo/secret/pulls", auth, asked) == (422, DRAFTS_REFUSED)
+    assert not [i for i in forge.admin("GET", "/state")[1]["issues"] if i["pull"]]  # nothing was opened
+    status, pull = raw(forge, "POST", "/repos/octo/secret/pulls", auth, {**asked, "draft": False})
+    assert (status, pull["draft"]) == (201, False)
+    gh = forge.installation_client("octo/secret")
+    with pytest.raises(Exception, match="Draft pull requests are not supported in this repository"):
+        gh.graphql.request(
+            "mutation($id: ID!) { convertPullRequestToDraft(input: {pullRequestId: $id}) { clientMutationId } }",
+            {"id": pull["node_id"]},
+        )
+    assert gh.rest.pulls.get("octo", "secret", pull["number"]).parsed_data.draft is False
+
+
+@pytest.mark.parametrize(("private", "plan"), [(False, "free"), (True, "team"), (True, "enterprise")])
+def test_drafts_are_allowed_on_public_repos_and_on_paid_team_plans(
+    forge: ForgeHandle, tmp_path: Path, private: bool, plan: str
+) -> None:
+    forge.create_repo("octo/hello", private=private, owner_plan=plan)
+    push_branch(forge, "octo/hello", tmp_path, "work", {"a.txt": "a\n"})
+    gh = forge.installation_client("octo/hello")
+    pull = gh.rest.pulls.create("octo", "hello", title="t", head="work", base="main", draft=True).parsed_data
+    assert pull.draft is True
+
+
+def test_owner_plan_is_set_through_the_admin_api_and_checked(forge: ForgeHandle) -> None:
+    def plan() -> str:
+        return next(u["plan"] for u in forge.admin("GET", "/state")[1]["users"] if u["login"] == "octo")
+
+    assert forge.admin("POST", "/users", {"login": "octo", "plan": "team"})[0] == 201
+    assert plan() == "team"
+    assert forge.admin("POST", "/users", {"login": "octo", "plan": "pro"})[0] == 200
+    assert plan() == "pro"
+    status, answer = forge.admin("POST", "/users", {"login": "octo", "plan": "gold"})
+    assert status == 400 and "free, pro, team, enterprise" in answer["message"]
+
+
 # check runs
 def test_check_runs_accumulate_annotations_and_link_the_pull(forge: ForgeHandle, tmp_path: Path) -> None:
     forge.create_repo("octo/hello")

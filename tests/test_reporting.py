@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from clarity.redaction import redact
 from github_app.annotations import Annotation
 from github_app.client import GitHubApp
 from github_app.reporting import CHECK_TEXT_LIMIT, Reporter, fit
+from runner.workspace import Workspace
 from tests.conftest_forge import ForgeHandle
 
 REPO = "acme/widgets"
@@ -64,3 +67,41 @@ def test_secrets_never_reach_check_runs_or_comments(reporter: Reporter, forge: F
     reporter.comment(1, "the secret is hunter2-very-secret")
     dump = str(forge.admin("GET", "/state")[1]) + str(forge.calls())
     assert "hunter2-very-secret" not in dump and "ghs_aaaa" not in dump
+
+
+SECRET = "acme/secret"
+
+
+def without_drafts(forge: ForgeHandle, tmp_path: Path) -> Reporter:
+    """A private repository of a Free-plan owner (GitHub refuses drafts there) with a branch to propose."""
+    forge.create_repo(SECRET, private=True, owner_plan="free")
+    app = GitHubApp(forge.app_id, forge.private_key_pem, forge.api_url)
+    installation = app.installation_id_for(SECRET)
+    ws = Workspace(tmp_path / "ws", app.clone_url(installation, SECRET), lambda: app.installation_token(installation))
+    ws.sync("clarity/issue-1", "main")
+    ws.write("done.txt", b"done\n")
+    ws.commit("clarity: 1 Task")
+    ws.push("clarity/issue-1")
+    return Reporter(app.client(installation), SECRET)
+
+
+def test_where_drafts_are_refused_the_pull_opens_ready_and_is_never_toggled(
+        forge: ForgeHandle, tmp_path: Path) -> None:
+    reporter = without_drafts(forge, tmp_path)
+    opened = reporter.ensure_pull("clarity/issue-1", "main", "Clarity: tasks", "first", draft=True)
+    assert opened.draft is False and reporter.drafts is False
+    created = forge.calls(method="POST", path=f"/repos/{SECRET}/pulls")
+    assert [(c["request"]["draft"], c["status"]) for c in created] == [(True, 422), (False, 201)]
+    refreshed = reporter.refresh_pull(opened.number, "clarity/issue-1", "second", draft=True)
+    assert refreshed is not None and refreshed.draft is False
+    assert not forge.calls(path="graphql")
+
+
+def test_a_draft_toggle_refused_by_graphql_leaves_the_pull_ready_and_is_noted(
+        forge: ForgeHandle, tmp_path: Path) -> None:
+    reporter = without_drafts(forge, tmp_path)
+    opened = reporter.ensure_pull("clarity/issue-1", "main", "Clarity: tasks", "first", draft=False)
+    forgetful = Reporter(reporter.gh, SECRET)  # a step that did not know: it asks, and learns
+    refreshed = forgetful.refresh_pull(opened.number, "clarity/issue-1", "second", draft=True)
+    assert refreshed is not None and refreshed.draft is False and forgetful.drafts is False
+    assert len(forge.calls(path="graphql")) == 1

@@ -19,19 +19,21 @@ class ApiError(Exception):
         message: str,
         errors: Sequence[Mapping[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
+        documentation_url: str = DOCS_URL,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = list(errors) if errors is not None else None
         self.headers = dict(headers or {})
+        self.documentation_url = documentation_url
 
     def body(self) -> dict[str, Any]:
         """The JSON body."""
         body: dict[str, Any] = {"message": self.message}
         if self.errors is not None:
             body["errors"] = self.errors
-        body["documentation_url"] = DOCS_URL
+        body["documentation_url"] = self.documentation_url
         body["status"] = str(self.status)
         return body
 

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from forge import git_repos
+from forge import git_repos, state_events
 from forge.context import forge_context
-from forge.records import Issue, Pull, Repo, now
+from forge.records import NO_PRIVATE_DRAFTS, Issue, Pull, Repo, now
 from forge.rest.access import actor, field, json_body, require_repo, require_write_role
 from forge.rest.errors import ApiError, not_found, validation_failed
 from forge.rest.issues import created
 from forge.rest.paging import paginate
 
 blueprint = Blueprint("forge_rest_pulls", __name__)
+DRAFTS_UNSUPPORTED = "Draft pull requests are not supported in this repository."
+_CREATE_DOCS = "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"
+
+
+def drafts_supported(repo: Repo) -> bool:
+    """GitHub's rule: drafts on public repositories, and on private ones only for Team and Enterprise owners."""
+    owner = forge_context().state.user(repo.owner)
+    return not repo.private or (owner.plan if owner else "free") not in NO_PRIVATE_DRAFTS
+
+
+def require_drafts(repo: Repo) -> None:
+    """Refuse a draft where GitHub does: 422 with a bare message (no `errors`), as github.com answers it."""
+    if not drafts_supported(repo):
+        raise ApiError(422, DRAFTS_UNSUPPORTED, documentation_url=_CREATE_DOCS)
 
 
 def _branch_name(repo: Repo, head: str) -> str | None:
@@ -91,6 +105,8 @@ def create_pull(owner: str, repo: str) -> Response:
     head_sha = git_repos.resolve(bare, f"refs/heads/{head_ref}") if head_ref else None
     if head_ref is None or head_sha is None:
         raise validation_failed({"resource": "PullRequest", "field": "head", "code": "invalid"})
+    if draft:
+        require_drafts(record)
     if _open_pull_for(record, head_ref) is not None:
         raise validation_failed(
             {
@@ -109,6 +125,7 @@ def create_pull(owner: str, repo: str) -> Response:
         )
     pull = Pull(ctx.state.next_id("pull"), head_ref, base, head_sha, base_sha, draft)
     issue = ctx.state.add_issue(record.full_name, title, text, actor(), pull=pull)
+    state_events.pull_changed(ctx, record, issue, "opened", actor())
     return created(ctx.code.pull(issue))
 
 
@@ -132,6 +149,8 @@ def update_pull(owner: str, repo: str, number: int) -> Response:
             raise validation_failed({"resource": "PullRequest", "field": "base", "code": "invalid"})
         pull_changes.update(base_ref=base, base_sha=base_sha)
     if (draft := field(body, "draft", bool)) is not None:
+        if draft:
+            require_drafts(record)
         pull_changes["draft"] = draft
     state = field(body, "state", str)
     if state is not None and state != issue.state:
@@ -161,4 +180,6 @@ def update_pull(owner: str, repo: str, number: int) -> Response:
     if pull_changes:
         ctx.state.update_pull(record.full_name, number, **pull_changes)
     updated = ctx.state.update_issue(record.full_name, number, **changes)
+    if (action := state_events.pull_action(issue, updated)) is not None:
+        state_events.pull_changed(ctx, record, updated, action, actor())
     return jsonify(ctx.code.pull(updated))
