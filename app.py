@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                            settings.delivery_ttl)
     app.extensions["clarity.settings"] = settings
     app.extensions[appctx.STORE] = store
-    app.extensions["clarity.webhooks"] = WebhookConfig(settings.webhook_secret, intake)
+    app.extensions["clarity.webhooks"] = WebhookConfig(settings.webhook_secret, intake, settings.bot_login)
     # POST /webhooks is answered in front of Flask: none of its per-request work is needed there.
     app.wsgi_app = WebhookEndpoint(app.extensions["clarity.webhooks"], app.wsgi_app)  # type: ignore[method-assign]
     app.extensions["clarity.ops"] = OpsConfig(settings, rq_connection, (

@@ -18,6 +18,7 @@ from typing import IO
 
 from flask import Blueprint, Response, g, request
 
+from forge import git_repos, state_events
 from forge.auth import Grant
 from forge.context import ForgeContext, forge_context
 from forge.records import ROLE_RANK, Repo
@@ -139,6 +140,8 @@ def _run_backend(owner: str, name: str, tail: str, service: str) -> Response:
         return decision
     repo, login = decision
     ctx = forge_context()
+    is_push = service == "git-receive-pack" and request.method == "POST"
+    before = git_repos.branches(ctx.code.bare(repo)) if is_push else {}
     proc = subprocess.Popen(
         ["git", "http-backend"],
         stdin=subprocess.PIPE,
@@ -157,7 +160,6 @@ def _run_backend(owner: str, name: str, tail: str, service: str) -> Response:
     status, headers = _read_headers(proc.stdout)
     if not headers:
         status = 500
-    is_push = service == "git-receive-pack" and request.method == "POST"
 
     def body() -> Iterator[bytes]:
         assert proc.stdout is not None
@@ -178,6 +180,7 @@ def _run_backend(owner: str, name: str, tail: str, service: str) -> Response:
                 )
             elif is_push:
                 ctx.state.touch_repo(repo.full_name)
+                state_events.pushed(ctx, repo, login, before, git_repos.branches(ctx.code.bare(repo)))
 
     return Response(body(), status=status, headers=headers, direct_passthrough=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import queue
 import threading
 import time
 import urllib.error
@@ -92,6 +93,9 @@ class WebhookSender:
         self._app_id = app_id
         self._timeout = timeout
         self._log: list[Delivery] = []
+        # Deliveries of the forge's own state changes, sent in order by one thread (`deliver_later`).
+        self._later: queue.Queue[tuple[str, str | None, bytes, str | None]] = queue.Queue()
+        self._sender: threading.Thread | None = None
 
     @property
     def url(self) -> str | None:
@@ -131,10 +135,41 @@ class WebhookSender:
         body = encode_payload(payload)
         delivery_id = delivery_id or str(uuid.uuid4())
         action = payload.get("action") if isinstance(payload, dict) else _action_of(body)
-        delivery = self._send(event, action, body, delivery_id)
+        delivery = self._send(event, action, body, delivery_id, self.url)
         with self._lock:
             self._log.append(delivery)
         return delivery
+
+    def deliver_later(self, event: str, payload: dict[str, Any]) -> None:
+        """Send an event of the forge's own making after the request that caused it, as hookshot does.
+
+        The URL is the one configured now: a change made before a test points the hook somewhere is
+        logged as undelivered, never sent to the later receiver out of order.
+        """
+        body = encode_payload(payload)
+        with self._lock:
+            url = self._url
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_later, name="forge-hooks", daemon=True)
+                self._sender.start()
+        self._later.put((event, payload.get("action"), body, url))
+
+    def settle(self, timeout: float = 30.0) -> bool:
+        """Wait until every `deliver_later` event was sent; False if some were still pending at `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self._later.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._later.unfinished_tasks
+
+    def _send_later(self) -> None:
+        while True:
+            event, action, body, url = self._later.get()
+            try:
+                delivery = self._send(event, action, body, str(uuid.uuid4()), url)
+                with self._lock:
+                    self._log.append(delivery)
+            finally:
+                self._later.task_done()
 
     def redeliver(self, delivery_id: str) -> Delivery | None:
         """Send an earlier delivery again, same id and body (signature recomputed like GitHub's)."""
@@ -143,20 +178,20 @@ class WebhookSender:
         if earlier is None:
             return None
         delivery = replace(
-            self._send(earlier.event, earlier.action, earlier.body, delivery_id), redelivery=True
+            self._send(earlier.event, earlier.action, earlier.body, delivery_id, self.url), redelivery=True
         )
         with self._lock:
             self._log.append(delivery)
         return delivery
 
     def deliveries(self) -> list[Delivery]:
-        """Every attempt, oldest first."""
+        """Every attempt, oldest first (the forge's own pending events sent first)."""
+        self.settle()
         with self._lock:
             return list(self._log)
 
-    def _send(self, event: str, action: str | None, body: bytes, delivery_id: str) -> Delivery:
+    def _send(self, event: str, action: str | None, body: bytes, delivery_id: str, url: str | None) -> Delivery:
         headers = self.headers(event, delivery_id, body)
-        url = self.url
         started = time.monotonic()
         status: int | None = None
         error: str | None = None

@@ -26,6 +26,7 @@ from werkzeug.wsgi import get_content_length, get_input_stream
 
 from clarity import logcontext, metrics
 from clarity.httpframe import MAX_BODY  # GitHub caps payloads at 25 MB; the web server refuses more too
+from github_app import routes
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -34,10 +35,9 @@ log = logging.getLogger(__name__)
 
 PATH = "/webhooks"
 INTAKE_JOB = "jobs.intake.handle_delivery"
-# The events the app subscribes to (its manifest lists the same); everything else is answered 204 and
-# dropped. Which actions of them matter is decided by the routers in jobs/.
-HANDLED_EVENTS = frozenset({"issue_comment", "check_run", "check_suite", "pull_request", "push", "installation",
-                            "installation_repositories"})
+# The events the app subscribes to (its manifest lists the same). A delivery of another event, or of an
+# action no router in jobs/ takes (github_app.routes), is answered 204 and dropped.
+HANDLED_EVENTS = routes.HANDLED_EVENTS
 _JSON_OBJECT = re.compile(rb"\s*\{")  # the blanks bytes.lstrip() removes, then "{", without copying the body
 
 
@@ -55,6 +55,7 @@ class WebhookConfig:
 
     secret: str = field(repr=False)
     intake: Intake
+    bot_login: str = ""  # the app's bot: its own pushes are dropped here (github_app.routes.own_push)
     # The HMAC keyed once; each delivery copies it instead of hashing the padded key again.
     keyed: hmac.HMAC = field(init=False, repr=False, compare=False)
 
@@ -125,6 +126,10 @@ def receive(config: WebhookConfig, environ: WSGIEnvironment, event: str, deliver
         return Answer(204, {"message": f"event {event} is not handled"}, "ignored")
     if not _JSON_OBJECT.match(body) and not declares_json(environ.get("CONTENT_TYPE", "")):
         return Answer(400, {"message": "expected a JSON body"}, "malformed")
+    if not routes.wanted(event, body, config.bot_login):
+        # Most of GitHub's traffic (every Actions job's check runs, every push and PR change): nothing
+        # claimed, nothing queued, so the intake queue holds only work that can matter.
+        return Answer(204, {"message": f"{event} delivery not acted on"}, "ignored")
     try:
         queued = config.intake.accept(event, delivery, body.decode("utf-8", "replace"))
     except redis.RedisError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from github_app import routes
 from github_app.payloads import Payload, PayloadError
 from github_app.reporting import Reporter
 from jobs import control
@@ -93,11 +94,11 @@ def on_push(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
     """
     read = Payload("push", payload)
     ref, repo, sender = read.text("ref", default=""), read.optional_repo(), read.login("sender.login", default="")
-    if not ref.startswith("refs/heads/") or not repo:
+    if not ref.startswith(routes.BRANCH_PREFIX) or not repo:
         return "ignored: not a branch push"
-    if sender.lower() == eng.settings.bot_login.lower():
+    if routes.own_push(sender, eng.settings.bot_login):  # the webhook endpoint drops these already
         return "ignored: our own push"
-    branch = ref.removeprefix("refs/heads/")
+    branch = ref.removeprefix(routes.BRANCH_PREFIX)
     done = []
     for execution in eng.store.find(repo):
         if execution.branch == branch and (execution.status.is_active or execution.status.value == "queued"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from github_app import routes
 from jobs.context import Engine
 
 Handler = Callable[[Engine, str, dict[str, Any]], str]  # (engine, delivery id, payload) -> what was done
@@ -18,6 +19,9 @@ class Router:
 
     def register(self, event: str, action: str | None = None) -> Callable[[Handler], Handler]:
         """Decorator: `@router.register("pull_request", action="closed")`."""
+        if (event, action) not in routes.HANDLED:  # else the webhook endpoint would answer 204, never queue it
+            raise ValueError(f"{event}.{action or '*'} is not in github_app.routes.HANDLED: add it there")
+
         def add(handler: Handler) -> Handler:
             key = (event, action)
             if key in self._routes:
@@ -29,6 +33,10 @@ class Router:
     def handler_for(self, event: str, action: str | None) -> Handler | None:
         """The handler of `event.action`, else of `event` without action, else None."""
         return self._routes.get((event, action)) or self._routes.get((event, None))
+
+    def routes(self) -> set[tuple[str, str | None]]:
+        """Every (event, action) with a handler; action None takes every action of the event."""
+        return set(self._routes)
 
     def events(self) -> set[str]:
         """Every event name with at least one handler."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from forge import git_repos
+from forge import git_repos, state_events
 from forge.check_rules import Rejected, check_run_changes
 from forge.context import forge_context
 from forge.records import CheckRun, Repo, now
@@ -80,7 +80,11 @@ def create_check_run(owner: str, repo: str) -> Response:
         check_suite_id=ctx.state.check_suite_id(record.full_name, head_sha),
         app_id=ctx.app.id,
     )
-    return created(ctx.code.check_run(ctx.state.put_check_run(run)))
+    stored = ctx.state.put_check_run(run)
+    state_events.check_run_changed(ctx, record, stored, "created")
+    if completed:
+        state_events.check_run_changed(ctx, record, stored, "completed")
+    return created(ctx.code.check_run(stored))
 
 
 @blueprint.patch("/repos/<owner>/<repo>/check-runs/<int:run_id>")
@@ -104,7 +108,10 @@ def update_check_run(owner: str, repo: str, run_id: int) -> Response:
             "annotations": run.annotations + tuple(annotations),
         }
     )
-    return jsonify(ctx.code.check_run(ctx.state.put_check_run(updated)))
+    stored = ctx.state.put_check_run(updated)
+    if stored.status == "completed" and run.status != "completed":
+        state_events.check_run_changed(ctx, record, stored, "completed")
+    return jsonify(ctx.code.check_run(stored))
 
 
 @blueprint.get("/repos/<owner>/<repo>/check-runs/<int:run_id>")
