@@ -112,6 +112,30 @@ def app_client() -> Response:
                     "client_secret": app.client_secret, "callback_urls": list(app.callback_urls)})
 
 
+@blueprint.put("/app/permissions")
+def set_app_permissions() -> Response:
+    """Replace the app's permissions (`{"permissions": {"workflows": "none", ...}}`); new tokens get them."""
+    permissions = _need(_body(), "permissions")
+    if not isinstance(permissions, dict) or not all(
+        isinstance(k, str) and v in ("none", "read", "write") for k, v in permissions.items()
+    ):
+        raise AdminError(400, "'permissions' must map scopes to none, read or write")
+    ctx = forge_context()
+    granted = {k: v for k, v in {**ctx.app.permissions, **permissions}.items() if v != "none"}
+    ctx.apps.adopt(dataclasses.replace(ctx.app, permissions=granted))
+    return jsonify({"permissions": granted})
+
+
+@blueprint.put("/push-limits")
+def set_push_limits() -> Response:
+    """Lower (or raise) the largest file a push may carry, `{"max_file_bytes": N}` (GitHub: 100 MB)."""
+    limit = _need(_body(), "max_file_bytes")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise AdminError(400, "'max_file_bytes' must be a positive integer")
+    forge_context().state.max_file_bytes = limit
+    return jsonify({"max_file_bytes": limit})
+
+
 @blueprint.post("/repos")
 def create_repo() -> Response:
     """Create a repo from `source_dir` (a git working copy or plain directory) or `files`; 201.

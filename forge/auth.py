@@ -25,6 +25,7 @@ INSTALLATION_PERMISSIONS = {
     "issues": "write",
     "metadata": "read",
     "pull_requests": "write",
+    "workflows": "write",
 }
 _ALNUM = string.ascii_letters + string.digits
 

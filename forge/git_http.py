@@ -10,15 +10,19 @@ import base64
 import contextlib
 import logging
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 from flask import Blueprint, Response, g, request
 
-from forge import git_repos, state_events
+from forge import git_repos, push_rules, state_events
 from forge.auth import Grant
 from forge.context import ForgeContext, forge_context
 from forge.records import ROLE_RANK, Repo
@@ -63,8 +67,8 @@ def _allowed(ctx: ForgeContext, grant: Grant, repo: Repo, write: bool) -> tuple[
     return role != "none", ROLE_RANK[role] >= ROLE_RANK["write" if write else "read"]
 
 
-def _authorize(owner: str, name: str, service: str) -> Response | tuple[Repo, str]:
-    """The repo and acting login, or the response refusing the request."""
+def _authorize(owner: str, name: str, service: str) -> Response | tuple[Repo, Grant]:
+    """The repo and the caller's grant, or the response refusing the request."""
     ctx = forge_context()
     credential = _credential()
     grant = ctx.tokens.lookup(credential) if credential else None
@@ -78,7 +82,7 @@ def _authorize(owner: str, name: str, service: str) -> Response | tuple[Repo, st
         return _text(404, "Repository not found.")
     if not permitted:
         return _text(403, f"Permission to {repo.full_name}.git denied to {grant.login}.")
-    return repo, grant.login
+    return repo, grant
 
 
 def _feed(stream: IO[bytes], stdin: IO[bytes], gzipped: bool) -> None:
@@ -94,6 +98,90 @@ def _feed(stream: IO[bytes], stdin: IO[bytes], gzipped: bool) -> None:
     finally:
         with contextlib.suppress(OSError):
             stdin.close()
+
+
+# The repository's own hooks still run behind the forge's (core.hooksPath replaces the hooks folder):
+# tests install one in a bare repository to hold a push at a chosen moment.
+_OWN_HOOK = '#!/bin/sh\nown="$(git rev-parse --git-dir)/hooks/{name}"\n[ -x "$own" ] && exec "$own" "$@"\nexit 0\n'
+_FORWARDED = ("post-receive", "update", "post-update")
+
+
+def _hooks_dir(ctx: ForgeContext) -> Path:
+    """A directory with the forge's pre-receive hook (forge.push_rules run by this interpreter), and the
+    other receive hooks handing over to the repository's own."""
+    hooks = Path(ctx.config.data_dir) / "hooks"
+    scripts = {"pre-receive": f'#!/bin/sh\nexec "{sys.executable}" "{push_rules.__file__}"\n',
+               **{name: _OWN_HOOK.format(name=name) for name in _FORWARDED}}
+    for name, script in scripts.items():
+        hook = hooks / name
+        if not hook.exists() or hook.read_text() != script:
+            hooks.mkdir(parents=True, exist_ok=True)
+            staged = hooks / f".{name}.{os.getpid()}.{threading.get_ident()}"
+            staged.write_text(script)
+            staged.chmod(0o755)
+            staged.replace(hook)
+    return hooks
+
+
+def _push_env(ctx: ForgeContext, grant: Grant, verdict: Path) -> dict[str, str]:
+    """What the pre-receive hook needs to refuse a push as GitHub does."""
+    may_touch = grant.kind != "installation" or (grant.permissions or {}).get("workflows") == "write"
+    return {
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_1": "core.hooksPath",
+        "GIT_CONFIG_VALUE_1": str(_hooks_dir(ctx)),
+        "FORGE_PUSH_WORKFLOWS": "1" if may_touch else "0",
+        "FORGE_PUSH_MAX_BYTES": str(ctx.state.max_file_bytes),
+        "FORGE_PUSH_VERDICT": str(verdict),
+    }
+
+
+def _pkt(payload: bytes) -> bytes:
+    return f"{len(payload) + 4:04x}".encode() + payload
+
+
+def _pkts(data: bytes) -> list[bytes]:
+    """Split a pkt-line stream into whole packets (length prefix included)."""
+    packets, at = [], 0
+    while at + 4 <= len(data):
+        size = int(data[at : at + 4], 16)
+        end = at + (max(size, 4))
+        packets.append(data[at:end])
+        at = end
+    return packets
+
+
+def _reasoned(report: bytes, reasons: dict[bytes, bytes]) -> bytes:
+    """Report-status packets with git's "pre-receive hook declined" replaced by the hook's reason per ref."""
+    out = []
+    for packet in _pkts(report):
+        line = packet[4:]
+        if line.startswith(b"ng "):
+            ref = line[3:].split(b" ", 1)[0]
+            if ref in reasons:
+                packet = _pkt(b"ng " + ref + b" " + reasons[ref] + b"\n")
+        out.append(packet)
+    return b"".join(out)
+
+
+def with_reasons(body: bytes, reasons: dict[bytes, bytes]) -> bytes:
+    """receive-pack's answer with each refused ref's reason set, inside side-band 1 when the client asked for it."""
+    packets = _pkts(body)
+    if not any(p[4:5] in (b"\x01", b"\x02", b"\x03") for p in packets):
+        return _reasoned(body, reasons)
+    report = b"".join(p[5:] for p in packets if p[4:5] == b"\x01")
+    others = [p for p in packets if p[4:5] != b"\x01" and p != b"0000"]
+    rewritten = _reasoned(report, reasons)
+    chunks = [_pkt(b"\x01" + rewritten[i : i + 65515]) for i in range(0, len(rewritten), 65515)]
+    return b"".join(others + chunks) + b"0000"
+
+
+def _reasons(verdict: Path) -> dict[bytes, bytes]:
+    try:
+        text = verdict.read_bytes()
+    except OSError:
+        return {}
+    return {ref: reason for ref, _, reason in (line.partition(b"\t") for line in text.splitlines()) if reason}
 
 
 def _cgi_env(ctx: ForgeContext, repo: Repo, tail: str, login: str) -> dict[str, str]:
@@ -138,16 +226,21 @@ def _run_backend(owner: str, name: str, tail: str, service: str) -> Response:
     decision = _authorize(owner, name, service)
     if isinstance(decision, Response):
         return decision
-    repo, login = decision
+    repo, grant = decision
+    login = grant.login
     ctx = forge_context()
     is_push = service == "git-receive-pack" and request.method == "POST"
     before = git_repos.branches(ctx.code.bare(repo)) if is_push else {}
+    env = _cgi_env(ctx, repo, tail, login)
+    verdict = Path(tempfile.mkdtemp(prefix="forge-push-")) / "verdict" if is_push else None
+    if verdict is not None:
+        env.update(_push_env(ctx, grant, verdict))
     proc = subprocess.Popen(
         ["git", "http-backend"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=_cgi_env(ctx, repo, tail, login),
+        env=env,
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     gzipped = request.headers.get("Content-Encoding", "").lower() in ("gzip", "x-gzip")
@@ -164,9 +257,17 @@ def _run_backend(owner: str, name: str, tail: str, service: str) -> Response:
     def body() -> Iterator[bytes]:
         assert proc.stdout is not None
         try:
-            while chunk := proc.stdout.read1(CHUNK):  # type: ignore[attr-defined]  # a BufferedReader
-                yield chunk
+            if verdict is None:
+                while chunk := proc.stdout.read1(CHUNK):  # type: ignore[attr-defined]  # a BufferedReader
+                    yield chunk
+            else:  # a push's answer is small: held back so a refused ref can carry GitHub's reason
+                answer = proc.stdout.read()
+                proc.wait()
+                reasons = _reasons(verdict)
+                yield with_reasons(answer, reasons) if reasons else answer
         finally:
+            if verdict is not None:
+                shutil.rmtree(verdict.parent, ignore_errors=True)
             feeder.join(timeout=30)
             code = proc.wait()
             drain.join(timeout=5)

@@ -43,6 +43,7 @@ class ForgeState:
         self._reactions: dict[int, Reaction] = {}
         self._check_runs: dict[int, CheckRun] = {}
         self._suites: dict[tuple[str, str], int] = {}
+        self.max_file_bytes = 100 * 1024 * 1024  # GitHub refuses a pushed file over 100 MB (GH001)
 
     def next_id(self, kind: str) -> int:
         """A fresh id from the named sequence."""

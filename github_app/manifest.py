@@ -36,6 +36,7 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("contents", "write", "Contents", "clone, read tasks_list.md, push task branches"),
     Permission("issues", "write", "Issues", "replies and reactions to commands"),
     Permission("pull_requests", "write", "Pull requests", "open, refresh, draft and ready the execution's PR"),
+    Permission("workflows", "write", "Workflows", "push task branches whose tasks change `.github/workflows/`"),
     Permission("metadata", "read", "Metadata", "mandatory; commenters' repository permission"),
 )
 

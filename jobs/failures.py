@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from runner.checks import CheckResult
 from runner.sandbox import IsolationError
-from runner.workspace import GitError
+from runner.workspace import GitError, PushRefused
 
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
@@ -86,6 +86,8 @@ def classify_checks(results: Sequence[CheckResult]) -> ErrorClass | None:
 
 def classify_exception(exc: BaseException) -> ErrorClass | None:
     """`infra` for the engine's own failures around an attempt (isolation, git, the file system), else None."""
+    if isinstance(exc, PushRefused):  # GitHub's rule, not the engine's failure: the message says what to change
+        return None
     if isinstance(exc, IsolationError | GitError | OSError):
         return ErrorClass.INFRA
     return None

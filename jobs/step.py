@@ -46,7 +46,7 @@ from jobs.failures import classify_exception
 from runner import exchange
 from runner.agents import AgentError
 from runner.sandbox import IsolationError, Limits, Sandbox
-from runner.workspace import GitError, PushRejected, Workspace
+from runner.workspace import GitError, PushRefused, PushRejected, Workspace
 
 log = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -168,6 +168,9 @@ class Step:
             if ex.status in (S.TASK_EXECUTING, S.ERROR_SOLVING):  # the state machine pauses from autonomous
                 ex = self.store.transition(ex.id, S.AUTONOMOUS, "engine", "the branch moved under the task")
             return self._finish(ex, S.PAUSED, MOVED)
+        except PushRefused as exc:  # GitHub's own rule (workflows, file size, rulesets): a person must act
+            log.warning("execution %s: push refused: %s", self.id, exc.reason)
+            return self._finish(self.store.get(self.id), S.BLOCKED, str(exc))
         except (GitError, RequestFailed, OSError) as exc:
             reason = describe_error(exc)
             log.exception("execution %s: step failed: %s", self.id, reason)

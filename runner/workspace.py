@@ -62,7 +62,48 @@ class PushRejected(GitError):
     """The remote refused the push because its branch moved on (someone else pushed): never forced."""
 
 
+class PushRefused(GitError):
+    """The remote refused the push for a reason of its own (`[remote rejected] <ref> (<reason>)`).
+
+    The message is for people: what GitHub refused and what to do about it; `reason` is GitHub's words.
+    """
+
+    def __init__(self, reason: str, command: str = "", returncode: int | None = None, stderr: str = "") -> None:
+        super().__init__(refusal_message(reason, stderr), command, returncode, stderr)
+        self.reason = reason
+
+
 REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "stale info")
+_REMOTE_REJECTED = re.compile(r"\[remote rejected\][^(\n]*\((?P<reason>[^\n]*)\)\s*$", re.MULTILINE)
+_WORKFLOW = re.compile(r"workflow `(?P<path>[^`]+)` without `workflows` permission")
+_LARGE_FILE = re.compile(r"File (?P<path>\S+) is (?P<size>[\d.]+ MB); this exceeds GitHub's file size limit")
+
+
+def remote_refusal(stderr: str) -> str | None:
+    """The reason of the first `! [remote rejected] <ref> (<reason>)` line in git's stderr, if any."""
+    found = _REMOTE_REJECTED.search(stderr)
+    return found.group("reason").strip() if found else None
+
+
+def refusal_message(reason: str, stderr: str = "") -> str:
+    """A sentence for people about a refused push, from GitHub's reason (and the `remote:` lines around it)."""
+    lowered = reason.lower() + " " + stderr.lower()
+    if workflow := _WORKFLOW.search(reason):
+        return (f"GitHub refused the push: the task changed `{workflow.group('path')}`, and the app lacks the "
+                "Workflows permission; grant it (Settings → GitHub Apps → Permissions) or keep the task away "
+                "from workflow files")
+    if "gh001" in lowered or "large files detected" in lowered:
+        large = _LARGE_FILE.search(stderr)
+        what = f"`{large.group('path')}` is {large.group('size')}" if large else "a file is too large"
+        return (f"GitHub refused the push: {what}, over GitHub's 100 MB file limit; keep large files out of "
+                "the task (or track them with Git LFS)")
+    if "signature" in lowered or "signed" in lowered:
+        return (f"GitHub refused the push: the branch requires signed commits ({reason}); Clarity's commits "
+                "are not signed, so exempt the app or lift the requirement for its branches")
+    if "gh006" in lowered or "protected branch" in lowered or "gh013" in lowered or "rule violation" in lowered:
+        return (f"GitHub refused the push: a branch protection rule or ruleset forbids it ({reason}); allow "
+                "the app to push to the branch or change the rule")
+    return f"GitHub refused the push: {reason}"
 
 
 def basic_auth_header(token: str) -> str:
@@ -436,6 +477,8 @@ class Workspace:
                 ["push", "--quiet", "--no-verify", self.clone_url, f"HEAD:refs/heads/{branch}"], network=True
             )
         except GitError as exc:
+            if (reason := remote_refusal(exc.stderr)) is not None:
+                raise PushRefused(reason, exc.command, exc.returncode, exc.stderr) from exc
             if any(sign in exc.stderr for sign in REJECTED):
                 raise PushRejected(str(exc), exc.command, exc.returncode, exc.stderr) from exc
             raise

@@ -133,6 +133,24 @@ def test_agent_that_never_passes_is_tried_four_times_then_blocks_with_escalation
     assert note["message"].startswith("AssertionError: expected ok 2, got: wrong 2")
 
 
+def test_push_refused_for_a_workflow_file_blocks_with_the_named_reason(stack, tmp_path: Path) -> None:
+    make_repo(stack, tmp_path, tasks_md(("1", "Add CI [workflow]", False)))
+    stack.admin("PUT", "/app/permissions", json={"permissions": {"workflows": "none"}})
+    stack.admin("POST", "/tokens/expire")  # the app's new permissions reach the tokens issued from now on
+    stack.comment(REPO, 1, "/clarity run", user="ada")
+    ex = wait_settled(stack)
+    named = ("GitHub refused the push: the task changed `.github/workflows/ci.yml`, and the app lacks the "
+             "Workflows permission; grant it (Settings → GitHub Apps → Permissions) or keep the task away "
+             "from workflow files")
+    assert ex.status is ExecutionStatus.BLOCKED, ex.reason
+    assert ex.reason == named
+    runs = {r["name"]: r for r in stack.admin("GET", "/state")["check_runs"]}
+    assert runs["Clarity: 1 Add CI [workflow]"]["conclusion"] == "failure"
+    task_run = runs["Clarity: 1 Add CI [workflow]"]
+    assert named in f"{task_run['title']} {task_run['summary']} {task_run['text']}"
+    wait_comment(stack, "the app lacks the Workflows permission")
+
+
 def test_same_delivery_twice_makes_one_execution(stack, tmp_path: Path) -> None:
     make_repo(stack, tmp_path, tasks_md(("1", "Only task", False)))
     first = stack.comment(REPO, 1, "/clarity run", user="ada", delivery_id="delivery-dup-1")

@@ -701,6 +701,48 @@ def test_large_gzipped_push_is_received(forge: ForgeHandle, tmp_path: Path) -> N
     assert gh.rest.repos.get_branch("octo", "hello", "big").parsed_data.commit.sha == sha
 
 
+def _commit(work: Path, files: dict[str, str]) -> None:
+    for path, content in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(content)
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "change", cwd=work)
+
+
+def test_workflow_push_without_workflows_permission_is_refused_as_github_does(
+    forge: ForgeHandle, tmp_path: Path
+) -> None:
+    forge.create_repo("octo/hello")
+    assert forge.admin("PUT", "/app/permissions", {"permissions": {"workflows": "none"}})[0] == 200
+    token = token_for(forge, "octo/hello")
+    work = clone(forge, "octo/hello", tmp_path / "work", token)
+    git("checkout", "-q", "-b", "feature", cwd=work)
+    _commit(work, {".github/workflows/ci.yml": "on: push\n"})
+    refused = git("push", "origin", "HEAD:refs/heads/feature", cwd=work, token=token, check=False)
+    assert refused.returncode != 0
+    assert (" ! [remote rejected] HEAD -> feature (refusing to allow a GitHub App to create or update workflow "
+            "`.github/workflows/ci.yml` without `workflows` permission)") in refused.stderr
+    gh = forge.installation_client("octo/hello")
+    assert "feature" not in {b.name for b in gh.rest.repos.list_branches("octo", "hello").parsed_data}
+    _commit(work, {"README.md": "only docs\n"})  # the refused commit is still in the push: still refused
+    assert git("push", "origin", "HEAD:refs/heads/feature", cwd=work, token=token, check=False).returncode != 0
+    forge.admin("PUT", "/app/permissions", {"permissions": {"workflows": "write"}})
+    git("push", "-q", "origin", "HEAD:refs/heads/feature", cwd=work, token=token_for(forge, "octo/hello"))
+
+
+def test_push_with_a_file_over_the_limit_is_refused_with_gh001(forge: ForgeHandle, tmp_path: Path) -> None:
+    forge.create_repo("octo/hello")
+    assert forge.admin("PUT", "/push-limits", {"max_file_bytes": 1000})[0] == 200
+    token = token_for(forge, "octo/hello")
+    work = clone(forge, "octo/hello", tmp_path / "work", token)
+    _commit(work, {"data/big.bin": "x" * 2000, "small.txt": "y" * 10})
+    refused = git("push", "origin", "HEAD:refs/heads/main", cwd=work, token=token, check=False)
+    assert refused.returncode != 0
+    assert "remote: error: GH001: Large files detected." in refused.stderr
+    assert "File data/big.bin is 0.00 MB; this exceeds GitHub's file size limit of 0.00 MB" in refused.stderr
+    assert "! [remote rejected] HEAD -> main (pre-receive hook declined)" in refused.stderr
+
+
 def test_gzipped_upload_pack_request_is_inflated(forge: ForgeHandle) -> None:
     forge.create_repo("octo/hello")
     token = token_for(forge, "octo/hello")

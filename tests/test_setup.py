@@ -37,7 +37,7 @@ from tests.conftest_forge import ForgeHandle
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 WANTED_PERMISSIONS = {"checks": "write", "contents": "write", "issues": "write", "pull_requests": "write",
-                      "metadata": "read"}
+                      "workflows": "write", "metadata": "read"}
 
 
 # the manifest, as data

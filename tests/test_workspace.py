@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from runner.workspace import GitError, PushRejected, Workspace, basic_auth_header
+from runner.workspace import (
+    GitError,
+    PushRejected,
+    Workspace,
+    basic_auth_header,
+    refusal_message,
+    remote_refusal,
+)
 
 TOKEN = "ghs_TestInstallationToken0123456789abcdef"
 GIT_ENV = {
@@ -482,3 +489,44 @@ def test_history_lists_commits_newest_first(tmp_path: Path) -> None:
     subjects = [subject for _, subject in ws.history()]
     assert subjects == ["clarity: 2 Task 2", "clarity: 1 Task 1"]
     assert ws.history()[0][0] == ws.head_sha()
+
+
+REFUSALS = [
+    ((" ! [remote rejected] HEAD -> clarity/issue-1 (refusing to allow a GitHub App to create or update workflow "
+     "`.github/workflows/ci.yml` without `workflows` permission)\nerror: failed to push some refs to 'x'"),
+     ("GitHub refused the push: the task changed `.github/workflows/ci.yml`, and the app lacks the Workflows "
+     "permission; grant it (Settings → GitHub Apps → Permissions) or keep the task away from workflow files")),
+    (("remote: error: GH001: Large files detected. You may want to try Git Large File Storage - "
+     "https://git-lfs.github.com.\nremote: error: File data/big.bin is 150.00 MB; this exceeds GitHub's file "
+     "size limit of 100.00 MB\n ! [remote rejected] HEAD -> main (pre-receive hook declined)"),
+     ("GitHub refused the push: `data/big.bin` is 150.00 MB, over GitHub's 100 MB file limit; keep large files "
+     "out of the task (or track them with Git LFS)")),
+    (("remote: error: GH006: Protected branch update failed for refs/heads/main.\n"
+     " ! [remote rejected] HEAD -> main (protected branch hook declined)"),
+     ("GitHub refused the push: a branch protection rule or ruleset forbids it (protected branch hook declined); "
+     "allow the app to push to the branch or change the rule")),
+    (("remote: error: GH013: Repository rule violations found for refs/heads/main.\n"
+     " ! [remote rejected] HEAD -> main (push declined due to repository rule violations)"),
+     ("GitHub refused the push: a branch protection rule or ruleset forbids it (push declined due to repository "
+     "rule violations); allow the app to push to the branch or change the rule")),
+    (("remote: error: GH006: Protected branch update failed for refs/heads/main.\nremote: error: Commits must "
+     "have verified signatures.\n ! [remote rejected] HEAD -> main (protected branch hook declined)"),
+     ("GitHub refused the push: the branch requires signed commits (protected branch hook declined); "
+     "Clarity's commits are not signed, so exempt the app or lift the requirement for its branches")),
+    (" ! [remote rejected] HEAD -> main (commits must have verified signatures)",
+     ("GitHub refused the push: the branch requires signed commits (commits must have verified signatures); "
+     "Clarity's commits are not signed, so exempt the app or lift the requirement for its branches")),
+    (" ! [remote rejected] HEAD -> main (shallow update not allowed)",
+     "GitHub refused the push: shallow update not allowed"),
+]
+
+
+@pytest.mark.parametrize(("stderr", "message"), REFUSALS)
+def test_a_refused_push_is_named_for_people(stderr: str, message: str) -> None:
+    reason = remote_refusal(stderr)
+    assert reason is not None
+    assert refusal_message(reason, stderr) == message
+
+
+def test_a_non_fast_forward_rejection_is_not_a_refusal() -> None:
+    assert remote_refusal(" ! [rejected]        HEAD -> main (fetch first)\nerror: failed to push") is None
