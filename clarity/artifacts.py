@@ -61,7 +61,8 @@ def execution_dir(root: Path, execution_id: str) -> Path:
     return root / execution_id
 
 
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+# Opening what a sandbox may have touched: no link followed, no FIFO waited on, no terminal taken.
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 MAX_LISTED = 5000  # entries one listing shows: a check that makes a million files does not make a million rows
 MAX_DEPTH = 16  # folders a listing descends into
 
@@ -106,7 +107,7 @@ def lookup(root: Path, execution_id: str, relpath: str = "", max_bytes: int = DE
             found: list[Entry] = []
             _walk(fd, "/".join(names[1:]), found, 0)
             return sorted(found, key=lambda e: e.path)
-        return _read(fd, max_bytes + 1) if stat.S_ISREG(mode) else None
+        return read_at_most(fd, max_bytes + 1) if stat.S_ISREG(mode) else None
     finally:
         os.close(fd)
 
@@ -120,7 +121,7 @@ def _open_beneath(root: Path, names: list[str]) -> int:
             mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
             if not (stat.S_ISDIR(mode) or (last and index and stat.S_ISREG(mode))):
                 raise FileNotFoundError(name)  # never even open a link, FIFO, socket or device
-            child = os.open(name, _READ_FLAGS | (0 if last else os.O_DIRECTORY), dir_fd=fd)
+            child = os.open(name, READ_FLAGS | (0 if last else os.O_DIRECTORY), dir_fd=fd)
             os.close(fd)
             fd = child
     except BaseException:
@@ -129,7 +130,8 @@ def _open_beneath(root: Path, names: list[str]) -> int:
     return fd
 
 
-def _read(fd: int, limit: int) -> bytes:
+def read_at_most(fd: int, limit: int) -> bytes:
+    """Up to `limit` bytes from an open file, however the reads come back."""
     chunks: list[bytes] = []
     size = 0
     while size < limit:
@@ -163,7 +165,7 @@ def _walk(fd: int, prefix: str, found: list[Entry], depth: int) -> None:
 
 def _walk_into(parent: int, name: str, path: str, found: list[Entry], depth: int) -> None:
     try:
-        child = os.open(name, _READ_FLAGS | os.O_DIRECTORY, dir_fd=parent)
+        child = os.open(name, READ_FLAGS | os.O_DIRECTORY, dir_fd=parent)
     except OSError:  # swapped for a link or removed since it was listed
         return
     try:

@@ -15,7 +15,7 @@ import shutil
 import stat
 from pathlib import Path
 
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+from clarity.artifacts import READ_FLAGS, read_at_most
 
 
 class NotRegular(OSError):
@@ -43,7 +43,7 @@ def read_regular(path: Path, max_bytes: int) -> tuple[bytes, bool]:
     Raises FileNotFoundError when nothing is there, NotRegular for a link, folder, FIFO or device.
     """
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(path, READ_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotRegular(errno.ELOOP, f"{path.name} is a symbolic link") from None
@@ -52,17 +52,9 @@ def read_regular(path: Path, max_bytes: int) -> tuple[bytes, bool]:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise NotRegular(errno.EINVAL, f"{path.name} is not a regular file")
-        chunks: list[bytes] = []
-        left = max_bytes + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = read_at_most(fd, max_bytes + 1)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     return data[:max_bytes], len(data) > max_bytes
 
 

@@ -8,6 +8,7 @@ session alive past logout, or wedge the web process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -245,19 +246,26 @@ def test_an_artifact_is_served_as_inert_text(settings: Settings, world: dict[str
 
 # 4. the live socket's Origin ------------------------------------------------------------------------
 
-@pytest.fixture
-def live_server(settings: Settings, world: dict[str, Any]) -> Iterator[str]:
-    """The open dashboard (public URL http://clarity.test) on a real threaded server; its ws:// URL."""
-    app = create_app(replace(settings, dashboard_auth="open", public_url=PUBLIC))
+@contextlib.contextmanager
+def serving(settings: Settings) -> Iterator[int]:
+    """The open dashboard with these settings on a real threaded server on loopback; its port."""
+    app = create_app(replace(settings, dashboard_auth="open"))
     web = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=web.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"ws://127.0.0.1:{web.server_port}/live"
+        yield web.server_port
     finally:
         hub_of(app).stop()
         web.shutdown()
         web.server_close()
+
+
+@pytest.fixture
+def live_server(settings: Settings, world: dict[str, Any]) -> Iterator[str]:
+    """The open dashboard (public URL http://clarity.test) on a real threaded server; its ws:// URL."""
+    with serving(replace(settings, public_url=PUBLIC)) as port:
+        yield f"ws://127.0.0.1:{port}/live"
 
 
 def greeted(url: str, headers: dict[str, str]) -> bool:
@@ -434,16 +442,8 @@ def test_a_check_swapping_links_in_its_artifacts_folder_never_gets_foreign_bytes
 @pytest.fixture
 def threaded_app(settings: Settings, world: dict[str, Any]) -> Iterator[str]:
     """The open dashboard on a real threaded server; its base URL."""
-    app = create_app(replace(settings, dashboard_auth="open"))
-    web = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=web.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{web.server_port}"
-    finally:
-        hub_of(app).stop()
-        web.shutdown()
-        web.server_close()
+    with serving(settings) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def release(fifo: Path) -> None:

@@ -16,6 +16,7 @@ from runner.workspace import (
     PushRejected,
     Workspace,
     basic_auth_header,
+    git_dir_of,
     refusal_message,
     remote_refusal,
 )
@@ -39,8 +40,8 @@ def git(*args: str, cwd: Path | None = None) -> str:
     In a workspace's worktree it names the workspace's git directory, which lives beside it.
     """
     place: list[str] = []
-    if cwd is not None and not (cwd / ".git").exists() and (cwd.parent / f".{cwd.name}.git").is_dir():
-        place = ["--git-dir", str(cwd.parent / f".{cwd.name}.git"), "--work-tree", str(cwd)]
+    if cwd is not None and not (cwd / ".git").exists() and git_dir_of(cwd).is_dir():
+        place = ["--git-dir", str(git_dir_of(cwd)), "--work-tree", str(cwd)]
     done = subprocess.run(
         ["git", *place, *args], check=False, cwd=cwd, env=GIT_ENV, capture_output=True, text=True, timeout=30
     )
