@@ -6,6 +6,7 @@ import contextlib
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -277,14 +278,20 @@ class RunningForge:
 
 
 def serve_in_thread(
-    config: ForgeConfig, host: str = "127.0.0.1", port: int = 0, access_log: bool = False
+    config: ForgeConfig, host: str = "127.0.0.1", port: int = 0, access_log: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> RunningForge:
-    """Serve the forge in a daemon thread; with port 0 the public URL becomes the bound address."""
+    """Serve the forge in a daemon thread; with port 0 the public URL becomes the bound address.
+
+    With `ssl_context` it speaks HTTPS (REST and git), as GitHub and GHES do: with a certificate of a
+    private CA it is a GHES appliance behind a company's own CA.
+    """
     holder = _LateApp()
     handler = RequestHandler if access_log else _QuietHandler
-    server = make_server(host, port, holder, threaded=True, request_handler=handler)
+    server = make_server(host, port, holder, threaded=True, request_handler=handler, ssl_context=ssl_context)
     if port == 0 or not config.public_url:
-        config = replace(config, public_url=f"http://{host}:{server.server_port}")
+        scheme = "https" if ssl_context is not None else "http"
+        config = replace(config, public_url=f"{scheme}://{host}:{server.server_port}")
     holder.app = create_forge_app(config)
     # a short poll interval makes stop() quick (shutdown waits for the serve loop to notice)
     thread = threading.Thread(

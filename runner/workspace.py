@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from runner.exchange import remove
+from runner.gitnet import network_env, secrets_in
 from runner.sandbox import FALLBACK_PATH, Limits, LocalSandbox
 
 DEFAULT_EXCLUDES = (".aider*",)
@@ -204,6 +205,10 @@ class Workspace:
             "GIT_COMMITTER_EMAIL": self.author_email,
             **self.extra_env,
         }
+        if network:  # the worker's proxy and certificate authorities, as for its REST calls (runner.gitnet)
+            reach = network_env(os.environ)
+            self._secrets.update(secrets_in(reach))
+            env.update(reach)
         token = self.token_provider() if network and self.token_provider else ""
         if token:
             header = basic_auth_header(token)
