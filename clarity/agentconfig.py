@@ -10,7 +10,9 @@ agents:
     - {when: {title_matches: "(?i)scaffold|test"}, use: ollama}
     - {when: {labels: [docs]}, use: command}
   command: "python3 tools/agent.py {prompt_file}"
-  options: {ollama: {model: "qwen2.5-coder:7b"}, claude: {model: opus, max_turns: 30}}
+  options:                   # per tool; api_base: where its model is (aider: an OpenAI-compatible /v1 URL)
+    ollama: {model: "qwen2.5-coder:7b", api_base: "http://gpu.lan:11434"}
+    claude: {model: opus, max_turns: 30, model_timeout: 120}   # seconds one model request may take
 ```
 Validation errors name the key; `clarity.repoconfig` adds the file name.
 """
@@ -28,7 +30,7 @@ ROUTINGS = ("static", "adaptive")
 _KEYS = ("default", "fallback", "rules", "routing", "command", "options")
 _RULE_KEYS = ("when", "use")
 _WHEN_KEYS = ("files_over", "title_matches", "labels")
-_OPTION_KEYS = ("model", "api_base", "max_turns", "allowed_tools")
+_OPTION_KEYS = ("model", "api_base", "max_turns", "allowed_tools", "model_timeout")
 
 
 class AgentConfigError(ValueError):
@@ -155,7 +157,18 @@ def _options(data: Any) -> dict[str, dict[str, str]]:
             raise AgentConfigError(f"`agents.options.{tool}` must be a mapping")
         _no_unknown(options, _OPTION_KEYS, f"agents.options.{tool}")
         for key, value in options.items():
-            if not isinstance(value, (str, int)) or isinstance(value, bool):
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise AgentConfigError(f"`agents.options.{tool}.{key}` must be a string or a number")
+            if key == "model_timeout" and not _seconds(value):
+                raise AgentConfigError(f"`agents.options.{tool}.model_timeout` must be a number of seconds above 0, "
+                                       f"got {value!r}")
         out[tool] = {key: str(value) for key, value in options.items()}
     return out
+
+
+def _seconds(value: str | float) -> bool:
+    """Whether a value is a number of seconds above 0 (and below a day)."""
+    try:
+        return 0 < float(value) < 86400
+    except ValueError:
+        return False

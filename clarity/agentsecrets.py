@@ -12,8 +12,9 @@ from collections.abc import Iterable
 
 from clarity.vault import SecretInfo, Vault
 
-AGENT_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_API_BASE", "GEMINI_API_KEY", "OPENROUTER_API_KEY",
-              "DEEPSEEK_API_KEY")
+AGENT_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY", "DEEPSEEK_API_KEY",
+              # Where a customer's model lives, when it is theirs (a gateway, a GPU box): over `api_base`.
+              "OLLAMA_API_BASE", "OPENAI_API_BASE", "ANTHROPIC_BASE_URL")
 
 
 def choose(infos: Iterable[SecretInfo], repo: str, installation_id: int) -> dict[str, str]:

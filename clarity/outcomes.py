@@ -34,6 +34,8 @@ class Outcome:
     execution_id: str = ""
     links: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     finished_at: float = 0.0
+    tokens: int = 0  # what the agent reported using over every attempt (tokens, US dollars)
+    cost_usd: float = 0.0
 
 
 def render(outcome: Outcome) -> str:
@@ -46,6 +48,8 @@ def render(outcome: Outcome) -> str:
         f"- Attempts: {outcome.attempts}",
         f"- Duration: {outcome.duration:.1f}s",
     ]
+    if outcome.tokens or outcome.cost_usd:
+        lines.append(f"- Usage: {outcome.tokens:,} tokens, ${outcome.cost_usd:.4f} (as the agent reported it)")
     if outcome.base_commit:
         # The task's own commit is the one that adds this section; its parent pins where it started.
         lines.append(f"- Commit: the one adding this section, on top of {outcome.base_commit}")

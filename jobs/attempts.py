@@ -14,17 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clarity import artifacts, budget
+from clarity.budget import Usage
 from clarity.redaction import redact
 from clarity.tasklist import Task
 from jobs.budgets import USAGE_ENV, USAGE_FILE, Meter
-from jobs.failures import ErrorClass, classify_checks, classify_run
-from runner import agents, checks, exchange
+from jobs.failures import ErrorClass, classify_checks, classify_run, with_model
+from runner import agentreport, agents, checks, exchange
+from runner.agentreport import AgentReport
 from runner.allowlist import Allowlist
 from runner.checks import ALLOW_ALL, CheckResult
 from runner.sandbox import Limits, Result, Sandbox
 
 ERROR_CHARS = 6000
-TAKEN_OUT = ("aider.chat.history.md", "aider.input.history")  # from the exchange folder into the artifacts
+# From the exchange folder into the artifacts: what aider leaves beside the prompt.
+TAKEN_OUT = ("aider.chat.history.md", "aider.input.history", agents.AIDER_ANALYTICS_LOG)
+REPORT_MAX_BYTES = 1024 * 1024  # of a tool's own log read for its usage (aider's analytics)
+# Of the agent's output quoted after a model error: the task's record keeps an error's last 2,000 characters,
+# and the line that names the model's failure must stay in it.
+MODEL_OUTPUT_CHARS = 1200
 ARTIFACT_MAX_BYTES = artifacts.DEFAULT_MAX_BYTES  # a name of its own: AttemptPlan has a field `artifacts`
 
 
@@ -71,6 +78,18 @@ class TaskResult:
     errors: tuple[str, ...] = field(default_factory=tuple)
     error_class: str = ""  # jobs.failures.ErrorClass of the last failed attempt
     error_classes: tuple[str, ...] = ()  # one per failed attempt, in order
+    usage: Usage = field(default_factory=Usage)  # tokens and dollars the agent reported, over every attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    """One attempt's end: its error (None: passed) and class, the agent's output tail, the checks, the usage."""
+
+    error: str | None
+    error_class: str
+    output: str
+    checks: tuple[CheckResult, ...]
+    usage: Usage
 
 
 Hook = Callable[[str, int, str], None]  # (event, attempt, detail): "attempt", "verifying", "failed"
@@ -82,18 +101,20 @@ def attempt_task(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, o
     previous_error: str | None = None
     errors: list[str] = []
     classes: list[str] = []
-    results: list[CheckResult] = []
+    results: tuple[CheckResult, ...] = ()
     output = ""
+    used = Usage()
     for attempt in range(1, plan.retries + 2):
         _raise_if(cancel)
         if plan.meter is not None:
             plan.meter.check()  # raises jobs.budgets.Exhausted: the step pauses the execution
         on("attempt", attempt, "")
-        error, error_class, output, results = _one_attempt(plan, sandbox, cancel, attempt, previous_error,
-                                                           classes[-1] if classes else "", on)
+        done = _one_attempt(plan, sandbox, cancel, attempt, previous_error, classes[-1] if classes else "", on)
+        error, error_class, output, results = done.error, done.error_class, done.output, done.checks
+        used = budget.add(used, done.usage)
         if error is None:
-            return TaskResult(True, attempt, time.monotonic() - started, tuple(results), "", output, tuple(errors),
-                              error_classes=tuple(classes))
+            return TaskResult(True, attempt, time.monotonic() - started, results, "", output, tuple(errors),
+                              error_classes=tuple(classes), usage=used)
         if error_class == ErrorClass.BUDGET and plan.meter is not None:
             plan.meter.check(out_of_time=True)  # the budget's clock killed the agent: pause, never retry
         errors.append(error)
@@ -104,15 +125,14 @@ def attempt_task(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, o
             break  # a missing tool or a failing machine: another attempt would fail the same way
         if attempt <= plan.retries and cancel.wait(min(plan.backoff * 2 ** (attempt - 1), 60.0)):
             raise Cancelled()
-    return TaskResult(False, len(classes), time.monotonic() - started, tuple(results),
+    return TaskResult(False, len(classes), time.monotonic() - started, results,
                       errors[-1] if errors else "", output, tuple(errors), classes[-1] if classes else "",
-                      tuple(classes))
+                      tuple(classes), used)
 
 
 def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, attempt: int,
-                 previous_error: str | None, previous_class: str,
-                 on: Hook) -> tuple[str | None, str, str, list[CheckResult]]:
-    """One attempt: (error or None, its ErrorClass or "", agent output tail, check results)."""
+                 previous_error: str | None, previous_class: str, on: Hook) -> Attempted:
+    """One attempt: the agent in the sandbox, then (when it exited well) the acceptance checks."""
     folder = plan.artifacts / f"attempt-{attempt}"  # the evidence: the worker's alone
     folder.mkdir(parents=True, exist_ok=True)
     box = exchange.fresh(exchange_of(plan) / f"attempt-{attempt}")  # the run's: emptied by us first
@@ -138,16 +158,22 @@ def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, a
                          f"{result.duration:.1f}s\n\n{result.stdout}\n{result.stderr}", plan.max_artifact_bytes)
     _save_diff(folder, plan)
     _take_out(box, folder, plan.max_artifact_bytes)
-    if plan.meter is not None:
-        plan.meter.charge(box, plan.task.id)  # what the agent reported spending, even when it failed
+    report = _tool_report(plan.agent, box, result)
+    own = Usage(cost=report.cost_usd, tokens=report.tokens)
+    # What the agent reported spending, even when it failed: its usage report, else the tool's own account.
+    spent = plan.meter.charge(box, plan.task.id, own) if plan.meter is not None else own
+    model = f": its model failed: {redact(report.model_error)}" if report.model_error else ""
     _raise_if(cancel)
     if not result.ok:
-        agent_class = classify_run(result.exit_code, result.timed_out, result.killed_by,
-                                   budget_clock) or ErrorClass.AGENT_CRASHED
+        run_class = classify_run(result.exit_code, result.timed_out, result.killed_by, budget_clock)
+        agent_class = with_model(run_class or ErrorClass.AGENT_CRASHED, bool(model))
         _save_result(folder, plan, attempt, result, None, agent_class)
-        why = "ran out of the execution's time budget" if agent_class is ErrorClass.BUDGET else \
+        why = "ran out of the execution's time budget" if run_class is ErrorClass.BUDGET else \
             "timed out" if result.timed_out else (result.killed_by or f"exited with code {result.exit_code}")
-        return f"The agent `{plan.agent}` {why} ({agent_class}).\n{output}", agent_class, output, []
+        head = f"The agent `{plan.agent}` {why} ({agent_class})"
+        if agent_class is ErrorClass.MODEL_ERROR:  # the tool's own words say it; its output is in the artifacts
+            return Attempted(f"{head}{model}\n{output[-MODEL_OUTPUT_CHARS:]}", agent_class, output, (), spent)
+        return Attempted(f"{head}.\n{output}", agent_class, output, (), spent)
     on("verifying", attempt, "")
     checks_started = time.monotonic()
     # Checks are offline whatever tool ran: the egress proxy (and the model's network) is the agent's alone.
@@ -158,13 +184,25 @@ def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, a
     artifacts.write_text(folder / "checks.json", json.dumps([_check_json(r) for r in results], indent=2),
                          plan.max_artifact_bytes)
     checks_class = classify_checks(results)
+    if checks_class is not None:
+        checks_class = with_model(checks_class, bool(model))
     _save_result(folder, plan, attempt, result, checks_seconds, checks_class)
     _raise_if(cancel)
     failed = [r for r in results if not r.passed]
     if failed:  # the checks' output may quote a secret: redacted before the next prompt, the task row, GitHub
-        return redact("\n\n".join(f"Check `{r.name}` failed (exit {r.exit_code}):\n{r.output}" for r in failed))[
-            -ERROR_CHARS:], checks_class or ErrorClass.CHECK_FAILED, output, results
-    return None, "", output, results
+        head = (f"The agent `{plan.agent}` finished without a usable answer from its model "
+                f"({ErrorClass.MODEL_ERROR}){model}\n\n" if checks_class is ErrorClass.MODEL_ERROR else "")
+        text = redact("\n\n".join(f"Check `{r.name}` failed (exit {r.exit_code}):\n{r.output}" for r in failed))
+        text = text[-MODEL_OUTPUT_CHARS:] if head else text[-ERROR_CHARS:]
+        return Attempted(head + text, checks_class or ErrorClass.CHECK_FAILED, output, tuple(results), spent)
+    return Attempted(None, "", output, tuple(results), spent)
+
+
+def _tool_report(agent: str, box: Path, result: Result) -> AgentReport:
+    """What the tool said about its run (usage, a failing model), from its output and the log it left in `box`."""
+    analytics = exchange.take_text(box / agents.AIDER_ANALYTICS_LOG, REPORT_MAX_BYTES) \
+        if agent in ("aider", "ollama") else None
+    return agentreport.read(agent, result.stdout, result.stderr, analytics)
 
 
 def exchange_of(plan: AttemptPlan) -> Path:

@@ -87,30 +87,37 @@ class Meter:
                                {"reason": reason, "limits": self.limits.spec()})
         raise Exhausted(reason)
 
-    def charge(self, folder: Path, task_id: str) -> None:
-        """Add the agent's usage report of one attempt (`usage.json` in `folder`) to the totals.
+    def charge(self, folder: Path, task_id: str, reported: Usage | None = None) -> Usage:
+        """Add one attempt's usage to the totals and return it: the agent's usage report (`usage.json` in
+        `folder`), else what the tool itself reported (`reported`, see runner.agentreport).
 
-        A missing report is no usage; a broken one is logged (execution log too) and ignored.
+        A broken report is logged (execution log too) and ignored: the tool's own account counts then.
         """
+        spent = self._report(folder, task_id)
+        if spent is None:
+            spent = reported or Usage()
+        if spent.tokens:
+            self.store.incr(self.id, "tokens_used", spent.tokens)
+        if spent.cost:
+            self.store.add(self.id, "cost_usd", spent.cost)
+        return Usage(cost=spent.cost, tokens=spent.tokens)
+
+    def _report(self, folder: Path, task_id: str) -> Usage | None:
+        """The usage report the run left in `folder`, or None (missing, or unreadable and logged)."""
         report = folder / USAGE_FILE
         try:
             try:  # the run wrote it: a regular file, no link followed, no FIFO waited on
                 data, more = exchange.read_regular(report, USAGE_MAX_BYTES)
             except FileNotFoundError:
-                return
+                return None
             if more:
                 raise BudgetError(f"larger than {USAGE_MAX_BYTES} bytes")
-            text = data.decode("utf-8", "replace")
-            spent = budget.parse_usage(text)
+            return budget.parse_usage(data.decode("utf-8", "replace"))
         except (OSError, BudgetError) as exc:
             log.warning("execution %s: task %s: usage report %s ignored: %s", self.id, task_id, report, exc)
             self.store.log(self.id, f"task {task_id}: the agent's usage report was ignored: {exc}", "warning",
                            task_id)
-            return
-        if spent.tokens:
-            self.store.incr(self.id, "tokens_used", spent.tokens)
-        if spent.cost:
-            self.store.add(self.id, "cost_usd", spent.cost)
+            return None
 
 
 class Clock:

@@ -8,6 +8,9 @@ Pure: the sandbox's Result fields and the check verdicts in, an ErrorClass out. 
   task's timeout); the execution pauses instead of retrying;
 - `limit`: killed for memory, CPU time, processes, file size or disk use (LocalSandbox and DockerSandbox
   words);
+- `model_error`: the agent's model API failed it (an HTTP error, no answer in time, an answer the
+  tool could not read), as the tool itself reported (runner.agentreport): whether it then exited,
+  was killed by the wall clock or left the checks failing, the model is why;
 - `infra`: the machinery failed, not the work: a missing or unexecutable tool (exit 127/126),
   sandbox or isolation errors, git errors. A tool the sandbox cannot start (not shown inside it, or
   bwrap's or setpriv's exec of it failed: a missing interpreter, say) and a task the worker cannot
@@ -37,6 +40,7 @@ class ErrorClass(StrEnum):
     TIMEOUT = "timeout"
     BUDGET = "budget"
     LIMIT = "limit"
+    MODEL_ERROR = "model_error"
     INFRA = "infra"
 
 
@@ -47,8 +51,12 @@ EXPLANATIONS: dict[ErrorClass, str] = {
     ErrorClass.BUDGET: "the execution's time budget ran out during the attempt, which was killed",
     ErrorClass.LIMIT: "the attempt was killed for exceeding a resource limit (memory, CPU, processes, file size or "
                       "disk)",
+    ErrorClass.MODEL_ERROR: "the agent's model API failed (an error, no answer in time, or an answer the tool "
+                            "could not read)",
     ErrorClass.INFRA: "the machinery failed (missing tool, sandbox or git error), not the work itself",
 }
+# What a failing model explains better than the run's own ending: a budget, a limit or a stop stay what they are.
+MODEL_EXPLAINS = frozenset({ErrorClass.TIMEOUT, ErrorClass.AGENT_CRASHED, ErrorClass.CHECK_FAILED})
 
 
 def classify_run(exit_code: int, timed_out: bool, killed_by: str | None,
@@ -68,6 +76,12 @@ def classify_run(exit_code: int, timed_out: bool, killed_by: str | None,
     if killed_by is not None or exit_code != 0:
         return ErrorClass.AGENT_CRASHED
     return None
+
+
+def with_model(error_class: ErrorClass, model_failed: bool) -> ErrorClass:
+    """`model_error` when the tool said its model failed it and the attempt ended in a way that explains
+    (timed out, crashed, left the checks failing); otherwise the class as it was."""
+    return ErrorClass.MODEL_ERROR if model_failed and error_class in MODEL_EXPLAINS else error_class
 
 
 def classify_checks(results: Sequence[CheckResult]) -> ErrorClass | None:

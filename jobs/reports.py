@@ -74,7 +74,7 @@ def outcome(ex: Execution, task: Task, agent: str, result: TaskResult, base_sha:
     return Outcome(task_id=task.id, title=task.title, tool=agent, attempts=result.attempts,
                    duration=result.duration, base_commit=base_sha, execution_id=ex.id,
                    checks=tuple(CheckLine(r.name, r.passed, r.duration) for r in result.checks),
-                   finished_at=time.time())
+                   finished_at=time.time(), tokens=result.usage.tokens, cost_usd=result.usage.cost)
 
 
 def _checks_table(results: tuple[CheckResult, ...]) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
 
-from clarity import agentsecrets
+from clarity import agentsecrets, budget
 from clarity.agentconfig import NETWORKED, AgentsConfig
 from clarity.models import Execution
 from clarity.repoconfig import RepoConfig
@@ -108,6 +108,7 @@ def run_chain(plan: AttemptPlan, route: Route, sandbox: Sandbox, cancel: threadi
     skipped: list[tuple[str, str]] = []
     last: TaskResult | None = None
     errors: list[str] = []
+    used = budget.Usage()
     for tool in route.chain:
         tool_options = options(tool)
         missing = agents.available(tool, tool_options)
@@ -129,6 +130,7 @@ def run_chain(plan: AttemptPlan, route: Route, sandbox: Sandbox, cancel: threadi
         edges.record(tool, result.passed, result.duration)
         tries.append(ToolTry(tool, result.passed, result.attempts, result.duration))
         errors.extend(result.errors)
+        used = budget.add(used, result.usage)
         last = result
         if result.passed:
             break
@@ -136,7 +138,7 @@ def run_chain(plan: AttemptPlan, route: Route, sandbox: Sandbox, cancel: threadi
         tried = "; ".join(f"{tool}: {why}" for tool, why in skipped)
         raise AgentError(f"no tool can run this task on this worker (tried {tried})")
     total = dataclasses.replace(last, attempts=sum(t.attempts for t in tries),
-                                duration=sum(t.duration for t in tries), errors=tuple(errors))
+                                duration=sum(t.duration for t in tries), errors=tuple(errors), usage=used)
     return ChainResult(total, tries[-1].tool, tuple(tries), tuple(skipped))
 
 

@@ -32,6 +32,21 @@ KEY_APIS = {
     "DEEPSEEK_API_KEY": "https://api.deepseek.com",
 }
 TEMPLATE_PLACEHOLDERS = ("prompt_file", "task_id", "workdir", "attempt")
+# The variable that points each networked tool at its model (`api_base` in its options): aider speaks to an
+# OpenAI-compatible server, the ollama tool (aider too) to an Ollama server, Claude Code to a Messages API.
+API_BASE_VARIABLES = {"aider": "OPENAI_API_BASE", "ollama": "OLLAMA_API_BASE", "claude": "ANTHROPIC_BASE_URL"}
+# What aider leaves beside the prompt: its analytics log is where it writes each model call's tokens and cost
+# (runner.agentreport reads them; nothing is sent anywhere with analytics disabled).
+AIDER_ANALYTICS_LOG = "aider.analytics.jsonl"
+# An unattended, sandboxed run wants no update checks, telemetry or error reports (the egress proxy would
+# refuse them anyway), litellm's bundled model prices instead of a download, and aider's output unbuffered:
+# a run killed at its timeout must still have said why (a failing model, say) to the worker.
+_AIDER_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
+TOOL_ENV = {
+    "aider": _AIDER_ENV,
+    "ollama": _AIDER_ENV,
+    "claude": {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"},
+}
 
 
 class AgentError(ValueError):
@@ -205,28 +220,47 @@ def _aider_argv(
         "--message-file",
         str(prompt_file),
         "--yes-always",
+        # The engine owns git: the workspace's .git is read-only in the sandbox, where aider's `git add` of a
+        # new file (and its identity check, which writes .git/config) would fail the edit or the run.
+        "--no-git",
         "--no-auto-commits",
         "--no-dirty-commits",
         "--no-gitignore",
         "--no-pretty",
         "--no-stream",
         "--no-check-update",
+        "--no-show-release-notes",
         "--no-show-model-warnings",
         # aider's history files default to the repository root, where they would be committed.
         "--input-history-file",
         str(history / "aider.input.history"),
         "--chat-history-file",
         str(history / "aider.chat.history.md"),
+        # Nothing leaves for aider's analytics; the local log is its only record of tokens and cost.
+        "--analytics-disable",
+        "--analytics-log",
+        str(history / AIDER_ANALYTICS_LOG),
     ]
     if model:
         argv += ["--model", model]
+    if options.get("model_timeout"):
+        argv += ["--timeout", str(model_timeout(options))]
     # A hint that starts with "-" must not be read as a flag.
     argv += [f"./{path}" if path.startswith("-") else path for path in task.files]
     return argv
 
 
+def _aider_model(options: Mapping[str, str]) -> str | None:
+    """The model aider asks for: with an `api_base` (an OpenAI-compatible server) a model named without a
+    provider is that server's, `openai/<model>`; litellm would not know where else to send it."""
+    model = options.get("model", "").strip()
+    if model and options.get("api_base") and "/" not in model:
+        return f"openai/{model}"
+    return model or None
+
+
 def _build_aider(task: AgentTask, prompt_file: Path, workdir: Path, options: Mapping[str, str]) -> list[str]:
-    return _aider_argv(task, prompt_file, options, options.get("model") or None)
+    return _aider_argv(task, prompt_file, options, _aider_model(options))
 
 
 def _ollama_model(options: Mapping[str, str]) -> str:
@@ -252,8 +286,11 @@ def _build_claude(task: AgentTask, prompt_file: Path, workdir: Path, options: Ma
         options.get("executable", "claude"),
         "-p",
         prompt,
+        # One JSON event a line as it happens (retries of a failing model included), the last one the
+        # result with its usage and cost: runner.agentreport reads them, even from a run killed midway.
         "--output-format",
-        "json",
+        "stream-json",
+        "--verbose",
         "--permission-mode",
         "acceptEdits",
         *extra,
@@ -277,6 +314,30 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
+def model_timeout(options: Mapping[str, str]) -> float:
+    """`model_timeout`: the seconds one model request may take before the tool calls it failed."""
+    raw = options.get("model_timeout", "")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 86400:
+        raise AgentError(f"`model_timeout` must be a number of seconds above 0, got {raw!r}")
+    return int(seconds) if seconds.is_integer() else seconds
+
+
+def tool_env(agent: str, options: Mapping[str, str]) -> dict[str, str]:
+    """The variables a networked tool gets from its options: where its model is, how long a request may take."""
+    env = dict(TOOL_ENV.get(agent, {}))
+    if agent == "ollama":
+        env["OLLAMA_API_BASE"] = options.get("api_base") or DEFAULT_OLLAMA_API_BASE
+    elif agent in API_BASE_VARIABLES and options.get("api_base"):
+        env[API_BASE_VARIABLES[agent]] = options["api_base"]
+    if agent == "claude" and options.get("model_timeout"):
+        env["API_TIMEOUT_MS"] = str(round(float(model_timeout(options)) * 1000))
+    return env
+
+
 def _unknown(agent: str) -> AgentError:
     return AgentError(f"unknown agent `{agent}`; known: {', '.join(sorted(BUILDERS))}")
 
@@ -294,10 +355,7 @@ def build(
         raise _unknown(agent)
     opts = options or {}
     argv = builder(task, prompt_file, workdir, opts)
-    env = clarity_env(task, prompt_file, workdir)
-    if agent == "ollama":
-        env["OLLAMA_API_BASE"] = opts.get("api_base") or DEFAULT_OLLAMA_API_BASE
-    return AgentInvocation(tuple(argv), env)
+    return AgentInvocation(tuple(argv), {**clarity_env(task, prompt_file, workdir), **tool_env(agent, opts)})
 
 
 def model_apis(agent: str, options: Mapping[str, str] | None = None,

@@ -19,7 +19,8 @@ from clarity import localredis
 from clarity.settings import Settings
 from clarity.store import Store
 
-pytest_plugins = ["tests.conftest_forge", "tests.api_fixtures"]  # `forge`: a running GitHub stand-in; the API app
+# `forge`: a running GitHub stand-in; the API app; the real agent CLIs (`agent_tools`, their versions in the summary)
+pytest_plugins = ["tests.conftest_forge", "tests.api_fixtures", "tests.agent_tools"]
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEBHOOK_FIXTURES = SHARED / "fixtures" / "github-webhooks"

@@ -48,18 +48,25 @@ BASE_ENV = {
 }
 AIDER_FLAGS = [
     "--yes-always",
+    "--no-git",
     "--no-auto-commits",
     "--no-dirty-commits",
     "--no-gitignore",
     "--no-pretty",
     "--no-stream",
     "--no-check-update",
+    "--no-show-release-notes",
     "--no-show-model-warnings",
     "--input-history-file",
     "/data/runs/e1/1.2/aider.input.history",
     "--chat-history-file",
     "/data/runs/e1/1.2/aider.chat.history.md",
+    "--analytics-disable",
+    "--analytics-log",
+    "/data/runs/e1/1.2/aider.analytics.jsonl",
 ]
+AIDER_ENV = {**BASE_ENV, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
+CLAUDE_ENV = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
 
 
 def test_command_template_is_split_then_filled() -> None:
@@ -123,7 +130,7 @@ def test_aider_runs_non_interactive_without_committing() -> None:
         "sonnet",
         ".github/workflows/ci.yml",
     )
-    assert invocation.env == BASE_ENV
+    assert invocation.env == AIDER_ENV
 
 
 def test_aider_without_model_or_files_and_with_a_dash_file() -> None:
@@ -148,12 +155,33 @@ def test_ollama_is_aider_on_an_ollama_model() -> None:
         "ollama_chat/qwen2.5-coder:7b",
         ".github/workflows/ci.yml",
     )
-    assert invocation.env == {**BASE_ENV, "OLLAMA_API_BASE": "http://127.0.0.1:11434"}
+    assert invocation.env == {**AIDER_ENV, "OLLAMA_API_BASE": "http://127.0.0.1:11434"}
     custom = build(
         "ollama", TASK, PROMPT, WORKDIR, {"model": "ollama/llama3", "api_base": "http://gpu:11434"}
     )
     assert custom.argv[custom.argv.index("--model") + 1] == "ollama/llama3"
     assert custom.env["OLLAMA_API_BASE"] == "http://gpu:11434"
+
+
+def test_api_base_points_each_tool_at_its_model_server() -> None:
+    aider = build("aider", TASK, PROMPT, WORKDIR, {"model": "qwen-coder", "api_base": "http://llm.lan:8000/v1"})
+    assert aider.argv[aider.argv.index("--model") + 1] == "openai/qwen-coder"  # the server's, not litellm's guess
+    assert aider.env == {**AIDER_ENV, "OPENAI_API_BASE": "http://llm.lan:8000/v1"}
+    named = build("aider", TASK, PROMPT, WORKDIR, {"model": "openrouter/x/y", "api_base": "http://llm.lan:8000/v1"})
+    assert named.argv[named.argv.index("--model") + 1] == "openrouter/x/y"
+    ollama = build("ollama", TASK, PROMPT, WORKDIR, {"model": "m", "api_base": "http://gpu.lan:11434"})
+    assert ollama.env["OLLAMA_API_BASE"] == "http://gpu.lan:11434" and "OPENAI_API_BASE" not in ollama.env
+
+
+def test_claude_api_base_and_model_timeout_become_its_variables(tmp_path: Path) -> None:
+    prompt = write_prompt(tmp_path / "prompt.md", TASK)
+    invocation = build("claude", TASK, prompt, WORKDIR, {"api_base": "http://gw.lan:4000", "model_timeout": "2.5"})
+    assert invocation.env == {**BASE_ENV, "CLARITY_PROMPT_FILE": str(prompt), **CLAUDE_ENV,
+                              "ANTHROPIC_BASE_URL": "http://gw.lan:4000", "API_TIMEOUT_MS": "2500"}
+    aider = build("aider", TASK, PROMPT, WORKDIR, {"model_timeout": "30"})
+    assert aider.argv[aider.argv.index("--timeout") + 1] == "30"
+    with pytest.raises(AgentError, match=r"`model_timeout` must be a number of seconds above 0, got 'soon'"):
+        build("aider", TASK, PROMPT, WORKDIR, {"model_timeout": "soon"})
 
 
 def test_ollama_needs_a_model() -> None:
@@ -170,7 +198,8 @@ def test_claude_gets_the_prompt_in_print_mode_with_edits_allowed(tmp_path: Path)
         "-p",
         prompt.read_text(),
         "--output-format",
-        "json",
+        "stream-json",
+        "--verbose",
         "--permission-mode",
         "acceptEdits",
         "--model",
@@ -180,7 +209,7 @@ def test_claude_gets_the_prompt_in_print_mode_with_edits_allowed(tmp_path: Path)
         "--allowedTools",
         "Read,Edit,Bash(pytest:*)",
     )
-    assert invocation.env["CLARITY_PROMPT_FILE"] == str(prompt)
+    assert invocation.env == {**BASE_ENV, "CLARITY_PROMPT_FILE": str(prompt), **CLAUDE_ENV}
 
 
 def test_claude_with_a_huge_prompt_is_told_to_read_the_file(tmp_path: Path) -> None:
@@ -191,7 +220,8 @@ def test_claude_with_a_huge_prompt_is_told_to_read_the_file(tmp_path: Path) -> N
         "-p",
         f"Read the task in {prompt} and carry it out in this repository.",
         "--output-format",
-        "json",
+        "stream-json",
+        "--verbose",
         "--permission-mode",
         "acceptEdits",
         "--add-dir",

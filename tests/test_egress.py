@@ -97,6 +97,10 @@ def test_model_apis_follow_the_tool_its_options_and_its_environment() -> None:
     assert agents.model_apis("ollama", {"api_base": "http://gpu:11434"}) == ("http://gpu:11434",)
     assert agents.model_apis("aider", {}, {"OPENROUTER_API_KEY": "k", "OPENAI_API_BASE": "http://llm:8000/v1"}) == (
         "https://api.openai.com", "https://api.anthropic.com", "http://llm:8000/v1", "https://openrouter.ai")
+    # `api_base` in a tool's options is where build() points it (OPENAI_API_BASE, ANTHROPIC_BASE_URL): admitted too.
+    assert agents.model_apis("claude", {"api_base": "http://gw.lan:4000"}) == (
+        "https://api.anthropic.com", "http://gw.lan:4000")
+    assert agents.model_apis("aider", {"api_base": "http://llm.lan:8000/v1"})[-1] == "http://llm.lan:8000/v1"
 
 
 # -- the proxy, spoken to over its socket ----------------------------------------------------------

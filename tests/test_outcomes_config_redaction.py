@@ -17,6 +17,12 @@ def test_outcome_section_has_every_fact() -> None:
     for fact in ("## 1.2 Add CI workflow", "Tool: aider", "Attempts: 2", "Duration: 12.3s", "abc123",
                  "✅ `pytest -q` (3.2s)", "Execution: e1"):
         assert fact in text
+    assert "Usage" not in text  # the agent reported none
+
+
+def test_outcome_section_has_the_usage_the_agent_reported() -> None:
+    text = outcomes.render(Outcome("1", "x", "claude", 1, 1.0, tokens=12345, cost_usd=0.00822))
+    assert "- Usage: 12,345 tokens, $0.0082 (as the agent reported it)\n" in text
 
 
 def test_append_keeps_existing_bytes_and_line_endings() -> None:

@@ -100,6 +100,9 @@ BAD_AGENTS = [
     ("agents: {options: {ollama: {executable: /bin/sh}}}",
      "`agents.options.ollama.executable` is not a known key; known: model, api_base"),
     ("agents: {options: {copilot: {model: x}}}", "`agents.options.copilot` names unknown tool"),
+    ("agents: {options: {claude: {model_timeout: soon}}}",
+     "`agents.options.claude.model_timeout` must be a number of seconds above 0, got 'soon'"),
+    ("agents: {options: {aider: {model_timeout: 0}}}", "`agents.options.aider.model_timeout` must be a number"),
 ]
 
 
