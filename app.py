@@ -18,6 +18,7 @@ from dashboard import api, appctx, auth, controls, headers, insights, live, page
 from dashboard.ops import OpsConfig
 from dashboard.ops import bp as ops_bp
 from dashboard.views import bp as dashboard_bp
+from github_app.identity import OwnPushes
 from github_app.webhooks import INTAKE_JOB, MAX_BODY, WebhookConfig, WebhookEndpoint
 from jobs import context as engine_context
 from jobs.api_engine import ApiEngine
@@ -37,7 +38,9 @@ def create_app(settings: Settings | None = None) -> Flask:
                            settings.delivery_ttl)
     app.extensions["clarity.settings"] = settings
     app.extensions[appctx.STORE] = store
-    app.extensions["clarity.webhooks"] = WebhookConfig(settings.webhook_secret, intake, settings.bot_login)
+    engine = engine_context.build(settings)
+    app.extensions["clarity.webhooks"] = WebhookConfig(settings.webhook_secret, intake,
+                                                       OwnPushes(engine.identity, engine.pushed))
     # POST /webhooks is answered in front of Flask: none of its per-request work is needed there.
     app.wsgi_app = WebhookEndpoint(app.extensions["clarity.webhooks"], app.wsgi_app)  # type: ignore[method-assign]
     app.extensions["clarity.ops"] = OpsConfig(settings, rq_connection, (
@@ -50,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(insights.bp)  # /insights: the Metrics page (history charts)
     live.init_app(app)  # /live (WebSocket) and /live/poll: one Redis subscription per process, lazily
     controls.init_app(app, Queue(settings.intake_queue, connection=rq_connection))
-    api.init_app(app, ApiEngine(engine_context.build(settings)))  # /api/devteam: the engine via its port
+    api.init_app(app, ApiEngine(engine))  # /api/devteam: the engine via its port
     pages.init_app(app)  # /queue, /resources, /audit: the same port, the steps' samples, the audit stream
 
     @app.get("/healthz")

@@ -305,6 +305,39 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    """`deliveries reconcile`: one delivery reconciler pass now (ask GitHub for the deliveries Clarity missed)."""
+    import httpx
+    from githubkit.exception import GitHubException
+    from redis import RedisError
+
+    from clarity.app_credentials import load_settings
+    from clarity.settings import SettingsError
+
+    try:
+        from github_app.client import describe_error  # the CLI is an edge: it composes the engine lazily
+        from jobs import context, redelivery
+
+        report = redelivery.reconcile(context.build(load_settings(args.env)))
+    except SettingsError as err:
+        return _fail(str(err))
+    except RedisError as err:  # its text names host and port, never the URL's password
+        return _fail(f"Redis (REDIS_URL) failed: {err}")
+    except (GitHubException, httpx.HTTPError) as err:
+        print(f"clarity: could not read the app's webhook deliveries: {describe_error(err)}", file=sys.stderr)
+        return 1
+    if report.skipped:
+        print("another process is reconciling deliveries now: nothing done", file=sys.stderr)
+        return 0
+    for guid in report.asked:
+        print(guid)
+    print(f"read {report.read} delivery attempt(s); asked GitHub to redeliver {len(report.asked)}"
+          + (f"; refused {len(report.refused)}" if report.refused else "")
+          + (f"; to try again {len(report.failed)}" if report.failed else "")
+          + (f"; given up {len(report.given_up)}" if report.given_up else ""), file=sys.stderr)
+    return 0
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "tasks": Subcommand(
         cmd_tasks,
@@ -379,6 +412,16 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         (
             arg("action", choices=("revoke",), help="revoke: end every signed-in session of LOGIN now"),
             arg("login", metavar="LOGIN", help="the person's GitHub login"),
+        ),
+    ),
+    "deliveries": Subcommand(
+        cmd_deliveries,
+        "webhook deliveries: reconcile asks GitHub to redeliver the ones Clarity never got (workers do it "
+        "every CLARITY_REDELIVER_EVERY seconds)",
+        (
+            arg("action", choices=("reconcile",),
+                help="reconcile: read the app webhook's deliveries since the last pass and ask GitHub to "
+                     "redeliver each one that failed (never one that reached Clarity); prints their guids"),
         ),
     ),
     "history": Subcommand(

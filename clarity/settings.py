@@ -30,14 +30,20 @@ class Settings:
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     data_dir: Path = Path(".clarity")
     public_url: str = "http://127.0.0.1:8000"
-    bot_login: str = "clarity[bot]"
+    # CLARITY_BOT_LOGIN: the app's bot login, `<slug>[bot]`; empty (the default): asked of GitHub (`GET /app`)
+    bot_login: str = ""
     default_agent: str = "command"
     agent_command: str = ""
     retries: int = 3
     retry_backoff: float = 2.0
     task_timeout: float = 900.0
     delivery_ttl: int = 7 * 24 * 3600
+    redeliver_every: float = 60.0  # CLARITY_REDELIVER_EVERY: seconds between delivery reconciler passes (0: off)
+    redeliver_max: int = 20  # CLARITY_REDELIVER_MAX: redeliveries one reconciler pass asks GitHub for at most
     lease_ttl: int = 60  # seconds a repo lease outlives its last heartbeat (a lost worker's, too)
+    # CLARITY_SECONDARY_LIMIT_WAIT: seconds a step waits (back in line) after a secondary rate limit that names
+    # no time; GitHub asks for "at least one minute"
+    secondary_limit_wait: float = 60.0
     log_level: str = "INFO"
     namespace: str = "clarity"
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -134,14 +140,17 @@ class Settings:
                                  secret=True),
             data_dir=Path(reader.text("CLARITY_DATA_DIR") or ".clarity"),
             public_url=reader.url("CLARITY_PUBLIC_URL", "http://127.0.0.1:8000"),
-            bot_login=reader.text("CLARITY_BOT_LOGIN") or "clarity[bot]",
+            bot_login=reader.text("CLARITY_BOT_LOGIN"),
             default_agent=reader.text("CLARITY_DEFAULT_AGENT") or "command",
             agent_command=reader.text("CLARITY_AGENT_COMMAND") or "",
             retries=reader.integer("CLARITY_RETRIES", default=3, minimum=0),
             retry_backoff=reader.number("CLARITY_RETRY_BACKOFF", default=2.0),
             task_timeout=reader.number("CLARITY_TASK_TIMEOUT", default=900.0),
             delivery_ttl=reader.integer("CLARITY_DELIVERY_TTL", default=7 * 24 * 3600, minimum=60),
+            redeliver_every=reader.number("CLARITY_REDELIVER_EVERY", default=60.0),
+            redeliver_max=reader.integer("CLARITY_REDELIVER_MAX", default=20, minimum=1),
             lease_ttl=reader.integer("CLARITY_LEASE_TTL", default=60, minimum=1),
+            secondary_limit_wait=reader.number("CLARITY_SECONDARY_LIMIT_WAIT", default=60.0),
             max_recoveries=reader.integer("CLARITY_MAX_RECOVERIES", default=3, minimum=1),
             log_level=(reader.text("CLARITY_LOG_LEVEL") or "INFO").upper(),
             log_format=reader.choice("CLARITY_LOG_FORMAT", ("text", "json")),

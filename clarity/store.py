@@ -504,6 +504,18 @@ class Store:
         """Forget the losses counted for a task (a person retries it)."""
         self.r.hdel(self._k("exec", execution_id, "recoveries"), task_id)
 
+    def count_deferral(self, execution_id: str) -> int:
+        """Count one more step put off because GitHub asked us to slow down; returns how many in a row."""
+        key = self._k("exec", execution_id, "deferrals")
+        pipe = self.r.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 24 * 3600)
+        return int(pipe.execute()[0])
+
+    def reset_deferrals(self, execution_id: str) -> None:
+        """A step went through: the next deferral is the first in a row again."""
+        self.r.delete(self._k("exec", execution_id, "deferrals"))
+
     def record_duration(self, repo: str, seconds: float) -> None:
         """Remember how long a finished task took (the newest few per repository, and overall)."""
         pipe = self.r.pipeline()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets as pysecrets
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from app import create_app
 from clarity import localredis
@@ -32,6 +33,10 @@ from jobs.sandboxes import shortfall
 
 log = logging.getLogger(__name__)
 APP_ID = 1
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# The app's slug on the local forge. Not "clarity": a real app's slug is whatever its name made it, so the
+# stack (and every test on it) must find its bot's login from GitHub (`GET /app`), never assume it.
+APP_SLUG = "clarity-local"
 
 
 def generate_key() -> str:
@@ -54,6 +59,11 @@ class Stack:
     settings: Settings
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _web_thread: threading.Thread | None = None
+
+    @property
+    def bot_login(self) -> str:
+        """The app's bot account on the forge (`<slug>[bot]`): the author of every comment and push of Clarity."""
+        return self.forge.context.app.bot_login
 
     # -- driving ------------------------------------------------------------------------------
     def admin(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -131,7 +141,8 @@ def sandbox_here() -> str:
 
 
 def start(base: Path, redis_url: str | None = None, agent_command: str = "", workers: int = 1,
-          extra_env: dict[str, str] | None = None, namespace: str = "clarity", sign_in: bool = False) -> Stack:
+          extra_env: dict[str, str] | None = None, namespace: str = "clarity", sign_in: bool = False,
+          app_slug: str = APP_SLUG) -> Stack:
     """Start Redis (reuse or private), the forge, the web app and `workers` worker processes.
 
     The dashboard is opened explicitly for tests on loopback; with `sign_in` it asks people to sign in
@@ -145,8 +156,9 @@ def start(base: Path, redis_url: str | None = None, agent_command: str = "", wor
     key_path.chmod(0o600)
     secret = pysecrets.token_hex(20)
     forge = serve_in_thread(ForgeConfig(data_dir=base / "forge", app_id=APP_ID, app_public_key_pem=key_pem,
-                                        webhook_url=None, webhook_secret=secret))
-    web = make_server("127.0.0.1", 0, _LateWsgi(), threaded=True)
+                                        webhook_url=None, webhook_secret=secret, app_slug=app_slug,
+                                        app_name=app_slug.replace("-", " ").title()))
+    web = make_server("127.0.0.1", 0, _LateWsgi(), threaded=True, request_handler=_PlainRequestLog)
     web_url = f"http://127.0.0.1:{web.server_port}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CLARITY_"))},
@@ -170,6 +182,14 @@ def start(base: Path, redis_url: str | None = None, agent_command: str = "", wor
     for _ in range(workers):
         stack.start_worker()
     return stack
+
+
+class _PlainRequestLog(WSGIRequestHandler):
+    """Werkzeug's access log without its ANSI colours: the stack's log is read in files, pipes and CI."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        """Log as werkzeug does, with escape sequences taken out of the arguments."""
+        super().log(type, message, *(_ANSI.sub("", a) if isinstance(a, str) else a for a in args))
 
 
 class _LateWsgi:

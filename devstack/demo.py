@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from devstack import Stack, start, wait_for
+from devstack.demo_recipes import Running, recipes
+from devstack.demo_report import report
+from forge import locator
 
 REPO = "acme/greeting"
 SAMPLE = Path(__file__).resolve().parents[1] / "clarity" / "demo" / "sample"
@@ -61,40 +67,6 @@ def follow(stack: Stack, timeout: float) -> dict[str, Any] | None:
     return None
 
 
-def _git_show(stack: Stack, ref: str, path: str) -> str:
-    bare = stack.forge.config.repos_dir / REPO.split("/")[0] / f"{REPO.split('/')[1]}.git"
-    result = subprocess.run(["git", f"--git-dir={bare}", "show", f"{ref}:{path}"], capture_output=True,
-                            text=True, check=False)
-    return result.stdout if result.returncode == 0 else f"({path} not found on {ref})"
-
-
-def report(stack: Stack) -> None:
-    """Print the PR, the check runs, the comments, the ticked list and the branch's commits."""
-    state = stack.admin("GET", "/state")
-    _say("\nPull request:")
-    for issue in state["issues"]:
-        if issue["repo"] == REPO and issue.get("pull"):
-            pull = issue["pull"]
-            _say(f"  #{issue['number']} {issue['title']} ({issue['state']}): {pull['head_ref']} → {pull['base_ref']}")
-            _say(f"  {stack.forge.url}/{REPO}/pull/{issue['number']}")
-    _say("\nCheck runs:")
-    for run in state["check_runs"]:
-        if run["repo"] == REPO:
-            summary = f"  ({run['title']})" if run["name"].startswith("Clarity: run ") else ""
-            _say(f"  {run['conclusion'] or run['status']:>9}  {run['name']}{summary}")
-    _say("\nComments on issue #1:")
-    for comment in state["comments"]:
-        if comment["repo"] == REPO and comment["issue_number"] == 1:
-            _say(f"  @{comment['author']}: {comment['body'].strip().splitlines()[0][:110]}")
-    _say("\ntasks_list.md on clarity/issue-1:")
-    _say("  " + _git_show(stack, "clarity/issue-1", "tasks_list.md").rstrip().replace("\n", "\n  "))
-    _say("\ngit log clarity/issue-1:")
-    bare = stack.forge.config.repos_dir / "acme" / "greeting.git"
-    log = subprocess.run(["git", f"--git-dir={bare}", "log", "--oneline", "clarity/issue-1"],
-                         capture_output=True, text=True, check=False).stdout
-    _say("  " + log.strip().replace("\n", "\n  "))
-
-
 def _await_final_comment(stack: Stack, final: dict[str, Any]) -> None:
     """The status event comes first; the worker posts its closing comment a moment later."""
     marker = f"@ada execution [`{final['execution']}`]"
@@ -117,8 +89,82 @@ def _sandbox_words(sandbox: str) -> str:
     return sandbox
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_stop_cleanly() -> Iterator[None]:
+    """TERM (`kill`, a supervisor, a test) stops the demo as Ctrl-C does, through its `finally`; and INT
+    does even when the demo was started with INT ignored (a script's `clarity demo --keep &`)."""
+    if threading.current_thread() is not threading.main_thread():  # only there may signals be caught
+        yield
+        return
+    saved = {number: signal.signal(number, _interrupt) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+def _settle(stack: Stack, until: str, timeout: float) -> dict[str, Any] | None:
+    """Comment `/clarity run until X` as ada and print the execution live until it settles."""
+    body = f"/clarity run until {until}"
+    delivery = stack.comment(REPO, 1, body, user="ada")
+    _say(f"\n@ada commented on {REPO}#1: {body!r} → webhook {delivery.get('status_code')}\n")
+    final = follow(stack, timeout)
+    if final:
+        _await_final_comment(stack, final)
+    report(_say, stack.admin("GET", "/state"), REPO, stack.forge.url,
+           str(stack.forge.config.repos_dir / "acme" / "greeting.git"))
+    return final
+
+
+def _announce(path: Path, stack: Stack) -> None:
+    """Tell `python -m forge` (in any shell of this user) where this demo's forge is, until the demo ends."""
+    try:
+        locator.announce(path, {"forge": stack.forge.url, "web": stack.web_url,
+                                "namespace": stack.settings.namespace, "repo": REPO})
+    except OSError as err:
+        _say(f"  (could not write {path}: {err}; give python -m forge --forge {stack.forge.url})")
+
+
+def _seed(stack: Stack, base: Path) -> int:
+    """The sample repository with ada as a collaborator and issue #1; returns the installation id."""
+    # ada first: the forge's "Authorize" page offers its oldest user first, so signing in is one click
+    stack.admin("POST", "/users", json={"login": "ada"})
+    source = base / "sample"
+    shutil.copytree(SAMPLE, source)
+    installation = int(stack.create_repo(REPO, source)["installation_id"])
+    stack.admin("PUT", f"/repos/{REPO}/collaborators/ada", json={"permission": "write"})
+    stack.admin("POST", f"/repos/{REPO}/issues", json={"title": "Build the greeting tool", "user": "ada",
+                                                      "body": "Work through tasks_list.md, please."})
+    return installation
+
+
+def _invite(stack: Stack, installation: int, execution: str) -> None:
+    """What to do with the running demo: the one link to click, then commands to paste."""
+    running = Running(web_url=stack.web_url, forge_url=stack.forge.url, namespace=stack.settings.namespace,
+                      redis_url=stack.redis.url, repo=REPO, installation=installation, execution=execution)
+    _say(f"\nDashboard: {stack.web_url}/executions/{execution}")
+    _say("  One click: it opens the forge's \"Authorize\" page (the stand-in for GitHub's sign-in) with ada,")
+    _say("  who may write to the repository, chosen; Authorize, and the page has Stop, Pause, Resume, Retry")
+    _say(f"  and the stop-point picker ({stack.web_url}/ has the start form).")
+    _say(f"Forge:     {stack.forge.url}/{REPO}/issues/1 (the issue; python -m forge finds this forge by itself)")
+    _say(f"Namespace: {running.namespace} (its Redis keys, queues and API tokens; all removed at exit)")
+    _say("\nTry it in another shell (the lines work as printed):")
+    for line in recipes(running):
+        _say(f"  {line}")
+
+
 def main(until: str = "1.3", keep: bool = False, timeout: float = 55.0) -> int:
-    """Run the demo; return 0 when the execution paused at the stop point."""
+    """Run the demo; return 0 when the execution paused at the stop point (130 when interrupted)."""
+    with _signals_stop_cleanly():
+        return _run(until, keep, timeout)
+
+
+def _run(until: str, keep: bool, timeout: float) -> int:
     started = time.monotonic()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     base = Path(tempfile.mkdtemp(prefix="clarity-demo-"))
@@ -126,46 +172,46 @@ def main(until: str = "1.3", keep: bool = False, timeout: float = 55.0) -> int:
     agent = f"{sys.executable} -m clarity.demo.agent {{prompt_file}}"
     # A namespace of its own: the demo may share the machine's Redis and must not meet old runs there.
     namespace = f"clarity-demo-{base.name.rsplit('-', 1)[-1]}"
-    # The dashboard asks for sign-in, as in production: the forge's OAuth pages stand in for GitHub's.
-    stack = start(base, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), agent_command=agent,
-                  namespace=namespace, sign_in=True)
+    announced = locator.state_path()
+    stack: Stack | None = None
     final = None
     try:
+        # The dashboard asks for sign-in, as in production: the forge's OAuth pages stand in for GitHub's.
+        stack = start(base, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), agent_command=agent,
+                      namespace=namespace, sign_in=True)
+        _announce(announced, stack)
         _say(f"  Redis:     {stack.redis.source}")
         _say(f"  forge:     {stack.forge.url} (local GitHub stand-in)")
         _say(f"  web:       {stack.web_url} (webhooks + dashboard)")
         _say(f"  worker:    pid {stack.workers[0].pid} (rq)")
         _say(f"  sandbox:   {_sandbox_words(stack.settings.sandbox)}")
         _say(f"  namespace: {namespace} (Redis keys and queues of this demo)")
-        source = base / "sample"
-        shutil.copytree(SAMPLE, source)
-        stack.create_repo(REPO, source)
-        stack.admin("PUT", f"/repos/{REPO}/collaborators/ada", json={"permission": "write"})
-        stack.admin("POST", f"/repos/{REPO}/issues", json={"title": "Build the greeting tool", "user": "ada",
-                                                          "body": "Work through tasks_list.md, please."})
-        body = f"/clarity run until {until}"
-        delivery = stack.comment(REPO, 1, body, user="ada")
-        _say(f"\n@ada commented on {REPO}#1: {body!r} → webhook {delivery.get('status_code')}\n")
-        final = follow(stack, timeout)
-        if final:
-            _await_final_comment(stack, final)
-        report(stack)
-        _say(f"\nDashboard: {stack.web_url}/" + (f"executions/{final['execution']}" if final else "")
-             + " (sign in as ada on the forge's page: she may Stop, Pause, Resume and Retry; --keep to look)")
-        _say(f"Done in {time.monotonic() - started:.1f}s.")
+        installation = _seed(stack, base)
+        final = _settle(stack, until, timeout)
         if final is None:
+            _say(f"\nDone in {time.monotonic() - started:.1f}s.")
             _say("The execution did not settle in time; see the worker log in " + str(base))
             return 1
-        if keep:
-            _say("Servers keep running; press Ctrl-C to stop.")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+        if not keep:
+            _say(f"\nDashboard: {stack.web_url}/executions/{final['execution']} (`clarity demo --keep` keeps "
+                 "the servers up: sign in there, comment, call the API)")
+            _say(f"Done in {time.monotonic() - started:.1f}s.")
+            return 0 if final.get("to") == "paused" else 1
+        _invite(stack, installation, final["execution"])
+        _say(f"\nDone in {time.monotonic() - started:.1f}s. Servers keep running; press Ctrl-C to stop.")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        if not keep or final is None:
+            _say("Interrupted.")
+            return 130
         return 0 if final.get("to") == "paused" else 1
     finally:
-        stack.forget()
-        stack.stop()
+        locator.withdraw(announced)
+        if stack is not None:
+            stack.forget()
+            stack.stop()
+            _say("Stopped the worker, the web app, the forge" + (" and Redis." if stack.redis.process else ".")
+                 + (f" Their logs stay in {base}." if keep else ""))
         if final is not None and not keep:
             shutil.rmtree(base, ignore_errors=True)

@@ -1,6 +1,7 @@
 """``python -m forge``: serve the forge, create repos in it, and comment as a user (sending the webhook).
 
-Secrets never go in argv: the webhook secret is read from the environment variable named by
+Which forge: ``--forge``, else ``$FORGE_URL``, else the running ``clarity demo``'s (forge.locator), else
+``http://127.0.0.1:9100`` (``serve``'s default). Secrets never go in argv: the webhook secret is read from the environment variable named by
 ``--webhook-secret-env`` (default ``GITHUB_WEBHOOK_SECRET``).
 """
 
@@ -16,6 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from forge import locator
+
 DEFAULT_FORGE = "http://127.0.0.1:9100"
 _TARGET = re.compile(r"^(?P<repo>[^/#\s]+/[^/#\s]+)#(?P<number>\d+)$")
 
@@ -24,7 +27,24 @@ class CliError(Exception):
     """A problem to print and exit 2 on."""
 
 
-def _call(forge: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+def forge_url(given: str | None, env: dict[str, str] | None = None) -> str:
+    """The forge to talk to; a stale demo file is ignored with a line on stderr saying why."""
+    env = dict(os.environ) if env is None else env
+    if given:
+        return given
+    if env.get("FORGE_URL"):
+        return env["FORGE_URL"]
+    found = locator.discover(locator.state_path(env))
+    if found.url:
+        return found.url
+    if found.note:
+        print(f"forge: {found.note}; trying {DEFAULT_FORGE} (pass --forge URL or set FORGE_URL)",
+              file=sys.stderr)
+    return DEFAULT_FORGE
+
+
+def _call(given: str | None, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    forge = forge_url(given)
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         f"{forge.rstrip('/')}/_forge{path}",
@@ -42,7 +62,9 @@ def _call(forge: str, method: str, path: str, body: Any = None) -> tuple[int, An
         except ValueError:
             return exc.code, {"message": payload.decode(errors="replace")}
     except urllib.error.URLError as exc:
-        raise CliError(f"cannot reach the forge at {forge}: {exc.reason}") from exc
+        hint = "" if given or os.environ.get("FORGE_URL") else (
+            " (no running `clarity demo` found: start one, or pass --forge URL or set FORGE_URL)")
+        raise CliError(f"cannot reach the forge at {forge}: {exc.reason}{hint}") from exc
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -66,6 +88,7 @@ def serve(args: argparse.Namespace) -> int:
         webhook_url=args.webhook_url,
         webhook_secret=secret,
         public_url=public_url,
+        app_slug=args.app_slug,
     )
     server = make_server(
         args.host, args.port, create_forge_app(config), threaded=True, request_handler=RequestHandler
@@ -142,7 +165,7 @@ def parser() -> argparse.ArgumentParser:
     """The CLI grammar."""
     root = argparse.ArgumentParser(prog="python -m forge", description="The local GitHub stand-in.")
     sub = root.add_subparsers(dest="command", required=True)
-    forge_default = os.environ.get("FORGE_URL", DEFAULT_FORGE)
+    forge_help = "the forge's URL (default: $FORGE_URL, else the running demo's, else " + DEFAULT_FORGE + ")"
 
     p = sub.add_parser("serve", help="run the forge")
     p.add_argument("--host", default="127.0.0.1")
@@ -151,6 +174,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", required=True, help="where bare repositories are kept")
     p.add_argument("--app-id", type=int, required=True)
     p.add_argument("--app-key", required=True, help="the app's private or public key PEM file")
+    p.add_argument("--app-slug", default="clarity",
+                   help="the app's slug: its bot is <slug>[bot], as on GitHub (default clarity)")
     p.add_argument("--webhook-url", help="where webhooks are delivered (e.g. http://127.0.0.1:8000/webhooks)")
     p.add_argument(
         "--webhook-secret-env",
@@ -162,7 +187,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("create-repo", help="create owner/repo from a directory (git working copy or plain)")
     p.add_argument("full_name")
     p.add_argument("dir")
-    p.add_argument("--forge", default=forge_default)
+    p.add_argument("--forge", help=forge_help)
     p.set_defaults(func=create_repo)
 
     p = sub.add_parser("comment", help="comment on owner/repo#N as a user and deliver the webhook")
@@ -170,14 +195,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("body")
     p.add_argument("--user", default=None, help="commenter (default: the repo owner)")
     p.add_argument("--delivery-id", default=None)
-    p.add_argument("--forge", default=forge_default)
+    p.add_argument("--forge", help=forge_help)
     p.set_defaults(func=comment)
 
     p = sub.add_parser("set-permission", help="give a user a role: admin, maintain, write, triage, read")
     p.add_argument("full_name")
     p.add_argument("login")
     p.add_argument("permission", choices=["admin", "maintain", "write", "triage", "read"])
-    p.add_argument("--forge", default=forge_default)
+    p.add_argument("--forge", help=forge_help)
     p.set_defaults(func=set_permission)
     return root
 

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, jsonify, request
 from forge import api_versions, git_repos
 from forge.context import forge_context
 from forge.events import issue_comment_event
-from forge.faults import GRAPHQL_MESSAGE, Fault
+from forge.faults import AFTER_WRITE, GRAPHQL_MESSAGE, KINDS, Fault
 from forge.hooks import Delivery
 from forge.records import PLANS, ROLES
 
@@ -134,6 +134,16 @@ def set_push_limits() -> Response:
         raise AdminError(400, "'max_file_bytes' must be a positive integer")
     forge_context().state.max_file_bytes = limit
     return jsonify({"max_file_bytes": limit})
+
+
+@blueprint.put("/push-visibility")
+def set_push_visibility() -> Response:
+    """For `{"seconds": N}` after each push the REST API does not see it yet, as on github.com (0: off)."""
+    seconds = _body().get("seconds")
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+        raise AdminError(400, "'seconds' must be a number of seconds, 0 or more")
+    forge_context().state.visibility.set_delay(seconds)
+    return jsonify({"seconds": seconds})
 
 
 @blueprint.post("/repos")
@@ -347,18 +357,23 @@ def clear_calls() -> Response:
 
 @blueprint.post("/faults")
 def add_fault() -> Response:
-    """Fail the next `count` REST calls matching `path_regex` (kind: server_error, *_rate_limit)."""
+    """Fail the next `count` REST calls matching `path_regex` (kind: one of faults.KINDS).
+
+    `server_error_after_write` performs the call first, then answers `status` (502) all the same.
+    """
     body = _body()
     kind = str(body.get("kind") or "server_error")
-    if kind not in ("server_error", "secondary_rate_limit", "primary_rate_limit", "graphql_error"):
-        raise AdminError(400, "kind must be server_error, secondary_rate_limit, primary_rate_limit or graphql_error")
+    if kind not in KINDS:
+        raise AdminError(400, f"kind must be one of {', '.join(KINDS)}")
+    # A secondary limit with `"retry_after": null` comes without the header, as GitHub may send it.
+    retry_after = None if "retry_after" in body and body["retry_after"] is None else int(body.get("retry_after") or 1)
     fault = Fault(
         str(_need(body, "path_regex")),
         str(body.get("method") or "*").upper(),
         kind,
-        int(body.get("status") or (500 if kind == "server_error" else 403)),
+        int(body.get("status") or {"server_error": 500, AFTER_WRITE: 502}.get(kind, 403)),
         int(body.get("count") or 1),
-        int(body.get("retry_after") or 1),
+        retry_after,
         str(body.get("message") or GRAPHQL_MESSAGE),
     )
     forge_context().faults.add(fault)

@@ -1,4 +1,9 @@
-"""Injected failures (rate limits, server errors) so the app's retry paths can be exercised."""
+"""Injected failures (rate limits, server errors) so the app's retry paths can be exercised.
+
+Most faults answer instead of the forge: the call is not performed. `server_error_after_write` is the
+other way round, as GitHub can be: the call is performed (the comment, check run or PR is made) and the
+answer is a 5xx all the same, so a client that simply tries again makes it twice.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ SECONDARY_MESSAGE = (
 
 
 GRAPHQL_MESSAGE = "Resource not accessible by integration"
+AFTER_WRITE = "server_error_after_write"
+KINDS = ("server_error", "secondary_rate_limit", "primary_rate_limit", "graphql_error", AFTER_WRITE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +30,16 @@ class Fault:
 
     path_regex: str
     method: str = "*"
-    kind: str = "server_error"  # "server_error", "secondary_rate_limit", "primary_rate_limit", "graphql_error"
+    kind: str = "server_error"  # one of KINDS
     status: int = 500
     count: int = 1
-    retry_after: int = 1
+    retry_after: int | None = 1  # a secondary limit's `retry-after`; None: GitHub sent none (wait a minute)
     message: str = GRAPHQL_MESSAGE  # a graphql_error's message
+
+    @property
+    def after_write(self) -> bool:
+        """Whether the call is performed before the failure is answered."""
+        return self.kind == AFTER_WRITE
 
     def matches(self, method: str, path: str) -> bool:
         """Whether this fault applies to the call."""
@@ -50,10 +62,10 @@ def respond(fault: Fault, subject: str) -> FaultResponse:
         return FaultResponse(
             fault.status if fault.status in (403, 429) else 403,
             {"message": SECONDARY_MESSAGE, "documentation_url": docs},
-            {"retry-after": str(fault.retry_after)},
+            {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {},
         )
     if fault.kind == "primary_rate_limit":
-        reset = int(time.time()) + fault.retry_after
+        reset = int(time.time()) + (fault.retry_after or 0)
         return FaultResponse(
             fault.status if fault.status in (403, 429) else 403,
             {"message": f"API rate limit exceeded for {subject}.", "documentation_url": docs},
@@ -81,11 +93,11 @@ class FaultList:
         with self._lock:
             self._faults.append(fault)
 
-    def take(self, method: str, path: str) -> Fault | None:
-        """The first matching fault, with one use consumed."""
+    def take(self, method: str, path: str, after_write: bool = False) -> Fault | None:
+        """The first matching fault answered before the call (or, with `after_write`, after it), one use consumed."""
         with self._lock:
             for index, fault in enumerate(self._faults):
-                if fault.matches(method, path):
+                if fault.after_write == after_write and fault.matches(method, path):
                     if fault.count <= 1:
                         del self._faults[index]
                     else:

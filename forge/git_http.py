@@ -263,6 +263,8 @@ def _run_backend(owner: str, name: str, tail: str, service: str) -> Response:
             else:  # a push's answer is small: held back so a refused ref can carry GitHub's reason
                 answer = proc.stdout.read()
                 proc.wait()
+                if ctx.state.visibility.delay:  # from now on, before the client hears back
+                    ctx.state.visibility.pushed(repo.full_name, before, git_repos.branches(ctx.code.bare(repo)))
                 reasons = _reasons(verdict)
                 yield with_reasons(answer, reasons) if reasons else answer
         finally:

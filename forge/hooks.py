@@ -1,9 +1,16 @@
-"""Signed webhook deliveries the way GitHub's hookshot sends them, with a delivery log for redelivery."""
+"""Signed webhook deliveries the way GitHub's hookshot sends them, with a delivery log for redelivery.
+
+Every attempt is logged with an id of its own (GitHub's delivery `id`; the `guid` is the
+X-GitHub-Delivery header, shared by an event's first attempt and its redeliveries), which is what
+`GET /app/hook/deliveries` lists (forge.rest.hook_deliveries). Like GitHub, the forge never tries a
+failed delivery again by itself: only a redelivery someone asks for sends it again.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import queue
 import threading
@@ -12,12 +19,14 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from forge.records import now
 
 HOOK_ID = 1
+FIRST_ATTEMPT_ID = 90_000_000_001  # attempt ids are GitHub-sized numbers, newest highest
+REDELIVERY_WINDOW = timedelta(days=3)  # GitHub redelivers only deliveries of the last 3 days (and keeps no older)
 
 
 def signatures(secret: str, body: bytes) -> dict[str, str]:
@@ -54,11 +63,33 @@ class Delivery:
     delivered_at: datetime
     redelivery: bool = False
     response_body: str = ""
+    id: int = 0  # the attempt's own id (GitHub's delivery `id`); `delivery_id` is the guid
+    response_headers: tuple[tuple[str, str], ...] = ()
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
         """Whether the receiver answered 2xx."""
         return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def status(self) -> str:
+        """GitHub's `status` text: "OK", or why the attempt failed."""
+        if self.ok:
+            return "OK"
+        if self.status_code is not None:
+            return f"Invalid HTTP Response: {self.status_code}"
+        return "timed out" if self.timed_out else "Couldn't connect to server"
+
+    def payload_id(self, key: str) -> int | None:
+        """`<key>.id` of the payload (installation, repository), None when absent or not JSON."""
+        try:
+            decoded = json.loads(self.body)
+        except ValueError:
+            return None
+        found = decoded.get(key) if isinstance(decoded, dict) else None
+        value = found.get("id") if isinstance(found, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     def as_json(self) -> dict[str, Any]:
         """The delivery for the admin API (payload decoded when it is JSON)."""
@@ -67,6 +98,7 @@ class Delivery:
         except ValueError:
             payload = self.body.decode(errors="replace")
         return {
+            "id": self.id,
             "delivery_id": self.delivery_id,
             "event": self.event,
             "action": self.action,
@@ -93,8 +125,10 @@ class WebhookSender:
         self._app_id = app_id
         self._timeout = timeout
         self._log: list[Delivery] = []
-        # Deliveries of the forge's own state changes, sent in order by one thread (`deliver_later`).
-        self._later: queue.Queue[tuple[str, str | None, bytes, str | None]] = queue.Queue()
+        self._ids = itertools.count(FIRST_ATTEMPT_ID)
+        # Deliveries of the forge's own state changes and asked-for redeliveries, sent in order by one
+        # thread (`deliver_later`, `redeliver_attempt`).
+        self._later: queue.Queue[_Later] = queue.Queue()
         self._sender: threading.Thread | None = None
 
     @property
@@ -146,13 +180,16 @@ class WebhookSender:
         The URL is the one configured now: a change made before a test points the hook somewhere is
         logged as undelivered, never sent to the later receiver out of order.
         """
-        body = encode_payload(payload)
         with self._lock:
             url = self._url
+        self._queue(_Later(event, payload.get("action"), encode_payload(payload), url, str(uuid.uuid4()), False))
+
+    def _queue(self, item: _Later) -> None:
+        with self._lock:
             if self._sender is None:
                 self._sender = threading.Thread(target=self._send_later, name="forge-hooks", daemon=True)
                 self._sender.start()
-        self._later.put((event, payload.get("action"), body, url))
+        self._later.put(item)
 
     def settle(self, timeout: float = 30.0) -> bool:
         """Wait until every `deliver_later` event was sent; False if some were still pending at `timeout`."""
@@ -163,9 +200,9 @@ class WebhookSender:
 
     def _send_later(self) -> None:
         while True:
-            event, action, body, url = self._later.get()
+            item = self._later.get()
             try:
-                delivery = self._send(event, action, body, str(uuid.uuid4()), url)
+                delivery = self._send(item.event, item.action, item.body, item.guid, item.url, item.redelivery)
                 with self._lock:
                     self._log.append(delivery)
             finally:
@@ -177,12 +214,37 @@ class WebhookSender:
             earlier = next((d for d in reversed(self._log) if d.delivery_id == delivery_id), None)
         if earlier is None:
             return None
-        delivery = replace(
-            self._send(earlier.event, earlier.action, earlier.body, delivery_id, self.url), redelivery=True
-        )
+        delivery = self._send(earlier.event, earlier.action, earlier.body, delivery_id, self.url, True)
         with self._lock:
             self._log.append(delivery)
         return delivery
+
+    def redeliver_attempt(self, attempt_id: int) -> Delivery | None:
+        """Queue one attempt's event to be sent again, as `POST /app/hook/deliveries/{id}/attempts` does.
+
+        Same guid, same body, `redelivery: true`, sent after the request like GitHub's; the attempt
+        redelivered, or None when there is no such attempt.
+        """
+        earlier = self.attempt(attempt_id)
+        if earlier is not None:
+            self._queue(_Later(earlier.event, earlier.action, earlier.body, self.url, earlier.delivery_id, True))
+        return earlier
+
+    def attempt(self, attempt_id: int) -> Delivery | None:
+        """One attempt by its id."""
+        with self._lock:
+            return next((d for d in self._log if d.id == attempt_id), None)
+
+    def attempts(self) -> list[Delivery]:
+        """The attempts GitHub's deliveries API lists: those made to a webhook URL, newest first."""
+        with self._lock:
+            made = [d for d in self._log if d.url is not None]
+        return sorted(made, key=lambda d: d.id, reverse=True)
+
+    def backdate(self, attempt_id: int, age: timedelta) -> None:
+        """Pretend an attempt was made `age` ago (tests of the 3-day redelivery window)."""
+        with self._lock:
+            self._log = [replace(d, delivered_at=now() - age) if d.id == attempt_id else d for d in self._log]
 
     def deliveries(self) -> list[Delivery]:
         """Every attempt, oldest first (the forge's own pending events sent first)."""
@@ -190,12 +252,17 @@ class WebhookSender:
         with self._lock:
             return list(self._log)
 
-    def _send(self, event: str, action: str | None, body: bytes, delivery_id: str, url: str | None) -> Delivery:
+    def _send(self, event: str, action: str | None, body: bytes, delivery_id: str, url: str | None,
+              redelivery: bool = False) -> Delivery:
         headers = self.headers(event, delivery_id, body)
+        attempt_id = next(self._ids)
+        delivered_at = now()
         started = time.monotonic()
         status: int | None = None
         error: str | None = None
         text = ""
+        answered: tuple[tuple[str, str], ...] = ()
+        timed_out = False
         if url is None:
             error = "no webhook URL configured"
         else:
@@ -203,11 +270,15 @@ class WebhookSender:
             try:
                 with urllib.request.urlopen(request, timeout=self._timeout) as response:
                     status, text = response.status, response.read(4096).decode(errors="replace")
+                    answered = tuple(response.headers.items())
             except urllib.error.HTTPError as exc:
                 status, error = exc.code, f"HTTP {exc.code}"
                 text = exc.read(4096).decode(errors="replace")
+                answered = tuple(exc.headers.items()) if exc.headers is not None else ()
             except (urllib.error.URLError, OSError) as exc:
-                error = f"could not deliver to {url}: {getattr(exc, 'reason', exc)}"
+                reason = getattr(exc, "reason", exc)
+                timed_out = isinstance(reason, TimeoutError)
+                error = f"could not deliver to {url}: {reason}"
         duration = int((time.monotonic() - started) * 1000)
         return Delivery(
             delivery_id,
@@ -219,9 +290,24 @@ class WebhookSender:
             status,
             error,
             duration,
-            now(),
+            delivered_at,
+            redelivery=redelivery,
             response_body=text,
+            id=attempt_id,
+            response_headers=answered,
+            timed_out=timed_out,
         )
+
+
+class _Later(NamedTuple):
+    """A delivery the sender thread makes after the request that asked for it."""
+
+    event: str
+    action: str | None
+    body: bytes
+    url: str | None
+    guid: str
+    redelivery: bool
 
 
 def _action_of(body: bytes) -> str | None:

@@ -103,6 +103,8 @@ def _finish(resp: Response) -> Response:
     if not (_is_api(path) or _is_git(path)):
         return resp
     ctx = forge_context()
+    if _is_api(path) and resp.status_code < 300:
+        resp = _failed_after_write(ctx, resp)
     who = getattr(g, "principal", None)
     kind = who.kind if who is not None else getattr(g, "principal_kind", "none")
     record: dict[str, Any] = {
@@ -129,6 +131,18 @@ def _finish(resp: Response) -> Response:
             "X-GitHub-Api-Version", "2022-11-28"
         )
     ctx.calls.record(record)
+    return resp
+
+
+def _failed_after_write(ctx: ForgeContext, done: Response) -> Response:
+    """The call was performed; a pending `server_error_after_write` fault answers a 5xx all the same."""
+    fault = ctx.faults.take(request.method, _api_path(request.path), after_write=True)
+    if fault is None:
+        return done
+    answer = respond(fault, "")
+    resp = jsonify(answer.body)
+    resp.status_code = answer.status
+    g.fault = True
     return resp
 
 

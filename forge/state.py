@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from forge.records import CheckRun, Comment, Installation, Issue, Pull, Reaction, Repo, User, now
+from forge.visibility import PushVisibility
 
 
 class ForgeState:
@@ -44,6 +45,7 @@ class ForgeState:
         self._check_runs: dict[int, CheckRun] = {}
         self._suites: dict[tuple[str, str], int] = {}
         self.max_file_bytes = 100 * 1024 * 1024  # GitHub refuses a pushed file over 100 MB (GH001)
+        self.visibility = PushVisibility()  # the REST API's lag behind a push (off unless set)
 
     def next_id(self, kind: str) -> int:
         """A fresh id from the named sequence."""

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import httpx
 import redis
@@ -23,53 +23,31 @@ from cryptography.fernet import Fernet, InvalidToken
 from githubkit import AppAuthStrategy, GitHub
 from githubkit.auth.base import BaseAuthStrategy
 from githubkit.cache import MemCacheStrategy
-from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed
-from githubkit.typing import RetryOption
+from githubkit.exception import RequestFailed
 
 from clarity import github_api
 from clarity.redaction import redact
 from clarity.settings import GITHUB_API_VERSION
 from github_app import repos
+from github_app.retries import RetryLater, RetryPolicy
+from github_app.write_lock import MUTATING, InstallationWriteLock
+
+__all__ = ["GitHubApp", "InstallationWriteLock", "RetryLater", "RetryPolicy", "SharedCache", "describe_error"]
 
 log = logging.getLogger(__name__)
 
 # Refresh an installation token this long before GitHub says it expires (they live 1 hour).
 TOKEN_MARGIN = 300.0
-# Sleep inline for a rate limit at most this long; beyond it the caller fails and the work is retried later.
-MAX_RATE_LIMIT_WAIT = 120.0
 # How long the processes of a deployment reuse what GitHub said about a repository (its clone URL).
 REPO_FACT_TTL = 3600.0
 
 
-class RetryPolicy:
-    """githubkit retry decisions: honour rate limits (Retry-After / reset) and back off on 5xx bursts."""
-
-    def __init__(self, rate_limit_retries: int = 3, server_retries: int = 4, base_delay: float = 0.5,
-                 max_wait: float = MAX_RATE_LIMIT_WAIT) -> None:
-        self.rate_limit_retries = rate_limit_retries
-        self.server_retries = server_retries
-        self.base_delay = base_delay
-        self.max_wait = max_wait
-
-    def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
-        """Whether and when to retry a failed request (githubkit's `auto_retry` hook)."""
-        if isinstance(exc, RateLimitExceeded) and retry_count < self.rate_limit_retries:
-            wait = max(exc.retry_after.total_seconds(), 0.0) + 0.25  # the reset second itself is still limited
-            if wait <= self.max_wait:
-                log.warning("GitHub rate limit on %s %s: waiting %.1fs", exc.request.method, exc.request.url.path,
-                            wait)
-                return RetryOption(True, timedelta(seconds=wait))
-        if (isinstance(exc, RequestFailed) and not isinstance(exc, RateLimitExceeded)
-                and exc.response.status_code >= 500 and retry_count < self.server_retries):
-            wait = self.base_delay * 2 ** retry_count
-            log.warning("GitHub answered %s to %s %s: retry %d in %.1fs", exc.response.status_code,
-                        exc.request.method, exc.request.url.path, retry_count + 1, wait)
-            return RetryOption(True, timedelta(seconds=wait))
-        return RetryOption(False)
-
-
 class _InstallationAuth(httpx.Auth):
-    """Sends the cached installation token; on a 401 mints a fresh one and retries the request once."""
+    """Sends the cached installation token; on a 401 mints a fresh one and retries the request once.
+
+    A write (POST, PATCH, PUT, DELETE) holds the installation's write lock for its round trip, as GitHub
+    asks (github_app.write_lock); the token is had before, so minting one never waits behind a write.
+    """
 
     def __init__(self, app: GitHubApp, installation_id: int) -> None:
         self.app = app
@@ -77,12 +55,17 @@ class _InstallationAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"token {self.app.installation_token(self.installation_id)}"
-        response = yield request
+        response = yield from self._send(request)
         if response.status_code == 401:
             log.info("installation %s: token refused, minting a new one", self.installation_id)
             token = self.app.installation_token(self.installation_id, force=True)
             request.headers["Authorization"] = f"token {token}"
-            yield request
+            yield from self._send(request)
+
+    def _send(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, httpx.Response]:
+        writes = self.app.writes if request.method in MUTATING else None
+        with writes.hold(self.installation_id) if writes is not None else contextlib.nullcontext():
+            return (yield request)
 
 
 class InstallationAuthStrategy(BaseAuthStrategy):
@@ -171,7 +154,7 @@ class GitHubApp:
 
     def __init__(self, app_id: int, private_key: str, api_url: str, timeout: float = 30.0,
                  retry: RetryPolicy | None = None, shared: SharedCache | None = None,
-                 api_version: str = GITHUB_API_VERSION) -> None:
+                 api_version: str = GITHUB_API_VERSION, writes: InstallationWriteLock | None = None) -> None:
         self.api_url = api_url.rstrip("/") + "/"
         self.api_version = api_version
         self.timeout = timeout
@@ -184,6 +167,7 @@ class GitHubApp:
         self._tokens: dict[int, InstallationToken] = {}
         self._lock = threading.Lock()
         self.shared = shared
+        self.writes = writes  # one write at a time per installation (None: no such care)
         redact.add(private_key)
 
     def installation_token(self, installation_id: int, force: bool = False) -> str:
@@ -256,7 +240,8 @@ class GitHubApp:
 # The REST calls Clarity makes (github_app.repos and .reporting, jobs): their models are preloaded.
 ENGINE_CALLS = (
     ("apps", "create_installation_access_token"), ("apps", "get_repo_installation"),
-    ("checks", "create"), ("checks", "update"), ("issues", "create"), ("issues", "create_comment"), ("issues", "get"),
+    ("checks", "create"), ("checks", "list_for_ref"), ("checks", "update"), ("issues", "create"),
+    ("issues", "create_comment"), ("issues", "get"), ("issues", "list_comments"),
     ("pulls", "create"), ("pulls", "get"), ("pulls", "list"), ("pulls", "update"),
     ("reactions", "create_for_issue_comment"), ("repos", "get"),
     ("repos", "get_collaborator_permission_level"), ("repos", "get_content"),

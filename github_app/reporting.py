@@ -1,19 +1,27 @@
 """Everything Clarity writes to GitHub: reactions, comments, check runs and pull requests.
 
-Every text passes the redactor and GitHub's size limits before it leaves.
+Every text passes the redactor and GitHub's size limits before it leaves. What creates something (a
+comment, an issue, a check run, a PR) is made exactly once: GitHub can answer a 5xx, or nothing in
+time, after it made it, so such a failure is followed by a look for it (`_create_once`), and only
+when it is not there is it created again. To be found, a comment or issue carries a hidden marker
+(`<!-- clarity:op:<id> -->`) and a check run an `external_id` of its own (`<owner>#<id>`, where the
+owner part, `<execution>:<task>`, is what buttons and recovery read: `check_owner`); a PR is found by
+its branch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
 
 from githubkit import GitHub
-from githubkit.exception import GraphQLFailed, RequestFailed
+from githubkit.exception import GraphQLFailed, RequestError, RequestFailed
 
 from clarity.redaction import redact
 from github_app.annotations import Annotation, batches
@@ -23,6 +31,38 @@ log = logging.getLogger(__name__)
 CHECK_TEXT_LIMIT = 65535
 COMMENT_LIMIT = 65536
 _TRUNCATED = "\n\n… (truncated)"
+CREATE_TRIES = 3  # a create GitHub may have made anyway: looked for, then made again, at most this often
+LOOKUP_PAUSE = 0.5  # seconds before the first look (doubling): GitHub's reads may lag its writes
+LOOKBACK = timedelta(minutes=10)  # how far back a comment is looked for (clock skew with GitHub included)
+T = TypeVar("T")
+
+
+def _op() -> str:
+    """A fresh id for one create (its marker or external_id)."""
+    return uuid.uuid4().hex[:16]
+
+
+def _marker(op: str) -> str:
+    return f"<!-- clarity:op:{op} -->"
+
+
+def _marked(body: str, op: str) -> str:
+    """`body` fitted to a comment, with the create's hidden marker at its end."""
+    marker = _marker(op)
+    return f"{fit(body, COMMENT_LIMIT - len(marker) - 2)}\n\n{marker}"
+
+
+def check_owner(external_id: str) -> str:
+    """What a check run of ours belongs to, `<execution>:<task>` (`<execution>:` for a summary), from its
+    external_id (`<execution>:<task>#<create id>`; older runs have no `#` part)."""
+    return external_id.split("#", 1)[0]
+
+
+def unsure(exc: Exception) -> bool:
+    """Whether a create that failed may have been made all the same: a 5xx, or no answer at all."""
+    if isinstance(exc, RequestFailed):
+        return exc.response.status_code >= 500
+    return isinstance(exc, RequestError)  # a timeout or a lost connection
 
 
 def fit(text: str, limit: int) -> str:
@@ -139,38 +179,98 @@ class Reporter:
         """Acknowledge a comment with a reaction."""
         self.gh.rest.reactions.create_for_issue_comment(self.owner, self.name, comment_id, content=content)
 
+    def _create_once(self, what: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:
+        """`create()`, made once: after a 5xx or no answer, `find()` it before creating it again."""
+        for attempt in range(CREATE_TRIES):
+            try:
+                return create()
+            except RequestError as exc:
+                if not unsure(exc) or attempt == CREATE_TRIES - 1:
+                    raise
+                answer = exc.response.status_code if isinstance(exc, RequestFailed) else type(exc).__name__
+                log.warning("%s: creating %s failed (%s); looking whether GitHub made it anyway", self.repo, what,
+                            answer)
+            time.sleep(LOOKUP_PAUSE * 2 ** attempt)
+            found = find()
+            if found is not None:
+                log.info("%s: GitHub had made the %s after all; not made again", self.repo, what)
+                return found
+        raise AssertionError("unreachable")
+
     def comment(self, issue_number: int, body: str) -> str:
-        """Post a comment on an issue or PR; returns its URL."""
-        response = self.gh.rest.issues.create_comment(self.owner, self.name, issue_number,
-                                                      body=fit(body, COMMENT_LIMIT))
-        return response.parsed_data.html_url
+        """Post a comment on an issue or PR (once, see `_create_once`); returns its URL."""
+        op, since = _op(), _now() - LOOKBACK
+
+        def find() -> str | None:
+            # Typed Any: githubkit's method named `list` hides the builtin from mypy in these answers.
+            comments: Any = self.gh.rest.issues.list_comments(self.owner, self.name, issue_number, since=since,
+                                                              per_page=100).parsed_data
+            return next((c.html_url for c in comments if _marker(op) in (c.body or "")), None)
+
+        return self._create_once("comment", lambda: self.gh.rest.issues.create_comment(
+            self.owner, self.name, issue_number, body=_marked(body, op)).parsed_data.html_url, find)
 
     def open_issue(self, title: str, body: str) -> int:
-        """Open an issue (the tracking issue of an execution started through the API); returns its number."""
-        response = self.gh.rest.issues.create(self.owner, self.name, title=fit(title, 256),
-                                              body=fit(body, COMMENT_LIMIT))
-        return int(response.parsed_data.number)
+        """Open an issue (the tracking issue of an execution started through the API), once; its number."""
+        op = _op()
+
+        def find() -> int | None:
+            issues: Any = self.gh.rest.issues.list_for_repo(self.owner, self.name, state="all", sort="created",
+                                                            direction="desc", per_page=30).parsed_data
+            return next((i.number for i in issues if _marker(op) in (i.body or "")), None)
+
+        return self._create_once("issue", lambda: int(self.gh.rest.issues.create(
+            self.owner, self.name, title=fit(title, 256), body=_marked(body, op)).parsed_data.number), find)
 
     def start_check(self, head_sha: str, name: str, details_url: str, external_id: str, summary: str,
                     actions: Sequence[Button] = (), title: str = "", text: str = "") -> int:
-        """Create an in-progress check run (with its buttons); returns its id.
+        """Create an in-progress check run (with its buttons), once; returns its id.
 
         Its output title is `title`, else its name; `text` (details) saves an update right after.
+        `external_id` names its owner (`<execution>:<task>`); the run's own gets a create id after it.
         """
         output: dict[str, object] = {"title": fit(title or name, 255), "summary": self._summary(summary)}
         if text:
             output["text"] = fit(text, CHECK_TEXT_LIMIT)
-        response = self.gh.rest.checks.create(  # type: ignore[call-overload]  # actions: plain dicts
-            self.owner, self.name, name=name[:255], head_sha=head_sha, status="in_progress",
-            started_at=_now(), details_url=details_url, external_id=external_id, output=output,
-            actions=[b.to_github() for b in actions[:3]])
-        return int(response.parsed_data.id)
+        return self._create_check(head_sha, name, {
+            "status": "in_progress", "started_at": _now(), "details_url": details_url, "output": output,
+            "actions": [b.to_github() for b in actions[:3]]}, external_id)
 
-    def running_checks(self, head_sha: str, external_id: str) -> list[int]:
-        """The ids of the check runs on a commit still in progress under `external_id` (ours: one per task)."""
+    def completed_check(self, head_sha: str, name: str, details_url: str, external_id: str, conclusion: Conclusion,
+                        title: str, summary: str, text: str = "", annotations: Sequence[Annotation] = (),
+                        actions: Sequence[Button] = ()) -> int:
+        """Create a check run already completed (one that could not be opened while its work ran), once."""
+        output: dict[str, object] = {"title": fit(title, 255), "summary": self._summary(summary)}
+        if text:
+            output["text"] = fit(text, CHECK_TEXT_LIMIT)
+        first, *rest = batches(_redacted(annotations))
+        now = _now()
+        check_run_id = self._create_check(head_sha, name, {
+            "status": "completed", "conclusion": conclusion, "started_at": now, "completed_at": now,
+            "details_url": details_url, "output": {**output, "annotations": first} if first else output,
+            "actions": [b.to_github() for b in actions[:3]]}, external_id)
+        for batch in rest:
+            self.gh.rest.checks.update(  # type: ignore[call-overload]
+                self.owner, self.name, check_run_id, output={**output, "annotations": batch})
+        return check_run_id
+
+    def _create_check(self, head_sha: str, name: str, fields: dict[str, Any], owner: str) -> int:
+        external_id = f"{owner}#{_op()}"
+
+        def find() -> int | None:
+            runs = self.gh.rest.checks.list_for_ref(self.owner, self.name, head_sha, check_name=name[:255],
+                                                    filter_="all", per_page=100).parsed_data.check_runs
+            return next((run.id for run in runs if run.external_id == external_id), None)
+
+        return self._create_once("check run", lambda: int(self.gh.rest.checks.create(  # type: ignore[call-overload]
+            self.owner, self.name, name=name[:255], head_sha=head_sha, external_id=external_id,
+            **fields).parsed_data.id), find)
+
+    def running_checks(self, head_sha: str, owner: str) -> list[int]:
+        """The ids of the check runs on a commit still in progress for `owner` (`check_owner`; a task has one)."""
         response = self.gh.rest.checks.list_for_ref(self.owner, self.name, head_sha, status="in_progress",
                                                     filter_="all", per_page=100)
-        return [run.id for run in response.parsed_data.check_runs if run.external_id == external_id]
+        return [run.id for run in response.parsed_data.check_runs if check_owner(run.external_id or "") == owner]
 
     def finish_check(self, check_run_id: int, conclusion: Conclusion, title: str, summary: str,
                      text: str = "", annotations: Sequence[Annotation] = (), actions: Sequence[Button] = ()) -> None:
@@ -239,11 +339,12 @@ class Reporter:
             return existing
 
     def _open_pull(self, head: str, base: str, title: str, body: str, draft: bool) -> PullRequestRef:
-        """Create the PR; where GitHub refuses drafts (422), note it in `drafts` and create it ready instead."""
+        """Create the PR (once: found by its branch); where GitHub refuses drafts (422), note it in `drafts` and
+        create it ready instead."""
         try:
-            return _pull_ref(self.gh.rest.pulls.create(self.owner, self.name, title=fit(title, 256), head=head,
-                                                       base=base, body=fit(body, COMMENT_LIMIT),
-                                                       draft=draft).parsed_data)
+            return self._create_once("pull request", lambda: _pull_ref(self.gh.rest.pulls.create(
+                self.owner, self.name, title=fit(title, 256), head=head, base=base, body=fit(body, COMMENT_LIMIT),
+                draft=draft).parsed_data), lambda: self.find_pull(head))
         except RequestFailed as exc:
             if not (draft and refuses_drafts(exc)):
                 raise

@@ -6,7 +6,8 @@ them. The endpoint answers the rest 204 without queueing (github_app.webhooks), 
 refuses a handler for a pair missing here, so the table and the routers cannot drift apart.
 
 Pre-filtered at the endpoint beyond (event, action), because the handler ignores them whatever the store
-holds: pushes that are not to a branch, and pushes by Clarity's own bot (`own_push`). Not filtered by
+holds: pushes that are not to a branch, and Clarity's own pushes (its bot sent them, or they carry a commit
+Clarity pushed: github_app.identity.OwnPushes). Not filtered by
 `app.id`: GitHub sends `check_run.requested_action`, `check_run.rerequested` and
 `check_suite.rerequested` only to the app that owns the run or suite, so other apps' ones never arrive,
 and the handlers refuse runs that are not Clarity's (the external id must name an execution of that
@@ -17,10 +18,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 ANY: None = None
 """A route without an action takes every action of its event."""
+
+OwnPush = Callable[[str, str, str], bool]
+"""`(repo full name, sender login, after sha) -> bool`: whether a push was Clarity's own (github_app.identity)."""
 
 HANDLED: frozenset[tuple[str, str | None]] = frozenset({
     ("issue_comment", "created"),  # commands (jobs.intake)
@@ -48,17 +53,17 @@ def handles(event: str, action: str | None) -> bool:
 
 
 def own_push(sender: str, bot_login: str) -> bool:
-    """Whether a push was Clarity's own (its bot pushed it): such a push never pauses an execution."""
+    """Whether a push was sent by Clarity's bot (`<slug>[bot]`, any case): such a push never pauses an execution."""
     return bool(bot_login) and sender.lower() == bot_login.lower()
 
 
-def wanted(event: str, body: bytes, bot_login: str) -> bool:
+def wanted(event: str, body: bytes, own: OwnPush | None = None) -> bool:
     """Whether a verified delivery of a subscribed event can make any handler act; False only when certain.
 
     A body whose action cannot be read is wanted: intake decides, and says why it ignores it.
     """
     if event == "push":
-        return _push_wanted(body, bot_login)
+        return _push_wanted(body, own)
     if (event, ANY) in HANDLED:
         return True
     readable, action = _action(body)
@@ -77,15 +82,17 @@ def _action(body: bytes) -> tuple[bool, str | None]:
     return True, action if isinstance(action, str) else None
 
 
-def _push_wanted(body: bytes, bot_login: str) -> bool:
+def _push_wanted(body: bytes, own: OwnPush | None) -> bool:
     payload = _loaded(body)
     if payload is None:
         return True
-    ref, sender = payload.get("ref"), payload.get("sender")
-    login = sender.get("login") if isinstance(sender, dict) else None
+    ref, sender, repo, after = (payload.get(key) for key in ("ref", "sender", "repository", "after"))
     if isinstance(ref, str) and not ref.startswith(BRANCH_PREFIX):
         return False
-    return not (isinstance(login, str) and own_push(login, bot_login))
+    login = sender.get("login") if isinstance(sender, dict) else None
+    name = repo.get("full_name") if isinstance(repo, dict) else None
+    return own is None or not own(name if isinstance(name, str) else "", login if isinstance(login, str) else "",
+                                  after if isinstance(after, str) else "")
 
 
 def _loaded(body: bytes) -> dict[str, Any] | None:

@@ -55,7 +55,7 @@ class WebhookConfig:
 
     secret: str = field(repr=False)
     intake: Intake
-    bot_login: str = ""  # the app's bot: its own pushes are dropped here (github_app.routes.own_push)
+    own_push: routes.OwnPush | None = None  # tells Clarity's own pushes, dropped here (github_app.identity)
     # The HMAC keyed once; each delivery copies it instead of hashing the padded key again.
     keyed: hmac.HMAC = field(init=False, repr=False, compare=False)
 
@@ -126,14 +126,15 @@ def receive(config: WebhookConfig, environ: WSGIEnvironment, event: str, deliver
         return Answer(204, {"message": f"event {event} is not handled"}, "ignored")
     if not _JSON_OBJECT.match(body) and not declares_json(environ.get("CONTENT_TYPE", "")):
         return Answer(400, {"message": "expected a JSON body"}, "malformed")
-    if not routes.wanted(event, body, config.bot_login):
+    if not routes.wanted(event, body, config.own_push):
         # Most of GitHub's traffic (every Actions job's check runs, every push and PR change): nothing
         # claimed, nothing queued, so the intake queue holds only work that can matter.
         return Answer(204, {"message": f"{event} delivery not acted on"}, "ignored")
     try:
         queued = config.intake.accept(event, delivery, body.decode("utf-8", "replace"))
     except redis.RedisError:
-        # Nothing was claimed: GitHub's redelivery (or its automatic retry) will be processed.
+        # Nothing was claimed, so a redelivery is processed. GitHub never redelivers by itself: it records
+        # the delivery as failed, and the delivery reconciler (jobs.redelivery) asks for a redelivery.
         log.exception("could not queue delivery %s", delivery)
         return Answer(503, {"message": "could not queue the delivery; retry later"}, "unavailable")
     if not queued:

@@ -8,7 +8,7 @@ from clarity.models import Execution
 from clarity.store import NotFound
 from github_app import roles
 from github_app.payloads import Payload
-from github_app.reporting import Reporter
+from github_app.reporting import Reporter, check_owner
 from jobs import control
 from jobs.context import Engine
 from jobs.intake import authorize
@@ -18,10 +18,11 @@ router = Router()
 
 
 def _target(eng: Engine, repo: str | None, external_id: str) -> tuple[Execution, str] | None:
-    """The execution and task behind one of our check runs (`<execution>:<task>`), in this repository."""
-    if ":" not in external_id:
+    """The execution and task behind one of our check runs (`<execution>:<task>#<create id>`), in this repository."""
+    owner = check_owner(external_id)
+    if ":" not in owner:
         return None
-    execution_id, task_id = external_id.split(":", 1)  # the summary run has no task: "<execution>:"
+    execution_id, task_id = owner.split(":", 1)  # the summary run has no task: "<execution>:"
     try:
         execution = eng.store.get(execution_id)
     except NotFound:

@@ -120,7 +120,8 @@ def parse_comment(delivery: str, payload: dict[str, Any]) -> CommentEvent | None
 
 def handle_comment(eng: Engine, event: CommentEvent) -> str:
     """Parse commands from a comment and act on each; every accepted command is acknowledged."""
-    if event.author_is_bot or event.author.lower() == eng.settings.bot_login.lower():
+    # Only an app's bot has a login ending in `[bot]` (people's logins have no brackets): ours, whatever its slug.
+    if event.author_is_bot or event.author.lower().endswith("[bot]"):
         return "ignored: comment by a bot"
     if event.locked:
         return "ignored: conversation is locked"

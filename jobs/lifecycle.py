@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from github_app import routes
+from github_app.identity import OwnPushes
 from github_app.payloads import Payload, PayloadError
 from github_app.reporting import Reporter
 from jobs import control
@@ -96,7 +97,8 @@ def on_push(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
     ref, repo, sender = read.text("ref", default=""), read.optional_repo(), read.login("sender.login", default="")
     if not ref.startswith(routes.BRANCH_PREFIX) or not repo:
         return "ignored: not a branch push"
-    if routes.own_push(sender, eng.settings.bot_login):  # the webhook endpoint drops these already
+    # The webhook endpoint drops most of these already; it never asks GitHub who the app is, intake does.
+    if OwnPushes(eng.identity, eng.pushed)(repo, sender, read.text("after", default="")):
         return "ignored: our own push"
     branch = ref.removeprefix(routes.BRANCH_PREFIX)
     done = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from rq import Worker
 
@@ -20,11 +21,13 @@ from clarity.models import Execution
 from clarity.ready import Ready, schedule
 from clarity.status import ExecutionStatus
 from clarity.store import NotFound
+from jobs import context
 from jobs.context import Engine
 
 log = logging.getLogger(__name__)
 
 STEP_JOB = "jobs.step.run_slot"
+WAKE_JOB = "jobs.scheduler.wake"
 # The repo lease lives `settings.lease_ttl` seconds: a step renews it while it works, a lost worker's
 # lease simply expires and jobs.recovery picks the execution up again.
 
@@ -47,6 +50,34 @@ def enqueue_step(engine: Engine, execution_id: str) -> None:
     execution = engine.store.get(execution_id)
     engine.store.ready.add(execution.id, execution.priority, execution.installation_id)
     enqueue_slot(engine, execution.priority)
+
+
+def enqueue_step_later(engine: Engine, execution_id: str, seconds: float) -> None:
+    """Make the execution ready for its next step in `seconds` (GitHub asked us to slow down).
+
+    It keeps its repository meanwhile: its lease lasts the wait and a lease time more, so no other
+    execution takes the repository and recovery sees it held. RQ's scheduler (`clarity worker` runs
+    it) enqueues `wake` when the time comes; were that lost, the lease would lapse and recovery would
+    pick the execution up, as it does an execution whose worker was lost.
+    """
+    execution = engine.store.get(execution_id)
+    engine.store.acquire_lease(execution.repo, execution.id, seconds + engine.settings.lease_ttl)
+    engine.intake_queue.enqueue_in(timedelta(seconds=seconds), WAKE_JOB, execution.id,
+                                   description=f"wake {execution.id} after {seconds:.0f} s", result_ttl=3600,
+                                   failure_ttl=7 * 24 * 3600)
+
+
+def wake(execution_id: str) -> str:
+    """RQ job: the wait is over; the execution is ready for its next step again (if it still runs)."""
+    eng = context.engine()
+    try:
+        execution = eng.store.get(execution_id)
+    except NotFound:
+        return f"{execution_id}: forgotten meanwhile"
+    if execution.status not in (ExecutionStatus.INITIALIZING, ExecutionStatus.AUTONOMOUS):
+        return f"{execution_id}: nothing to do, it is {execution.status}"
+    enqueue_step(eng, execution_id)
+    return f"{execution_id}: ready again"
 
 
 def enqueue_slot(engine: Engine, priority: int) -> None:

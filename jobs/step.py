@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -25,8 +25,9 @@ from clarity.repoconfig import RepoConfig
 from clarity.status import ExecutionStatus, TaskStatus
 from clarity.store import Brief
 from clarity.tasklist import Task, TaskList, TaskListError
-from github_app.client import describe_error
-from github_app.reporting import RETRY, STOP, Reporter
+from github_app.annotations import Annotation
+from github_app.client import RetryLater, describe_error
+from github_app.reporting import RETRY, STOP, Button, Conclusion, Reporter
 from jobs import (
     budgets,
     chaining,
@@ -53,6 +54,8 @@ S = ExecutionStatus
 RUNNABLE = (S.INITIALIZING, S.AUTONOMOUS)
 OPEN_TASK = (TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.VERIFYING, TaskStatus.ERROR_SOLVING)
 SUBJECT_SCAN = 500  # commits of the branch searched for a task's commit
+MAX_DEFERRALS = 8  # GitHub asking us to slow down this often in a row blocks the execution (a person looks)
+MAX_DEFER = 900.0  # seconds: the longest a wait GitHub did not name grows to (the wait it names is kept)
 MOVED = ("the branch moved on GitHub while the task ran (someone else pushed to it): paused so the two don't "
          "collide; `/clarity resume` goes on from their commits")
 
@@ -110,6 +113,7 @@ class Step:
         self.notify: tuple[str, ...] = ()  # `.github/clarity.yml` notify:, once read from the branch
         self.pr_template: str | None = None  # `.github/clarity_pr_template.md`, if the repo has one
         self.head_sha = ""  # the branch head as this step last saw it: the summary check lives there
+        self.later: float | None = None  # GitHub asked us to slow down: the next step in this many seconds
 
     # -- the step -------------------------------------------------------------------------------
     def run(self) -> str:
@@ -132,6 +136,10 @@ class Step:
                 self.store.audit_event(ended, "step.finished", "engine", {**self.who, "outcome": outcome})
                 if self.release is not None:
                     scheduler.release(self.eng, self.release)
+                if self.later is not None:
+                    scheduler.enqueue_step_later(self.eng, self.id, self.later)
+                elif outcome != "crashed":
+                    self.store.reset_deferrals(self.id)
                 if self.again:
                     self.kept = self.keep is not None and self.keep(ended)
                     if not self.kept:
@@ -171,6 +179,8 @@ class Step:
         except PushRefused as exc:  # GitHub's own rule (workflows, file size, rulesets): a person must act
             log.warning("execution %s: push refused: %s", self.id, exc.reason)
             return self._finish(self.store.get(self.id), S.BLOCKED, str(exc))
+        except RetryLater as exc:  # before RequestFailed: it is one
+            return self._defer(exc)
         except (GitError, RequestFailed, OSError) as exc:
             reason = describe_error(exc)
             log.exception("execution %s: step failed: %s", self.id, reason)
@@ -198,8 +208,10 @@ class Step:
             warm.pushed = None  # a step that fails before its own push leaves nothing to resume from
             if warm.workspace is not None and warm.workspace.root == root and pushed and pushed[0] == ex.branch:
                 return warm.workspace, warm.workspace.resume(ex.branch, pushed[1])
+        author = self.eng.identity.author(ex.installation_id)  # the app's bot, as GitHub links commits to it
         ws = Workspace(root, self.eng.github.clone_url(ex.installation_id, ex.repo),
-                       lambda: self.eng.github.installation_token(ex.installation_id))
+                       lambda: self.eng.github.installation_token(ex.installation_id), author_name=author.name,
+                       author_email=author.email, on_push=lambda sha: self.eng.pushed.record(ex.repo, sha))
         if warm is not None:
             warm.workspace = ws
         return ws, ws.sync(ex.branch, ex.base_branch)
@@ -271,7 +283,8 @@ class Step:
             if progress.check_run_id is not None:
                 with contextlib.suppress(RequestFailed):
                     self.reporter.finish_check(progress.check_run_id, "success", f"Task {progress.task_id} done",
-                                               f"Found done on `{ex.branch}` after the worker that ran it was lost.")
+                                               f"Found done on `{ex.branch}`: the step that ran it ended before "
+                                               "recording it (its worker lost, or GitHub asked us to slow down).")
         ex = self.store.settle_tasks(ex.id, writes, current_task=None)  # table and counter together
         for task_id, sha in shas.items():
             self.store.log(ex.id, f"task {task_id}: found done on `{ex.branch}`"
@@ -368,14 +381,14 @@ class Step:
                                 discard=ws.discard, record=toolchain.stats_store(self.eng).record_for(ex.repo)),
                 lambda tool: toolchain.options_for(tool, config.agents, command), toolchain.agent_keys(self.eng, ex))
             result, agent = chain.result, chain.tool
-            check_id = _opened(opening)
+            check_id = _opened_or_none(opening)  # None: created, completed, once the task is over (_task_check)
             if len(chain.tries) > 1 or chain.skipped:
                 self.store.log(ex.id, f"task {task.id}: tools: {chain.summary()}", task=task.id)
             self.store.put_task(ex.id, dataclasses.replace(self.store.task(ex.id, task.id), tool=agent,
                                                            check_run_id=check_id))
             metrics.task_finished(agent, result.passed, result.duration, result.attempts)
             if not result.passed:
-                return self._task_failed(ex, ws, config, task, check_id, result)
+                return self._task_failed(ex, ws, config, task, check_id, result, base_sha)
             return self._task_passed(ex, ws, config, text, task, check_id, result, agent, base_sha)
         except Exception as exc:
             # Whatever stopped the task, leave no half-done work and no check run spinning forever.
@@ -383,8 +396,10 @@ class Step:
             cancelled, paused = isinstance(exc, Cancelled), isinstance(exc, (budgets.Exhausted, PushRejected))
             if check_id is None:
                 check_id = _opened_or_none(opening)  # None when GitHub refused to open it
+            done = self.store.task(ex.id, task.id).status is TaskStatus.COMPLETED  # its PR or summary failed
             with contextlib.suppress(RequestFailed):
-                if check_id is not None:
+                # Nothing is written while GitHub asks us to slow down: the next step takes the task up again.
+                if check_id is not None and not done and not isinstance(exc, RetryLater):
                     self.reporter.finish_check(check_id, "cancelled" if cancelled else "neutral" if paused else
                                                "failure", reports.check_name(task), "Stopped before the task "
                                                "finished." if cancelled else f"Paused: {exc}." if paused else str(exc))
@@ -436,7 +451,7 @@ class Step:
         return on
 
     def _task_passed(self, ex: Execution, ws: Workspace, config: RepoConfig, text: str, task: Task,
-                     check_id: int, result: TaskResult, agent: str, base_sha: str) -> str:
+                     check_id: int | None, result: TaskResult, agent: str, base_sha: str) -> str:
         ws.write(config.tasks_file, tasklist.tick(text, [task.id]).encode("utf-8"))
         outcome = reports.outcome(ex, task, agent, result, base_sha)
         ws.write(config.outcomes_file, outcomes.append(ws.read(config.outcomes_file), outcome))
@@ -469,9 +484,9 @@ class Step:
 
         # A PR is opened on the branch once it is on GitHub (the first push makes it), then refreshed.
         early = publish.begin(
-            lambda: self.reporter.finish_check(check_id, "success", f"Task {task.id} done in {result.attempts} "
-                                               f"attempt(s)", reports.task_summary(task, agent, result, sha),
-                                               reports.task_text(result, stat(), self._artifacts_url(ex, task))),
+            lambda: self._task_check(ex, task, check_id, base_sha, "success", f"Task {task.id} done in "
+                                     f"{result.attempts} attempt(s)", reports.task_summary(task, agent, result, sha),
+                                     reports.task_text(result, stat(), self._artifacts_url(ex, task))),
             lambda: publish.end_summary(self.reporter, ex, sha), pull if ex.pr_number else nothing)
         try:
             ws.push(ex.branch)
@@ -500,16 +515,16 @@ class Step:
         self.again = True
         return f"task {task.id} completed"
 
-    def _task_failed(self, ex: Execution, ws: Workspace, config: RepoConfig, task: Task, check_id: int,
-                     result: TaskResult) -> str:
+    def _task_failed(self, ex: Execution, ws: Workspace, config: RepoConfig, task: Task, check_id: int | None,
+                     result: TaskResult, base_sha: str) -> str:
         ws.discard()  # the broken attempt is never committed
         self.store.set_task_status(ex.id, task.id, TaskStatus.FAILED, attempts=result.attempts,
                                    duration=result.duration, last_error=result.last_error[-2000:],
                                    error_class=result.error_class)
-        self.reporter.finish_check(check_id, "failure", f"Task {task.id} failed after {result.attempts} attempts",
-                                   reports.failure_summary(task, result),
-                                   reports.task_text(result, "", self._artifacts_url(ex, task)),
-                                   reports.annotations_for(result, str(ws.root)), actions=(RETRY, STOP))
+        self._task_check(ex, task, check_id, base_sha, "failure", f"Task {task.id} failed after {result.attempts} "
+                         "attempts", reports.failure_summary(task, result),
+                         reports.task_text(result, "", self._artifacts_url(ex, task)),
+                         reports.annotations_for(result, str(ws.root)), actions=(RETRY, STOP))
         self.store.update(ex.id, current_task=None)
         if config.on_failure == "continue":
             self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} failed; continuing")
@@ -518,6 +533,43 @@ class Step:
         self.reporter.comment(ex.issue_number, reports.escalation(ex, task, result, self.eng.dashboard_url(ex.id)))
         return self._finish(self.store.get(ex.id), S.BLOCKED,
                             f"task {task.id} failed after {result.attempts} attempts", notify=False)
+
+    def _task_check(self, ex: Execution, task: Task, check_id: int | None, base_sha: str, conclusion: Conclusion,
+                    title: str, summary: str, text: str = "", annotations: Sequence[Annotation] = (),
+                    actions: tuple[Button, ...] = ()) -> None:
+        """Complete the task's check run; one GitHub would not open while the agent worked is created now,
+        completed (the agent's work is never thrown away for want of a check run)."""
+        if check_id is not None:
+            self.reporter.finish_check(check_id, conclusion, title, summary, text, annotations, actions)
+            return
+        opened = self.reporter.completed_check(base_sha, reports.check_name(task), self.eng.dashboard_url(ex.id),
+                                               f"{ex.id}:{task.id}", conclusion, title, summary, text, annotations,
+                                               actions)
+        self.store.record_check(ex.id, task.id, opened)
+        self.store.log(ex.id, f"task {task.id}: its check run, not opened when the task began, created completed",
+                       task=task.id)
+
+    def _defer(self, exc: RetryLater) -> str:
+        """GitHub asked us to slow down for longer than a worker should sleep: the execution stays runnable,
+        keeps its repository, and its next step comes back in line after the wait (jobs.scheduler); the task
+        in hand is pending again, which is no failed attempt. A wait GitHub did not name (a secondary limit
+        without headers) doubles each time in a row, and after MAX_DEFERRALS the execution blocks."""
+        ex = self.store.get(self.id)
+        why = describe_error(exc)
+        times = self.store.count_deferral(ex.id)
+        if times > MAX_DEFERRALS:
+            return self._finish(ex, S.BLOCKED, f"GitHub kept asking us to slow down ({times - 1} times in a row; "
+                                               f"last: {why}); `/clarity resume` tries again")
+        seconds = max(min(exc.seconds * 2 ** (times - 1), MAX_DEFER) if exc.guessed else exc.seconds, 1.0)
+        if ex.status in (S.TASK_EXECUTING, S.ERROR_SOLVING):
+            ex = self.store.transition(ex.id, S.AUTONOMOUS, "engine", "GitHub asked us to slow down",
+                                       current_task=None)
+        said = f"GitHub asked us to slow down; resuming in {seconds:.0f} s"
+        self.store.log(ex.id, f"{said} ({why})", "warning")
+        log.warning("execution %s: %s (%s)", ex.id, said, why)
+        self.store.audit_event(ex, "execution.deferred", "engine", {**self.who, "seconds": seconds, "why": why})
+        self.later = seconds
+        return f"deferred: {said}"
 
     # -- endings --------------------------------------------------------------------------------
     def _finish(self, ex: Execution, status: ExecutionStatus, reason: str, notify: bool = True) -> str:

@@ -4,7 +4,8 @@ A step can hold a worker for as long as an agent runs (minutes), and a `/clarity
 behind it. So the default role `all` supervises two worker processes: one that only takes intake
 jobs (webhook deliveries: fast), and one that takes steps and, when idle, intake too. Run more
 `--role steps` processes (here or on other hosts sharing Redis) to run more executions at once.
-Every steps worker also runs the reconciler (jobs.recovery): once at start, then in a thread.
+Every steps worker also runs the reconciler (jobs.recovery): once at start, then in a thread; and
+beside it the delivery reconciler (jobs.redelivery), which asks GitHub for the deliveries Clarity missed.
 
 A Redis outage does not end a worker: RQ retries Redis only while it waits for a job and quits when
 it loses it anywhere else (above all while it watches a work horse run a step, most of a steps
@@ -27,7 +28,9 @@ import threading
 import time
 from types import FrameType
 
+import httpx
 import redis
+from githubkit.exception import GitHubException
 from rq import Queue, Worker
 from rq.executions import Execution as RQExecution
 from rq.job import Job
@@ -35,9 +38,9 @@ from rq.job import Job
 from clarity import artifacts
 from clarity.app_credentials import load_settings
 from clarity.settings import GITHUB_API_VERSION, Settings
-from github_app.client import preload_models
-from jobs import chaining, recovery, sandboxes
-from jobs.context import engine
+from github_app.client import describe_error, preload_models
+from jobs import chaining, recovery, redelivery, sandboxes
+from jobs.context import Engine, engine
 
 log = logging.getLogger(__name__)
 ROLES = ("all", "intake", "steps")
@@ -63,8 +66,10 @@ def work(role: str = "all", burst: bool = False) -> int:
             log.warning("removed %d sandbox container(s) left by dead workers", len(removed))
         recovery.reconcile_logged(eng)
         prune_artifacts(eng.settings)
+        learn_identity(eng)
         if not burst:
             recovery.run_periodically(eng.settings, stop)
+            redelivery.run_periodically(eng.settings, stop)  # GitHub never redelivers a failed delivery itself
     try:
         work_through_outages(queues, role, burst, eng.settings.log_level)
     finally:
@@ -118,7 +123,9 @@ def work_through_outages(queues: list[Queue], role: str, burst: bool, level: str
         worker = SteadyWorker(queues, connection=connection, worker_ttl=WORKER_TTL)
         log.info("worker %s (%s) listening on %s", worker.name, role, ", ".join(q.name for q in queues))
         try:
-            worker.work(burst=burst, logging_level=level)
+            # The scheduler (one per queue across workers: RQ locks it) enqueues the steps put off for later
+            # (jobs.scheduler.enqueue_step_later: GitHub asked us to slow down).
+            worker.work(burst=burst, logging_level=level, with_scheduler=True)
         except REDIS_LOST as exc:  # RQ's teardown could not record the worker's end
             log.warning("worker %s: Redis lost as it stopped: %s", worker.name, exc)
         if burst or worker.stopping:
@@ -176,6 +183,17 @@ def prune_artifacts(settings: Settings) -> list[str]:
         log.info("removed the artifacts of %d execution(s) older than %g days", len(pruned),
                  settings.artifact_retention_days)
     return pruned
+
+
+def learn_identity(eng: Engine) -> str:
+    """Ask GitHub who the app's bot is (kept an hour for every process: the webhook endpoint never asks)."""
+    try:
+        login = eng.identity.bot_login()
+    except (GitHubException, httpx.HTTPError, ValueError, redis.RedisError) as exc:  # asked again when needed
+        log.warning("could not learn the app's bot login from GitHub: %s", describe_error(exc))
+        return ""
+    log.info("acting on GitHub as %s", login)
+    return login
 
 
 def supervise(roles: tuple[str, ...], burst: bool) -> int:

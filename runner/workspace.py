@@ -167,6 +167,7 @@ class Workspace:
         extra_env: dict[str, str] | None = None,
         excludes: Sequence[str] = DEFAULT_EXCLUDES,
         git_dir: Path | None = None,
+        on_push: Callable[[str], None] | None = None,
     ) -> None:
         parts = urlsplit(clone_url)
         if parts.username or parts.password:
@@ -182,6 +183,9 @@ class Workspace:
         self.local_timeout = local_timeout
         self.extra_env = dict(extra_env or {})
         self.excludes = tuple(excludes)
+        # Told the commit about to be pushed, before `git push`: GitHub may send the push webhook before
+        # git returns, and the engine must know that push for its own by then (clarity.pushes).
+        self.on_push = on_push
         self.calls: list[tuple[str, ...]] = []  # argv of every git call, for logs and tests
         self.synced_sha = ""  # the commit the last sync checked out
         self._secrets: set[str] = set()
@@ -477,6 +481,8 @@ class Workspace:
         """Push HEAD to refs/heads/<branch>; never forced, so a moved remote branch is an error."""
         self._check_branch(branch)
         self._pin_config()
+        if self.on_push is not None:
+            self.on_push(self._head_from_refs() or self.head_sha())
         try:
             self._git(
                 ["push", "--quiet", "--no-verify", self.clone_url, f"HEAD:refs/heads/{branch}"], network=True

@@ -71,7 +71,7 @@ def wait_settled(stack: devstack.Stack, repo: str = REPO, count: int = 1, timeou
 def wait_comment(stack: devstack.Stack, needle: str, timeout: float = 20) -> dict[str, Any]:
     def find() -> Any:
         return next((c for c in stack.admin("GET", "/state")["comments"]
-                     if c["author"] == "clarity[bot]" and needle in c["body"]), None)
+                     if c["author"] == stack.bot_login and needle in c["body"]), None)
     return devstack.wait_for(find, timeout, what=f"a bot comment containing {needle!r}")
 
 

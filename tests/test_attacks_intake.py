@@ -447,6 +447,6 @@ def test_commands_in_indented_code_pre_details_and_comments_run_nothing(stack: d
     assert intake_outcome(stack, sent["delivery_id"]) == "ignored: no command"
     state = stack.admin("GET", "/state")
     assert state["reactions"] == []
-    assert [c for c in state["comments"] if c["author"] == "clarity[bot]"] == []
+    assert [c for c in state["comments"] if c["author"] == stack.bot_login] == []
     assert store_of(stack).executions(repo=REPO) == []
 

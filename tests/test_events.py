@@ -13,6 +13,7 @@ import pytest
 
 import devstack
 from clarity.status import ExecutionStatus
+from github_app.reporting import check_owner
 from tests.conftest import WEBHOOK_FIXTURES
 from tests.e2e import REPO, make_repo, store_of, tasks_md, wait_comment, wait_settled
 
@@ -52,7 +53,7 @@ def press(stack: devstack.Stack, execution_id: str, identifier: str, sender: str
     """Press a button on the task's check run (task "" = the execution's summary check run)."""
     payload = shaped(stack, "check_run.requested_action", sender)
     run = next(r for r in stack.admin("GET", "/state")["check_runs"]
-               if r["external_id"] == f"{execution_id}:{task}" and r["status"] == "completed")
+               if check_owner(r["external_id"]) == f"{execution_id}:{task}" and r["status"] == "completed")
     payload["check_run"] = {**payload["check_run"], "id": run["id"], "external_id": run["external_id"],
                             "name": run["name"], "head_sha": run["head_sha"]}
     payload["requested_action"] = {"identifier": identifier}
@@ -61,7 +62,7 @@ def press(stack: devstack.Stack, execution_id: str, identifier: str, sender: str
 
 def test_failed_task_check_run_offers_retry_and_stop_buttons(stack, tmp_path: Path) -> None:
     ex = blocked_execution(stack, tmp_path)
-    [run] = [r for r in stack.admin("GET", "/state")["check_runs"] if r["external_id"] == f"{ex.id}:1"]
+    [run] = [r for r in stack.admin("GET", "/state")["check_runs"] if check_owner(r["external_id"]) == f"{ex.id}:1"]
     assert [a["identifier"] for a in run["actions"]] == ["retry", "stop"]
 
 
@@ -98,7 +99,7 @@ def test_buttons_from_a_reader_are_refused(stack, tmp_path: Path) -> None:
 def test_rerun_of_a_check_retries_its_task(stack, tmp_path: Path) -> None:
     ex = blocked_execution(stack, tmp_path)
     payload = shaped(stack, "check_run.rerequested")
-    run = next(r for r in stack.admin("GET", "/state")["check_runs"] if r["external_id"] == f"{ex.id}:1")
+    run = next(r for r in stack.admin("GET", "/state")["check_runs"] if check_owner(r["external_id"]) == f"{ex.id}:1")
     payload["check_run"] = {**payload["check_run"], "id": run["id"], "external_id": run["external_id"]}
     deliver(stack, "check_run", payload)
     wait_comment(stack, "Retrying task 1")
@@ -179,7 +180,7 @@ def test_our_own_push_and_tag_pushes_are_ignored(stack, tmp_path: Path) -> None:
     make_repo(stack, tmp_path, tasks_md(("1", "Only", False)))
     tag = shaped(stack, "push")  # the fixture pushes a tag
     deliver(stack, "push", tag, status=204)  # dropped at the endpoint: no handler acts on them (github_app.routes)
-    own = shaped(stack, "push", sender="clarity[bot]")
+    own = shaped(stack, "push", sender=stack.bot_login)
     own["ref"] = "refs/heads/clarity/issue-1"
     deliver(stack, "push", own, status=204)
     stack.comment(REPO, 1, "/clarity run", user="ada")

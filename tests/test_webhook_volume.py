@@ -9,6 +9,7 @@ with a real Redis behind it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -60,7 +61,8 @@ def irrelevant(n: int) -> tuple[str, bytes]:
 
 @pytest.fixture
 def client(settings: Settings, redis_client: redis.Redis) -> Any:
-    return create_app(settings).test_client()
+    # CLARITY_BOT_LOGIN set: the endpoint knows its bot without a worker having asked GitHub (test_identity.py)
+    return create_app(dataclasses.replace(settings, bot_login="clarity[bot]")).test_client()
 
 
 @pytest.fixture
@@ -171,5 +173,5 @@ def test_the_forges_own_webhooks_arrive_and_the_run_completes_without_intake_wor
     assert counted["check_suite.requested"] >= 2 and counted["pull_request.opened"] == 1, counted
     own = [d for d in sent if d["event"] != "issue_comment"]
     assert {d["status_code"] for d in own} == {204}, [(d["event"], d["action"], d["status_code"]) for d in own]
-    assert {d["payload"]["sender"]["login"] for d in sent if d["event"] == "push"} == {stack.settings.bot_login}
+    assert {d["payload"]["sender"]["login"] for d in sent if d["event"] == "push"} == {stack.bot_login}
     assert [job.split()[0] for job in intake_jobs(stack)] == ["issue_comment"]  # only the command was queued

@@ -18,11 +18,13 @@ def hello(name: str) -> str:
     return f"Hello, {name}!"
 '''
 
+# Not the same length as SHOUT: Python trusts a cached .pyc whose source has the same size and mtime
+# second, so a same-sized fix written within a second of the mistake would be tested as the mistake.
 SHOUT_WRONG = '''
 
 def shout(name: str) -> str:
     """Greet someone loudly."""
-    return hello(name).lower()
+    return hello(name)
 '''
 
 SHOUT = '''

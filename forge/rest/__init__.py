@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from forge.rest import apps, checks, issues, pulls, repos, users
+from forge.rest import apps, checks, hook_deliveries, issues, pulls, repos, users
 
 BLUEPRINTS: tuple[Blueprint, ...] = (
     apps.blueprint,
+    hook_deliveries.blueprint,
     repos.blueprint,
     issues.blueprint,
     pulls.blueprint,

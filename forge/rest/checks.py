@@ -57,6 +57,8 @@ def create_check_run(owner: str, repo: str) -> Response:
     ctx = forge_context()
     given = changes.pop("head_sha")
     head_sha = git_repos.resolve(ctx.code.bare(record), given) if _HEX.match(given) else None
+    if head_sha is not None and ctx.state.visibility.commit_hidden(record.full_name, head_sha):
+        head_sha = None  # pushed a moment ago: GitHub's REST API does not know it yet (forge.visibility)
     if head_sha is None:
         raise ApiError(422, f"No commit found for SHA: {given}")
     annotations = changes.pop("new_annotations", ())
@@ -136,6 +138,8 @@ def list_check_runs_for_ref(owner: str, repo: str, ref: str) -> Response:
     record = require_repo(owner, repo, "checks", "read")
     ctx = forge_context()
     sha = git_repos.resolve_ref_name(ctx.code.bare(record), ref)
+    if sha is not None and ctx.state.visibility.commit_hidden(record.full_name, sha):
+        sha = None
     if sha is None:
         raise ApiError(422, f"No commit found for SHA: {ref}")
     runs = ctx.state.check_runs(record.full_name, sha)

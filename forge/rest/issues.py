@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, Response, jsonify, request
 
 from forge.context import forge_context
@@ -111,11 +113,19 @@ def update_issue(owner: str, repo: str, number: int) -> Response:
 
 @blueprint.get("/repos/<owner>/<repo>/issues/<int:number>/comments")
 def list_comments(owner: str, repo: str, number: int) -> Response:
-    """GET .../issues/{number}/comments (oldest first)."""
+    """GET .../issues/{number}/comments?since= (oldest first; `since`: updated at or after, ISO 8601)."""
     record = require_repo(owner, repo, "issues", "read")
     issue = _issue_or_404(record, number)
     ctx = forge_context()
-    return paginate(ctx.state.comments(record.full_name, issue.number), ctx.shapes.comment)
+    comments = ctx.state.comments(record.full_name, issue.number)
+    if (since := request.args.get("since")) is not None:
+        try:
+            after = datetime.fromisoformat(since)
+        except ValueError as exc:
+            raise validation_failed({"resource": "IssueComment", "field": "since", "code": "invalid"}) from exc
+        after = after if after.tzinfo else after.replace(tzinfo=UTC)
+        comments = [c for c in comments if c.updated_at >= after]
+    return paginate(comments, ctx.shapes.comment)
 
 
 @blueprint.post("/repos/<owner>/<repo>/issues/<int:number>/comments")

@@ -103,6 +103,8 @@ def create_pull(owner: str, repo: str) -> Response:
         raise validation_failed({"resource": "PullRequest", "field": "base", "code": "invalid"})
     head_ref = _branch_name(record, head)
     head_sha = git_repos.resolve(bare, f"refs/heads/{head_ref}") if head_ref else None
+    if head_ref is not None and ctx.state.visibility.branch_hidden(record.full_name, head_ref):
+        head_sha = None  # pushed a moment ago: GitHub's REST API does not see it yet (forge.visibility)
     if head_ref is None or head_sha is None:
         raise validation_failed({"resource": "PullRequest", "field": "head", "code": "invalid"})
     if draft:

@@ -57,19 +57,32 @@ def _reachable(login: str) -> dict[int, list[tuple[Repo, str]]]:
     return found
 
 
+def _profile(login: str) -> dict[str, Any]:
+    """The public profile of an account (a person, an organization or an app's bot)."""
+    ctx = forge_context()
+    profile = ctx.shapes.user(login)
+    assert profile is not None
+    record = ctx.state.user(login)
+    created = ts(record.created_at) if record is not None else None
+    return {**profile, "name": None, "company": None, "blog": "", "location": None, "email": None,
+            "hireable": None, "bio": None, "twitter_username": None, "public_repos": 0, "public_gists": 0,
+            "followers": 0, "following": 0, "created_at": created, "updated_at": created}
+
+
 @blueprint.get("/user")
 def get_authenticated_user() -> Response:
     """GET /user: the public profile of the token's user."""
-    who = _user()
-    ctx = forge_context()
-    profile = ctx.shapes.user(who.login)
-    assert profile is not None
-    record = ctx.state.user(who.login or "")
-    created = ts(record.created_at) if record is not None else None
-    return jsonify({**profile, "name": None, "company": None, "blog": "", "location": None, "email": None,
-                    "hireable": None, "bio": None, "twitter_username": None, "public_repos": 0,
-                    "public_gists": 0, "followers": 0, "following": 0, "created_at": created,
-                    "updated_at": created})
+    return jsonify(_profile(_user().login or ""))
+
+
+@blueprint.get("/users/<username>")
+def get_user(username: str) -> Response:
+    """GET /users/{username}: any account's public profile, for any caller (an app's bot too: its user id
+    is not the app's id, and makes its commit email `<id>+<slug>[bot]@users.noreply.github.com`)."""
+    record = forge_context().state.user(username)
+    if record is None:
+        raise not_found()
+    return jsonify(_profile(record.login))
 
 
 @blueprint.get("/user/installations")
