@@ -97,10 +97,13 @@ def summary(eng: Engine, reporter: Reporter, ex: Execution, head_sha: str, final
                 eng.store.record_check(ex.id, SUMMARY, sha=head_sha)  # where recovery looks if no answer is heard
                 check_id = reporter.start_check(head_sha, name, url, f"{ex.id}:", line, actions=(STOP,),
                                                 title=line, text=text)
-                ex = eng.store.update(ex.id, summary_check_id=check_id, summary_sha=head_sha)
-                eng.store.record_check(ex.id, SUMMARY, check_id)
             finally:
                 failed = ended.exception() if ended is not None else None  # waits for it, whatever happened
+            # Only once the old run has ended: a worker lost before this line leaves the old run recorded, and
+            # the next step ends it (and recovery the new one, found by its commit); lost after, nothing spins.
+            # (An installation's writes go one at a time, so the old run's end may well come after the create.)
+            ex = eng.store.update(ex.id, summary_check_id=check_id, summary_sha=head_sha)
+            eng.store.record_check(ex.id, SUMMARY, check_id)
             if failed is not None:  # end_summary logs GitHub's refusals: this is anything else
                 raise failed
             if not final:

@@ -10,8 +10,10 @@ step, then the execution is ready again, so customers share workers round-robin.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime
 
 from rq import Worker
 
@@ -61,8 +63,11 @@ def enqueue_step_later(engine: Engine, execution_id: str, seconds: float) -> Non
     pick the execution up, as it does an execution whose worker was lost.
     """
     execution = engine.store.get(execution_id)
-    engine.store.acquire_lease(execution.repo, execution.id, seconds + engine.settings.lease_ttl)
-    engine.intake_queue.enqueue_in(timedelta(seconds=seconds), WAKE_JOB, execution.id,
+    engine.store.acquire_lease(execution.repo, execution.id, seconds + engine.settings.lease_ttl + 1)
+    # RQ keeps a scheduled time in whole seconds, truncated, and fires once the current whole second
+    # reaches it: up to 1 s early. The next whole second after the wait is never early.
+    due = datetime.fromtimestamp(math.floor(time.time() + seconds) + 1, tz=UTC)
+    engine.intake_queue.enqueue_at(due, WAKE_JOB, execution.id,
                                    description=f"wake {execution.id} after {seconds:.0f} s", result_ttl=3600,
                                    failure_ttl=7 * 24 * 3600)
 

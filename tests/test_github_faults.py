@@ -130,7 +130,7 @@ def test_a_secondary_limit_naming_no_time_puts_the_step_back_in_line_for_the_set
     assert deferred["seconds"] == WAIT
     [put_off] = [e for e in records if e["kind"] == "step.finished" and e["outcome"].startswith("deferred")]
     after = next(e for e in records if e["kind"] == "step.started" and e["time"] > put_off["time"])
-    assert after["time"] - put_off["time"] >= WAIT - 0.5
+    assert after["time"] - put_off["time"] >= WAIT  # never early (RQ keeps whole seconds: see enqueue_step_later)
     assert never_blocked(stack, ex)
     assert any(f"GitHub asked us to slow down; resuming in {WAIT} s" in line.get("message", "")
                for line in store_of(stack).log_lines(ex.id, 500))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import sys
 import time
 import uuid
 from collections import Counter
@@ -32,10 +31,9 @@ from github_app import hook_deliveries
 from github_app.hook_deliveries import Attempt
 from jobs import context, redelivery
 from jobs.redelivery import SPACING, TOO_OLD, plan
-from tests.conftest import AGENT
 from tests.conftest_forge import ForgeHandle, WebhookReceiver
 from tests.e2e import REPO, git, make_repo, store_of, tasks_md, wait_settled
-from tests.test_redis_restart import AofRedis
+from tests.test_redis_restart import AofRedis, stack_on_own_redis
 
 NOW = 1_800_000_000.0
 
@@ -301,23 +299,8 @@ def test_clarity_deliveries_reconcile_runs_a_pass(engine: context.Engine,
 # -- the whole product: a command lost to a Redis outage comes back --------------------------------------------
 @pytest.fixture
 def outage_stack(tmp_path: Path) -> Iterator[tuple[devstack.Stack, AofRedis]]:
-    import shutil
-
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs redis-server on PATH")
-    server = AofRedis(tmp_path / "redis")
-    server.directory.mkdir()
-    server.start()
-    stack = None
-    try:
-        stack = devstack.start(tmp_path / "stack", server.url, agent_command=f"{sys.executable} {AGENT} {{prompt_file}}",
-                               workers=0, namespace=f"rd-{uuid.uuid4().hex[:8]}",
-                               extra_env={"CLARITY_RETRY_BACKOFF": "0.05", "CLARITY_REDELIVER_EVERY": "1"})
-        yield stack, server
-    finally:
-        if stack is not None:
-            stack.stop()
-        server.stop()
+    with stack_on_own_redis(tmp_path, "rd", CLARITY_REDELIVER_EVERY="1") as running:
+        yield running
 
 
 def test_a_run_answered_503_while_redis_was_away_is_redelivered_and_runs_exactly_once(

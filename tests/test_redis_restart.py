@@ -11,6 +11,7 @@ task committed once and every acknowledged command answered once, on workers tha
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import shutil
 import signal
@@ -232,8 +233,9 @@ class AofRedis:
             self.process.wait(10)
 
 
-@pytest.fixture
-def aof_stack(tmp_path: Path) -> Iterator[tuple[devstack.Stack, AofRedis]]:
+@contextlib.contextmanager
+def stack_on_own_redis(tmp_path: Path, prefix: str, **extra_env: str) -> Iterator[tuple[devstack.Stack, AofRedis]]:
+    """A stack (no workers started) on a Redis server of its own, which the test may kill and restart."""
     if shutil.which("redis-server") is None:
         pytest.skip("needs redis-server on PATH")
     server = AofRedis(tmp_path / "redis")
@@ -242,13 +244,19 @@ def aof_stack(tmp_path: Path) -> Iterator[tuple[devstack.Stack, AofRedis]]:
     stack = None
     try:
         stack = devstack.start(tmp_path / "stack", server.url, agent_command=f"{sys.executable} {AGENT} {{prompt_file}}",
-                               workers=0, namespace=f"rr-{uuid.uuid4().hex[:8]}",
-                               extra_env={"CLARITY_RETRY_BACKOFF": "0.05", "CLARITY_LEASE_TTL": "2"})
+                               workers=0, namespace=f"{prefix}-{uuid.uuid4().hex[:8]}",
+                               extra_env={"CLARITY_RETRY_BACKOFF": "0.05", **extra_env})
         yield stack, server
     finally:
         if stack is not None:
             stack.stop()
         server.stop()
+
+
+@pytest.fixture
+def aof_stack(tmp_path: Path) -> Iterator[tuple[devstack.Stack, AofRedis]]:
+    with stack_on_own_redis(tmp_path, "rr", CLARITY_LEASE_TTL="2") as running:
+        yield running
 
 
 DOWN = 3.0  # seconds Redis stays down: longer than the lease (2 s), so the step's lease key expires
