@@ -83,6 +83,10 @@ def never_blocked(stack: devstack.Stack, ex: Execution) -> bool:
 def assert_completed_once(stack: devstack.Stack, ex: Execution, tasks: int) -> None:
     """Completed; one PR, one check run per task (passed), one closing comment."""
     assert ex.status is ExecutionStatus.COMPLETED, ex.reason
+    # The status settles first; the PR refresh and the closing comment follow it (a PR first opened by the last
+    # step is recorded then): read the record again once the closing comment is there.
+    wait_comment(stack, f"{tasks} of {tasks} task(s) done")
+    ex = store_of(stack).get(ex.id)
     assert (ex.tasks_completed, ex.tasks_total) == (tasks, tasks)
     [pull] = pulls(stack)
     assert ex.pr_number == pull["number"]
