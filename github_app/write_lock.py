@@ -37,11 +37,14 @@ _POLL_FIRST, _POLL_MAX = 0.002, 0.05  # seconds between two tries for a lock ano
 class InstallationWriteLock:
     """Serialises an installation's writes (see the module docstring).
 
-    `ttl`: how long a lock outlives a holder that died holding it (longer than any request);
-    `wait`: how long a writer waits for it at most.
+    `ttl`: how long a lock outlives a holder that died holding it, or could not release it because Redis went
+    away (longer than almost every request; a slower one only lets another writer in beside it: the lock is
+    GitHub's courtesy, not a guard of our data); `wait`: how long a writer waits for it at most. Both short:
+    with a minute, a step lost during a Redis outage froze its installation's every write, commands' 👀 and
+    replies included, for a minute (tests/test_redis_restart.py).
     """
 
-    def __init__(self, client: redis.Redis | None, namespace: str, ttl: float = 60.0, wait: float = 60.0) -> None:
+    def __init__(self, client: redis.Redis | None, namespace: str, ttl: float = 5.0, wait: float = 5.0) -> None:
         self.redis = client
         self.prefix = f"{namespace}:github:writes:"
         self.ttl, self.wait = ttl, wait
