@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
+import devstack
 import runner.sandbox as sandbox_module
 from clarity.status import ExecutionStatus
 from runner.isolation import unavailable_reason
 from runner.sandbox import Limits, LocalSandbox
 from runner.workspace import Workspace, valid_branch_name
-from tests.e2e import REPO, make_repo, seeded_origin, tasks_md, wait_settled
+from tests.e2e import REPO, make_repo, seeded_origin, tasks_md, wait_comment, wait_settled
 
 STRICTER_THAN_GIT = {"@", "@{-1}"}  # refused on purpose (see valid_branch_name); git accepts them
 
@@ -184,6 +185,10 @@ def test_an_execution_makes_no_per_step_token_mint_repository_read_or_pr_search(
     stack.comment(REPO, 1, "/clarity run", user="ada")
     ex = wait_settled(stack)
     assert ex.status is ExecutionStatus.COMPLETED, ex.reason
+    # The status settles first; the last PR refresh, then the closing comment, and the summary's end follow it.
+    wait_comment(stack, "every task in the list is done")
+    devstack.wait_for(lambda: all(r["status"] == "completed" for r in stack.admin("GET", "/state")["check_runs"]),
+                      30, what="every check run to be completed")
     calls = [(c["method"], c["path"]) for c in stack.admin("GET", "/calls") if c["surface"] == "rest"]
 
     def count(method: str, suffix: str) -> int:
