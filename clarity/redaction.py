@@ -211,6 +211,10 @@ def _redacting_factory(base: Callable[..., logging.LogRecord]) -> Callable[..., 
         except (TypeError, ValueError):  # a broken %-format: keep the raw message, still redacted
             message = str(record.msg)
         record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:  # a traceback quotes values: clean before any handler sees it
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return record
 
     factory.clarity_redacting = True  # type: ignore[attr-defined]

@@ -104,6 +104,31 @@ def test_log_records_are_redacted_for_every_handler(caplog: pytest.LogCaptureFix
     assert "value=[REDACTED]" in caplog.text
 
 
+def test_a_traceback_is_redacted_before_the_first_handler_formats_it() -> None:
+    """A handler added before ours (pytest's, a library's) formats the exception itself: it must see it clean."""
+    import io
+    import logging
+
+    from clarity.redaction import install_logging, redact
+
+    install_logging()
+    redact.add("planted-traceback-secret-7")
+    seen = io.StringIO()
+    first = logging.StreamHandler(seen)
+    root = logging.getLogger()
+    root.handlers.insert(0, first)
+    try:
+        try:
+            raise RuntimeError("failed while holding planted-traceback-secret-7")
+        except RuntimeError:
+            logging.getLogger("clarity.test").exception("it broke")
+            logging.getLogger("clarity.test").exception("again", stack_info=True)
+    finally:
+        root.removeHandler(first)
+    assert "planted-traceback-secret-7" not in seen.getvalue()
+    assert seen.getvalue().count("RuntimeError: failed while holding [REDACTED]") == 2
+
+
 def test_pr_body_rows_carry_commit_checks_and_artifacts() -> None:
     done = [outcomes.DoneTask("1.1", "Skeleton", "a" * 40, 2, 3, 3, "http://d/executions/e/artifacts/1.1",
                               "https://github.com/o/r/commit/" + "a" * 40),
