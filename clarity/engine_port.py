@@ -125,7 +125,7 @@ class EnginePort(Protocol):
         ...
 
     def stop(self, execution_id: str, actor: str) -> Execution:
-        """Stop now if nothing is running, else at the next safe point."""
+        """Stop the execution as clarity.stopping.MEANS says."""
         ...
 
     def resume(self, execution_id: str, actor: str) -> Execution:
@@ -136,8 +136,9 @@ class EnginePort(Protocol):
         """Move the stop point of a live or paused execution."""
         ...
 
-    def override(self, execution_id: str, task_id: str, outcome: str, actor: str) -> Execution:
-        """A person settles a task (`done` or `skipped`); a paused/blocked execution then resumes."""
+    def override(self, execution_id: str, task_id: str, outcome: str, actor: str, reason: str = "") -> Execution:
+        """A person settles a task (`done` or `skipped`, saying why in `reason`); a paused/blocked execution then
+        resumes."""
         ...
 
     def replay(self, execution_id: str, actor: str, from_task: str | None = None, tool: str | None = None,

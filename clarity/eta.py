@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import statistics
 
+from clarity import numbers
 from clarity.models import Execution
+from clarity.status import ExecutionStatus
 
 DEFAULT_TASK_SECONDS = 120.0  # the estimate before any task of the repository has finished
+WAITING = "waiting for a worker"  # what the overview says of an execution that has not read its list yet
 
 
 def task_seconds(durations: list[float]) -> float:
@@ -15,9 +18,17 @@ def task_seconds(durations: list[float]) -> float:
 
 
 def remaining_tasks(execution: Execution) -> int:
-    """Tasks still to do in the execution's scope, as far as it knows (at least one while live)."""
-    left = max(execution.tasks_total - execution.tasks_completed, 0)
-    return left or (1 if not execution.status.is_terminal else 0)
+    """Tasks still to run in the execution's scope (clarity.numbers); one for a live execution that has not
+    read its list yet (it will have at least that much to do)."""
+    found = numbers.of(execution)
+    if found.known:
+        return found.left
+    return 0 if execution.status.is_terminal else 1
+
+
+def unknown(execution: Execution) -> bool:
+    """Whether nothing can be estimated yet: the execution waits for a worker to read its list (0 tasks)."""
+    return execution.status in (ExecutionStatus.QUEUED, ExecutionStatus.INITIALIZING) and not numbers.of(execution).known
 
 
 def eta_text(seconds: float | None) -> str:

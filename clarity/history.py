@@ -19,6 +19,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from clarity import numbers
 from clarity.models import Execution, TaskProgress
 from clarity.status import TaskStatus
 from clarity.store import Store
@@ -54,8 +55,8 @@ class Tally:
 
     @property
     def success_rate(self) -> float:
-        """Completed / ran, to three places (0 when nothing ran)."""
-        return round(self.completed / self.ran, 3) if self.ran else 0.0
+        """Completed / ran, to three places (0 when nothing ran): clarity.numbers' rate, as every surface's."""
+        return numbers.wire_rate(self.completed, self.failed)
 
     @property
     def mean_seconds(self) -> float:
@@ -95,8 +96,10 @@ def finished_time(execution: Execution) -> float:
 
 
 def ran(task: TaskProgress) -> bool:
-    """Whether the engine ran the task to an outcome (a person's done or skipped is not the engine's)."""
-    return task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED) and not task.override_by
+    """Whether the engine ran the task to an outcome (a person's done or skipped is not the engine's): what
+    clarity.numbers counts as passed or failed."""
+    counted = numbers.row(task, in_scope=False)
+    return bool(counted.passed or counted.failed)
 
 
 def records(executions: Iterable[Execution], tables: dict[str, dict[str, TaskProgress]]) -> list[Record]:

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from clarity import numbers
 from clarity.status import ExecutionStatus, TaskStatus
 
 
@@ -33,11 +34,15 @@ class Execution:
     started_at: float = 0.0
     finished_at: float = 0.0
     current_task: str | None = None
+    # The numbers (clarity.numbers): written only by the store, with the task table they are counted from.
     tasks_completed: int = 0
     tasks_total: int = 0
     error_count: int = 0
     retry_count: int = 0
     attempts: int = 0
+    tasks_left: int = 0
+    tasks_passed: int = 0
+    tasks_failed: int = 0
     pr_number: int | None = None
     pr_url: str | None = None
     trigger_comment_id: int | None = None
@@ -51,10 +56,8 @@ class Execution:
 
     @property
     def success_rate(self) -> float:
-        """Share of agent attempts that passed their checks."""
-        if not self.attempts:
-            return 0.0
-        return round(self.tasks_completed / self.attempts, 3) if self.tasks_completed else 0.0
+        """Tasks that passed / tasks that finished, as the wire carries it (clarity.numbers.wire_rate)."""
+        return numbers.wire_rate(self.tasks_passed, self.tasks_failed)
 
     def to_redis(self) -> dict[str, str]:
         """Flat string mapping for a Redis hash (None is stored as the empty string)."""
@@ -98,6 +101,14 @@ class TaskProgress:
     checks: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     error_class: str = ""  # jobs.failures.ErrorClass of the last failed attempt ("" if none)
     override_by: str = ""  # login of the person who marked the task done or skipped by hand
+    override_reason: str = ""  # why they did, as they wrote it ("" when they gave no reason)
+    override_at: float = 0.0  # when they did
+    # Every agent attempt on the task in this execution, and those that failed: unlike `attempts` (the
+    # attempt number of its latest run), a person's retry does not reset them (clarity.numbers sums them).
+    attempts_made: int = 0
+    attempts_failed: int = 0
+    depends: tuple[str, ...] = ()  # its `depends:` ids in tasks_list.md, as the step read them
+    criteria: tuple[str, ...] = ()  # its `check:` lines (acceptance criteria), as the step read them
 
     def to_json(self) -> str:
         """Serialise for the per-execution task table."""
@@ -112,6 +123,8 @@ class TaskProgress:
         data = json.loads(raw)
         data["status"] = TaskStatus(data["status"])
         data["checks"] = tuple(data.get("checks") or ())
+        for listed in ("depends", "criteria"):
+            data[listed] = tuple(data.get(listed) or ())
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from clarity.actors import literal, shown
+
 HEADER = "# Task outcomes\n\nWritten by Clarity: one section per finished task.\n"
 PR_TEMPLATE_PATH = ".github/clarity_pr_template.md"
 TEMPLATE_FIELDS = ("{tasks}", "{status}", "{dashboard}", "{scope}", "{issue}")
@@ -36,14 +38,30 @@ class Outcome:
     finished_at: float = 0.0
     tokens: int = 0  # what the agent reported using over every attempt (tokens, US dollars)
     cost_usd: float = 0.0
+    override: str = ""  # "done" or "skipped" when a person settled the task, not the agent; then
+    override_by: str = ""  # who (an actor: a login or `token:<name>`), `finished_at` is when,
+    reason: str = ""  # and this is why, as they wrote it ("" when they gave none)
+
+
+def when(timestamp: float) -> str:
+    """A moment as outcomes write it: `2026-05-01 12:00:00Z`."""
+    return datetime.fromtimestamp(timestamp or 0, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def decision(outcome: str, by: str, at: float, reason: str) -> str:
+    """A person's override in one line: `marked done by @ada at …, without the agent: `why``."""
+    what = (f"marked done by {shown(by)} at {when(at)}, without the agent" if outcome == "done" else
+            f"skipped by {shown(by)} at {when(at)}: never run, nor the tasks that depend on it")
+    return f"{what}; reason: {literal(reason)}" if reason else f"{what}; no reason given"
 
 
 def render(outcome: Outcome) -> str:
     """The markdown section for one task (commit filled in when known)."""
-    when = datetime.fromtimestamp(outcome.finished_at or 0, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if outcome.override:
+        return _render_override(outcome)
     lines = [
         f"## {outcome.task_id} {outcome.title}", "",
-        f"- Status: completed at {when}",
+        f"- Status: completed at {when(outcome.finished_at)}",
         f"- Tool: {outcome.tool}",
         f"- Attempts: {outcome.attempts}",
         f"- Duration: {outcome.duration:.1f}s",
@@ -60,6 +78,20 @@ def render(outcome: Outcome) -> str:
         lines += [f"  - {'✅' if c.passed else '❌'} `{c.name}` ({c.duration:.1f}s)" for c in outcome.checks]
     else:
         lines.append("- Checks: none declared")
+    lines += [f"- [{label}]({url})" for label, url in outcome.links]
+    return "\n".join(lines) + "\n"
+
+
+def _render_override(outcome: Outcome) -> str:
+    """The section of a task a person settled: who, when, why, and what the agent had done before."""
+    lines = [f"## {outcome.task_id} {outcome.title}", "",
+             f"- Status: {decision(outcome.override, outcome.override_by, outcome.finished_at, outcome.reason)}",
+             f"- Attempts before: {outcome.attempts}" + (f" (tool {outcome.tool})" if outcome.tool else ""),
+             "- Checks: not run for this outcome (a person's decision)"]
+    if outcome.base_commit:
+        lines.append(f"- Commit: the one adding this section, on top of {outcome.base_commit}")
+    if outcome.execution_id:
+        lines.append(f"- Execution: {outcome.execution_id}")
     lines += [f"- [{label}]({url})" for label, url in outcome.links]
     return "\n".join(lines) + "\n"
 
@@ -90,10 +122,13 @@ class DoneTask:
     checks_total: int = 0
     artifacts_url: str = ""
     commit_url: str = ""
+    mark: str = ""  # a person's override, said in the checks column instead ("✋ marked done by @ada …")
 
     def row(self) -> str:
         """One line of the PR's task table."""
         checks = f"{self.checks_passed}/{self.checks_total} passed" if self.checks_total else "–"
+        if self.mark:
+            checks = self.mark.replace("|", "\\|")  # a table cell: even a code span's `|` would end it
         evidence = f"[artifacts]({self.artifacts_url})" if self.artifacts_url else ""
         commit = f"[{self.sha[:10]}]({self.commit_url})" if self.commit_url else self.sha[:10]
         return f"| {self.task_id} | {self.title} | {commit} | {self.attempts} | {checks} | {evidence} |"

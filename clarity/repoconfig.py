@@ -14,7 +14,13 @@ from clarity.budget import Budget, BudgetError, parse_config
 CONFIG_PATH = ".github/clarity.yml"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _KNOWN = {"tasks_file", "outcomes_file", "image", "setup", "gates", "agents", "retries", "on_failure",
-          "limits", "notify", "managers", "allowed_commands", "check_timeout", "budget"}
+          "limits", "notify", "managers", "allowed_commands", "check_timeout", "budget", "enabled",
+          "maxParallelTasks"}
+# Executions of one repository that run at once. The scheduler gives each repository one lease and
+# each worker one workspace per repository (`<workspaces>/<owner>/<name>`), so two executions of a
+# repository would share a working tree: `maxParallelTasks` above this is accepted and clamped.
+PARALLEL_EXECUTIONS = 1
+MAX_PARALLEL_TASKS = 100  # the largest `maxParallelTasks` read (beyond it is surely a typo)
 
 
 class ConfigError(ValueError):
@@ -44,7 +50,14 @@ class RepoConfig:
     managers: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
     budget: Budget = field(default_factory=Budget)  # every execution's limits unless it sets its own
+    enabled: bool = True  # `enabled: false`: Clarity refuses to start or resume runs here (the PRD's key)
+    max_parallel_tasks: int = 1  # the PRD's `maxParallelTasks` as written; `parallel_executions` is what runs
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def parallel_executions(self) -> int:
+        """Executions of this repository that run at once: `maxParallelTasks`, clamped to what the scheduler runs."""
+        return min(self.max_parallel_tasks, PARALLEL_EXECUTIONS)
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -104,8 +117,25 @@ def parse(text: str | bytes | None) -> RepoConfig:
         managers=_strings(data, "managers"),
         notify=_strings(data, "notify"),
         budget=budget,
+        enabled=_enabled(data),
+        max_parallel_tasks=_parallel(data),
         extra={k: v for k, v in data.items() if k not in _KNOWN},
     )
+
+
+def _enabled(data: dict[str, Any]) -> bool:
+    value = data.get("enabled", True)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{CONFIG_PATH}: `enabled` must be true or false, got {value!r}")
+    return value
+
+
+def _parallel(data: dict[str, Any]) -> int:
+    value = data.get("maxParallelTasks", 1)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PARALLEL_TASKS:
+        raise ConfigError(f"{CONFIG_PATH}: `maxParallelTasks` must be a whole number from 1 to "
+                          f"{MAX_PARALLEL_TASKS}, got {value!r}")
+    return value
 
 
 def _gates(data: dict[str, Any]) -> dict[str, tuple[str, ...]]:

@@ -11,12 +11,12 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import redis
 
-from clarity import leases
+from clarity import leases, numbers
 from clarity.models import Execution, TaskProgress
 from clarity.ready import ReadySet
 from clarity.redaction import redact
@@ -50,6 +50,9 @@ class Brief(NamedTuple):
     repo: str
     installation_id: int
     status: ExecutionStatus
+
+
+Pipeline = Any  # a watching redis.client.Pipeline; like Store.r, typed Any as this client decodes replies to str
 
 
 class Store:
@@ -124,7 +127,10 @@ class Store:
         updated = _replace(current, **fields)
         flat = updated.to_redis()
         self.r.hset(self._k("exec", execution_id), mapping={k: flat[k] for k in fields})
-        self._publish(updated, "execution.updated", {k: _jsonable(v) for k, v in fields.items()})
+        data = {k: _jsonable(v) for k, v in fields.items()}
+        if numbers.FIELDS & fields.keys():
+            data["numbers"] = numbers.of(updated).to_json()
+        self._publish(updated, "execution.updated", data)
         return updated
 
     def incr(self, execution_id: str, field: str, amount: int = 1, announce: Execution | None = None) -> int:
@@ -142,27 +148,22 @@ class Store:
                    **fields: Any) -> Execution:
         """Move an execution to `new` if the state machine allows it; raise IllegalTransition otherwise."""
         key = self._k("exec", execution_id)
-        with self.r.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.hgetall(key)
-                    if not raw:
-                        raise NotFound(execution_id)
-                    current = Execution.from_redis(raw)
-                    status = check_execution(current.status, new)
-                    now = time.time()
-                    changes: dict[str, Any] = {"status": status, "updated_at": now, "reason": reason, **fields}
-                    if status.is_settled:
-                        changes.setdefault("finished_at", now)
-                    updated = _replace(current, **changes)
-                    flat = updated.to_redis()
-                    pipe.multi()
-                    pipe.hset(key, mapping={k: flat[k] for k in changes})
-                    pipe.execute()
-                    break
-                except redis.WatchError:
-                    continue
+
+        def move(pipe: Pipeline) -> tuple[Execution, Execution]:
+            current = _read(pipe, key, execution_id)
+            status = check_execution(current.status, new)
+            now = time.time()
+            changes: dict[str, Any] = {"status": status, "updated_at": now, "reason": reason, **fields}
+            if status.is_settled:
+                changes.setdefault("finished_at", now)
+            updated = _replace(current, **changes)
+            flat = updated.to_redis()
+            pipe.multi()
+            pipe.hset(key, mapping={k: flat[k] for k in changes})
+            return current, updated
+
+        current, updated = self.r.transaction(move, key, value_from_callable=True)
+        status = updated.status
         # The fields that changed with the status ride along (tasks_total, ...): a live page applies them too.
         self._emit(updated, "execution.status", actor, {"from": str(current.status), "to": str(status),
                                                         "reason": reason,
@@ -232,7 +233,7 @@ class Store:
         except NotFound:
             return
         pipe = self.r.pipeline()
-        for suffix in ("", ":tasks", ":task_order", ":log", ":recoveries", ":step", ":checks"):
+        for suffix in ("", ":tasks", ":task_order", ":scope", ":log", ":recoveries", ":step", ":checks"):
             pipe.delete(self._k("exec", execution_id) + suffix)
         for flag in ("stop", "pause", "stop_point_reached"):
             pipe.delete(self._k("exec", execution_id, "flag", flag))
@@ -303,77 +304,119 @@ class Store:
 
     def put_task(self, execution_id: str, progress: TaskProgress, actor: str = "engine") -> TaskProgress:
         """Write a task's progress; a status change is checked against the task state machine."""
-        return self._put_task(execution_id, progress, self._stored_task(execution_id, progress.task_id), actor)
-
-    def _put_task(self, execution_id: str, progress: TaskProgress, stored: TaskProgress | None,
-                  actor: str) -> TaskProgress:
-        key = self._k("exec", execution_id, "tasks")
-        is_new = stored is None
-        previous = stored or TaskProgress(task_id=progress.task_id)
-        if previous.status != progress.status:
-            check_task(previous.status, progress.status)
-        pipe = self.r.pipeline()
-        pipe.hset(key, progress.task_id, _row(progress))
-        if is_new:
-            pipe.rpush(self._k("exec", execution_id, "task_order"), progress.task_id)
-        pipe.execute()
-        if previous.status != progress.status:
-            self._emit(self.brief(execution_id), "task.status", actor, _task_moved(previous, progress))
+        self.settle_tasks(execution_id, [progress], actor)  # the execution's numbers move with the row
         return progress
+
+    def scope(self, execution_id: str) -> frozenset[str]:
+        """The open task ids the execution covered when its list was last read (clarity.numbers.scope)."""
+        return frozenset(self.r.smembers(self._k("exec", execution_id, "scope")))
+
+    def recount(self, execution_id: str) -> numbers.Numbers:
+        """The execution's numbers counted afresh from its task table and scope (what its record must say)."""
+        return numbers.count(self.tasks(execution_id), self.scope(execution_id))
+
+    def set_scope(self, execution_id: str, task_ids: Sequence[str], titles: Mapping[str, str] | None = None) -> Execution:
+        """Record the open tasks the execution covers now (its list just read, or its stop point moved).
+
+        Each gets a row (pending, in this order) if it has none, an open row takes the list's title, and
+        the execution's numbers are counted afresh from the whole table, all in one transaction; nothing
+        is written (or announced) when nothing changed.
+        """
+        key, tasks_key = self._k("exec", execution_id), self._k("exec", execution_id, "tasks")
+        scope_key, titles = self._k("exec", execution_id, "scope"), titles or {}
+        wanted = list(dict.fromkeys(task_ids))
+
+        def record(pipe: Pipeline) -> tuple[Execution, dict[str, Any]]:
+            current = _read(pipe, key, execution_id)
+            table = {i: TaskProgress.from_json(v) for i, v in pipe.hgetall(tasks_key).items()}
+            old_scope = set(pipe.smembers(scope_key))
+            rows: dict[str, TaskProgress] = {}
+            for task_id in wanted:
+                progress = table.get(task_id) or TaskProgress(task_id=task_id)
+                title = titles.get(task_id) or progress.title
+                if task_id not in table or (progress.title != title and progress.status in numbers.OPEN):
+                    rows[task_id] = _replace(progress, title=title)
+            counted = numbers.count({**table, **rows}, set(wanted))
+            changes: dict[str, Any] = {k: v for k, v in counted.fields().items() if getattr(current, k) != v}
+            if set(wanted) == old_scope and not rows and not changes:
+                return current, changes  # nothing queued: the transaction is empty
+            if changes:
+                changes["updated_at"] = time.time()
+            updated = _replace(current, **changes)
+            flat = updated.to_redis()
+            pipe.multi()
+            if set(wanted) != old_scope:
+                pipe.delete(scope_key)
+                if wanted:
+                    pipe.sadd(scope_key, *wanted)
+            if rows:
+                pipe.hset(tasks_key, mapping={i: _row(p) for i, p in rows.items()})
+                new = [i for i in rows if i not in table]
+                if new:
+                    pipe.rpush(self._k("exec", execution_id, "task_order"), *new)
+            if changes:
+                pipe.hset(key, mapping={k: flat[k] for k in changes})
+            return updated, changes
+
+        updated, changes = self.r.transaction(record, key, tasks_key, scope_key, value_from_callable=True)
+        if changes:
+            self._publish(updated, "execution.updated", _shown(updated, changes))
+        return updated
 
     def settle_tasks(self, execution_id: str, writes: Sequence[TaskProgress], actor: str = "engine",
                      new: ExecutionStatus | None = None, reason: str = "", **fields: Any) -> Execution:
         """Write task progress and the execution together, in one transaction.
 
         `writes` are applied in order (one task may appear twice: back to pending, then completed), each
-        checked against the task state machine. `tasks_completed` moves by the number of tasks that
-        became completed (less those that stopped being so), so a worker lost at any instant leaves the
-        table and the counter agreeing. With `new`, the execution's status changes too, as `transition`.
+        checked against the task state machine. The execution's numbers (clarity.numbers) move by what the
+        written rows add to them now less what they added before, so a worker lost at any instant leaves
+        the table and the numbers agreeing. With `new`, the execution's status changes too, as `transition`.
         """
         key, tasks_key = self._k("exec", execution_id), self._k("exec", execution_id, "tasks")
+        scope_key = self._k("exec", execution_id, "scope")
         ids = list(dict.fromkeys(w.task_id for w in writes))
-        with self.r.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key, tasks_key)
-                    raw = pipe.hgetall(key)
-                    if not raw:
-                        raise NotFound(execution_id)
-                    current = Execution.from_redis(raw)
-                    stored = dict(zip(ids, pipe.hmget(tasks_key, ids), strict=True)) if ids else {}
-                    before = {i: TaskProgress.from_json(v) if v else TaskProgress(task_id=i) for i, v in stored.items()}
-                    state, moves = dict(before), []
-                    for progress in writes:
-                        previous = state[progress.task_id]
-                        if previous.status != progress.status:
-                            check_task(previous.status, progress.status)
-                            moves.append((previous, progress))
-                        state[progress.task_id] = progress
-                    done = TaskStatus.COMPLETED
-                    delta = sum((state[i].status is done) - (before[i].status is done) for i in ids)
-                    changes: dict[str, Any] = {"updated_at": time.time(), **fields}
-                    if delta:
-                        changes["tasks_completed"] = current.tasks_completed + delta
-                    if new is not None:
-                        changes.update(status=check_execution(current.status, new), reason=reason)
-                        if new.is_settled:
-                            changes.setdefault("finished_at", changes["updated_at"])
-                    updated = _replace(current, **changes)
-                    flat = updated.to_redis()
-                    pipe.multi()
-                    if state:
-                        pipe.hset(tasks_key, mapping={i: _row(p) for i, p in state.items()})
-                    for i in ids:
-                        if stored[i] is None:
-                            pipe.rpush(self._k("exec", execution_id, "task_order"), i)
-                    pipe.hset(key, mapping={k: flat[k] for k in changes})
-                    pipe.execute()
-                    break
-                except redis.WatchError:
-                    continue
+        Moves = list[tuple[TaskProgress, TaskProgress]]
+
+        def settle(pipe: Pipeline) -> tuple[Execution, Execution, dict[str, Any], Moves]:
+            current = _read(pipe, key, execution_id)
+            stored = dict(zip(ids, pipe.hmget(tasks_key, ids), strict=True)) if ids else {}
+            in_scope = dict(zip(ids, map(bool, pipe.smismember(scope_key, ids)), strict=True)) if ids else {}
+            before = {i: TaskProgress.from_json(v) if v else TaskProgress(task_id=i) for i, v in stored.items()}
+            state, moves = dict(before), []
+            for progress in writes:
+                previous = state[progress.task_id]
+                if previous.status != progress.status:
+                    check_task(previous.status, progress.status)
+                    moves.append((previous, progress))
+                state[progress.task_id] = progress
+            counted = numbers.of(current)
+            for i in ids:
+                counted += numbers.row(state[i], in_scope[i]) - numbers.row(before[i], in_scope[i])
+            changes: dict[str, Any] = {k: v for k, v in counted.fields().items() if getattr(current, k) != v}
+            changes.update(fields)
+            if new is not None:
+                changes.update(status=check_execution(current.status, new), reason=reason)
+            if changes:
+                changes["updated_at"] = time.time()
+                if new is not None and new.is_settled:
+                    changes.setdefault("finished_at", changes["updated_at"])
+            updated = _replace(current, **changes)
+            flat = updated.to_redis()
+            pipe.multi()
+            if state:
+                pipe.hset(tasks_key, mapping={i: _row(p) for i, p in state.items()})
+            for i in ids:
+                if stored[i] is None:
+                    pipe.rpush(self._k("exec", execution_id, "task_order"), i)
+            if changes:
+                pipe.hset(key, mapping={k: flat[k] for k in changes})
+            return current, updated, changes, moves
+
+        current, updated, changes, moves = self.r.transaction(settle, key, tasks_key, scope_key,
+                                                              value_from_callable=True)
         for previous, progress in moves:
             self._emit(updated, "task.status", actor, _task_moved(previous, progress))
-        shown = {k: _jsonable(v) for k, v in changes.items() if k not in ("status", "reason", "updated_at")}
+        shown = _shown(updated, changes)
         if new is not None:
             self._emit(updated, "execution.status", actor, {"from": str(current.status), "to": str(updated.status),
                                                             "reason": reason, **shown})
@@ -395,9 +438,7 @@ class Store:
 
     def set_task_status(self, execution_id: str, task_id: str, status: TaskStatus, **fields: Any) -> TaskProgress:
         """Shorthand: read, change status and fields, write."""
-        stored = self._stored_task(execution_id, task_id)
-        current = stored or TaskProgress(task_id=task_id)
-        return self._put_task(execution_id, _replace(current, status=status, **fields), stored, "engine")
+        return self.put_task(execution_id, _replace(self.task(execution_id, task_id), status=status, **fields))
 
     # -- logs, audit, events ----------------------------------------------------------------------
     def log(self, execution_id: str, message: str, level: str = "info", task: str | None = None) -> None:
@@ -562,6 +603,22 @@ def _row(progress: TaskProgress) -> str:
     if progress.last_error:
         progress = _replace(progress, last_error=redact(progress.last_error))
     return progress.to_json()
+
+
+def _read(pipe: Pipeline, key: str, execution_id: str) -> Execution:
+    """The execution as a watching pipeline reads it (before `multi`), or NotFound."""
+    raw = pipe.hgetall(key)
+    if not raw:
+        raise NotFound(execution_id)
+    return Execution.from_redis(raw)
+
+
+def _shown(updated: Execution, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """What an event says of the fields that changed: each one, and the numbers whole when any of them moved."""
+    shown = {k: _jsonable(v) for k, v in changes.items() if k not in ("status", "reason", "updated_at")}
+    if numbers.FIELDS & changes.keys():
+        shown["numbers"] = numbers.of(updated).to_json()
+    return shown
 
 
 def _task_moved(previous: TaskProgress, progress: TaskProgress) -> dict[str, Any]:

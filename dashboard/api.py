@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from json import dumps
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from flask.typing import ResponseReturnValue
@@ -27,7 +28,7 @@ from spectree import Response as Declared
 from spectree import SecurityScheme, SpecTree
 from spectree.models import SecureType, SecuritySchemeData
 
-from clarity import artifacts, history
+from clarity import artifacts, history, numbers, resources, stopping
 from clarity import budget as budgets
 from clarity.engine_port import EnginePort, EngineRefusal, Start, Unprocessable
 from clarity.models import Execution, TaskProgress
@@ -36,15 +37,18 @@ from clarity.settings import Settings
 from clarity.status import ExecutionStatus
 from clarity.store import NotFound, Store
 from dashboard import api_models as m
+from dashboard import prd
 from dashboard.appctx import PORT
 from dashboard.appctx import port as _port
 from dashboard.appctx import store as _store
 from dashboard.auth import Viewer, visible_executions
 from dashboard.live import viewer
+from dashboard.pages import HOST_METER
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 TEAM_MEMBER, MANAGER = "team_member", "manager"
 RECENT = 20  # settled executions the dashboard endpoint lists
+TASK_HISTORY_ENTRIES = 2000  # newest entries of an execution's stream its progress reads for the tasks' logs
 SCAN_CHUNK, SCAN_CHUNKS = 100, 20  # a list request reads at most this many records per index
 
 
@@ -89,17 +93,25 @@ class ApiError(Exception):
         self.status, self.message = status, message
 
 
+def _problem(message: str, **more: Any) -> dict[str, Any]:
+    """A refusal's body: the message as plain text (the engine writes its refusals for GitHub comments,
+    Markdown links and all), the links it named apart."""
+    text, links = prd.plain_text(message)
+    return {"message": text, **more, **({"links": links} if links else {})}
+
+
 @bp.errorhandler(ApiError)
 def _api_error(exc: ApiError) -> ResponseReturnValue:
-    return jsonify({"message": exc.message}), exc.status
+    return jsonify(_problem(exc.message)), exc.status
 
 
 @bp.errorhandler(EngineRefusal)
 def _engine_refusal(exc: EngineRefusal) -> ResponseReturnValue:
     if isinstance(exc, Unprocessable):
         field = exc.field_name or "body"
-        return jsonify({"message": exc.message, "errors": [{"field": field, "reason": exc.message}]}), 422
-    return jsonify({"message": exc.message}), exc.status
+        text, _ = prd.plain_text(exc.message)
+        return jsonify(_problem(exc.message, errors=[{"field": field, "reason": text}])), 422
+    return jsonify(_problem(exc.message)), exc.status
 
 
 def init_app(app: Flask, port: EnginePort) -> None:
@@ -144,15 +156,35 @@ def _acting(execution_id: str, role: str, what: str) -> tuple[Viewer, Execution]
     return who, execution
 
 
-def _out(execution: Execution) -> m.ExecutionOut:
-    return m.ExecutionOut.model_validate(execution.to_json())
+def _out(execution: Execution, sample: resources.Usage | None = None) -> m.AutonomousExecutionOut:
+    """The record with the PRD's fields (`sample`: its step's processes now, if one runs it)."""
+    settings: Settings = current_app.extensions["clarity.settings"]
+    return m.AutonomousExecutionOut.model_validate(
+        {**execution.to_json(), **prd.execution_fields(execution, settings.web_url, settings.public_url, sample)})
+
+
+def _outs(executions: list[Execution]) -> list[m.AutonomousExecutionOut]:
+    """Several executions, with the live samples of the active ones read in one round trip."""
+    store = _store()
+    samples = resources.recorded(store.r, store.namespace, [ex.id for ex in executions if ex.status.is_active])
+    return [_out(ex, samples.get(ex.id)) for ex in executions]
+
+
+def _out_now(execution: Execution) -> m.AutonomousExecutionOut:
+    """One execution as it is now, with its live sample if a step runs it."""
+    return _outs([execution])[0]
 
 
 # -- executions ---------------------------------------------------------------------------------
 @bp.post("/devteam/executions/initialize")
-@spec.validate(json=m.InitializeBody, resp=_declared(201, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+@spec.validate(json=m.InitializeBody, resp=_declared(201, m.AutonomousExecutionOut, 403, 404, 409, 503), tags=["executions"])
 def initialize(json: m.InitializeBody) -> Reply:
-    """Start an execution: `/clarity run` on `issueNumber`, or on a new tracking issue when it is left out."""
+    """Start an execution: `/clarity run` on `issueNumber`, or on a new tracking issue when it is left out.
+
+    The PRD's body `{customerId, projectId, repositoryUrl, stopPoint}` works too: the repository is the
+    one `repositoryUrl` names on the GitHub Clarity uses (or `projectId`), and `customerId` is its account.
+    """
+    _agreeing(json)
     who = _who()
     installation = _port().installation_of(json.repository)
     if installation is None or not who.sees(installation):  # not installed, or not the caller's: the same 404
@@ -161,7 +193,28 @@ def initialize(json: m.InitializeBody) -> Reply:
     execution = _port().initialize(Start(
         json.repository, who.login, json.issueNumber, json.stopPoint, json.priority, json.tool,
         budgets.from_api(json.budget).spec()))
-    return _out(execution), 201
+    return _out_now(execution), 201
+
+
+def _agreeing(json: m.InitializeBody) -> None:
+    """The PRD's names of the repository agree with each other and with this deployment's GitHub."""
+    settings: Settings = current_app.extensions["clarity.settings"]
+    owner = json.repository.split("/", 1)[0]
+    if json.repositoryUrl is not None:
+        web, url = urlsplit(settings.web_url), urlsplit(json.repositoryUrl)
+        if (url.hostname, url.port) != (web.hostname, web.port) or \
+                not url.path.lower().startswith(web.path.rstrip("/").lower() + "/"):
+            raise Unprocessable(f"repositoryUrl {json.repositoryUrl} is not on {settings.web_url}, the GitHub "
+                                "Clarity works with", "repositoryUrl")
+        if m.repository_of(json.repositoryUrl) != json.repository:
+            raise Unprocessable(f"repositoryUrl names {m.repository_of(json.repositoryUrl)}, repository names "
+                                f"{json.repository}: give one of them, or the same repository", "repositoryUrl")
+    if json.projectId is not None and json.projectId.lower() != json.repository.lower():
+        raise Unprocessable(f"projectId {json.projectId} is not {json.repository}: Clarity's project is the "
+                            "repository, owner/name", "projectId")
+    if json.customerId is not None and json.customerId.lower() != owner.lower():
+        raise Unprocessable(f"customerId {json.customerId} is not {owner}: Clarity's customer is the account "
+                            "that owns the repository", "customerId")
 
 
 @bp.get("/devteam/executions")
@@ -169,7 +222,7 @@ def initialize(json: m.InitializeBody) -> Reply:
 def list_executions(query: m.ListQuery) -> Reply:
     """Executions the caller sees, newest first; filter by installation, repo and status; page with cursor."""
     found, cursor = _page(_who(), query, lambda ex: query.status is None or ex.status is query.status)
-    return m.ExecutionPage(executions=[_out(ex) for ex in found], nextCursor=cursor)
+    return m.ExecutionPage(executions=_outs(found), nextCursor=cursor)
 
 
 def _page(who: Viewer, query: m.ListQuery | m.HistoryQuery,
@@ -233,7 +286,11 @@ def _scan(store: Store, repo: str | None, inst: int | None, before: tuple[float,
 @bp.get("/devteam/executions/dashboard")
 @spec.validate(resp=_declared(200, m.DashboardOut), tags=["executions"])
 def dashboard() -> Reply:
-    """Active, queued and recent executions the caller sees, the engine's resources, and totals."""
+    """Active, queued and recent executions the caller sees, the engine's resources, and totals.
+
+    The PRD's DashboardState: `lastUpdated` (ISO); in `systemResources` `totalSlots`, `availableSlots`,
+    `cpuUsage` and `memoryUsage` (percent of this host) and `activeContainers` (sandboxes running now).
+    """
     who = _who()
     seen = visible_executions(_store(), who, limit=500)
     active = [ex for ex in seen if ex.status.is_active]
@@ -242,66 +299,88 @@ def dashboard() -> Reply:
     by_status: dict[str, int] = {}
     for ex in seen:
         by_status[str(ex.status)] = by_status.get(str(ex.status), 0) + 1
-    done, attempts = sum(ex.tasks_completed for ex in seen), sum(ex.attempts for ex in seen)
-    metrics = m.MetricsOut(executions=len(seen), byStatus=by_status, tasksCompleted=done, attempts=attempts,
-                           successRate=round(done / attempts, 3) if attempts else 0.0,
-                           errorCount=sum(ex.error_count for ex in seen),
-                           retryCount=sum(ex.retry_count for ex in seen))
-    return m.DashboardOut(active=[_out(ex) for ex in active], queued=[_out(ex) for ex in queued],
-                          recent=[_out(ex) for ex in recent], systemResources=_resources(), metrics=metrics)
+    totals = numbers.total_of(seen)  # the success rate over all their tasks, as each execution's is defined
+    metrics = m.MetricsOut(executions=len(seen), byStatus=by_status, tasksCompleted=totals.done,
+                           attempts=totals.attempts, successRate=numbers.wire_rate(totals.passed, totals.failed),
+                           errorCount=totals.errors, retryCount=totals.retries)
+    return m.DashboardOut(active=_outs(active), queued=_outs(queued), recent=_outs(recent),
+                          systemResources=_resources(), metrics=metrics, lastUpdated=prd.iso_at(time.time()))
+
+
+def _described(summary: str, description: str) -> Callable[[Callable[..., Reply]], Callable[..., Reply]]:
+    """Give a view its OpenAPI summary and a description defined once elsewhere (the help and replies quote it)."""
+    def give(view: Callable[..., Reply]) -> Callable[..., Reply]:
+        view.__doc__ = f"{summary}\n\n{description}"
+        return view
+    return give
 
 
 @bp.post("/devteam/executions/<execution_id>/stop")
-@spec.validate(resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+@spec.validate(resp=_declared(200, m.AutonomousExecutionOut, 403, 404, 409, 503), tags=["executions"])
+@_described("Stop an execution, as `/clarity stop`.", stopping.MEANS)
 def stop(execution_id: str) -> Reply:
-    """Stop: at once when nothing runs, else the running attempt is cancelled at the next safe point."""
+    """Stop an execution (its OpenAPI description is clarity.stopping.MEANS)."""
     who, execution = _acting(execution_id, TEAM_MEMBER, "stop")
-    return _out(_port().stop(execution.id, who.login))
+    return _out_now(_port().stop(execution.id, who.login))
 
 
 @bp.post("/devteam/executions/<execution_id>/resume")
-@spec.validate(resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+@spec.validate(resp=_declared(200, m.AutonomousExecutionOut, 403, 404, 409, 503), tags=["executions"])
 def resume(execution_id: str) -> Reply:
     """Continue a paused or blocked execution where it stopped."""
     who, execution = _acting(execution_id, TEAM_MEMBER, "resume")
-    return _out(_port().resume(execution.id, who.login))
+    return _out_now(_port().resume(execution.id, who.login))
 
 
 @bp.post("/devteam/executions/<execution_id>/set-stop-point")
-@spec.validate(json=m.StopPointBody, resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+@spec.validate(json=m.StopPointBody, resp=_declared(200, m.AutonomousExecutionOut, 403, 404, 409, 503), tags=["executions"])
 def set_stop_point(execution_id: str, json: m.StopPointBody) -> Reply:
     """Move the stop point of a live or paused execution (a paused one then waits for resume)."""
     who, execution = _acting(execution_id, TEAM_MEMBER, "set-stop-point")
-    return _out(_port().set_stop_point(execution.id, json.stopPoint, who.login))
+    return _out_now(_port().set_stop_point(execution.id, json.stopPoint, who.login))
 
 
 @bp.post("/devteam/executions/<execution_id>/manual-override")
-@spec.validate(json=m.OverrideBody, resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+@spec.validate(json=m.OverrideBody, resp=_declared(200, m.AutonomousExecutionOut, 403, 404, 409, 503), tags=["executions"])
 def manual_override(execution_id: str, json: m.OverrideBody) -> Reply:
-    """Mark a task done (ticked without the agent) or skipped; a paused or blocked execution resumes."""
+    """Mark a task done (ticked without the agent) or skipped, optionally saying why (`reason`); the override is
+    recorded as the task's outcome (task_outcomes.md, the PR, its commit); a paused or blocked execution resumes."""
     who, execution = _acting(execution_id, TEAM_MEMBER, "manual-override")
-    return _out(_port().override(execution.id, json.taskId, json.action, who.login))
+    return _out_now(_port().override(execution.id, json.taskId, json.action, who.login, json.reason or ""))
 
 
 @bp.post("/devteam/executions/<execution_id>/replay")
-@spec.validate(json=m.ReplayBody, resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["executions"])
+@spec.validate(json=m.ReplayBody, resp=_declared(200, m.AutonomousExecutionOut, 403, 404, 409, 503), tags=["executions"])
 def replay(execution_id: str, json: m.ReplayBody) -> Reply:
-    """Run a blocked or paused execution again from `fromTask` (its failures and later ones reset)."""
+    """Run a blocked or paused execution again from `fromTask`: it and the later tasks that failed or were skipped
+    run again (every failed task without it); 409 with the reason when that is none (a done task is never re-run)."""
     who, execution = _acting(execution_id, TEAM_MEMBER, "replay")
-    return _out(_port().replay(execution.id, who.login, json.fromTask, json.tool, json.stopPoint))
+    return _out_now(_port().replay(execution.id, who.login, json.fromTask, json.tool, json.stopPoint))
 
 
 @bp.get("/devteam/executions/<execution_id>/progress")
 @spec.validate(resp=_declared(200, m.ProgressOut, 404), tags=["executions"])
 def progress(execution_id: str) -> Reply:
-    """Every task with its status, attempts, tool, duration and error class; and the estimates."""
+    """Every task with its status, attempts, tool, duration and error class; and the estimates.
+
+    The PRD's TaskProgression beside them: `dependencies`, `acceptanceCriteria`, `durationMs`, `startedAt`,
+    `completedAt`, `executionLog` (its newest log lines and status moves) and `errorResolutionLog` (each
+    failed attempt and what came of it); and `progress` (percent), `estimatedCompletion` (ISO).
+    """
     _, execution = _visible(execution_id)
     starts, finishes = _port().estimate(execution)
-    tasks = [_task_out(t) for t in _store().tasks(execution.id).values()]
+    store = _store()
+    histories = prd.task_histories(store.log_lines(execution.id, TASK_HISTORY_ENTRIES))
+    tasks = [_progression_out(task, histories.get(task.task_id, prd.TaskHistory()))
+             for task in store.tasks(execution.id).values()]
+    settled = execution.status.is_settled or finishes is None
     return m.ProgressOut(executionId=execution.id, status=execution.status, stopPoint=execution.stop_point,
                          currentTask=execution.current_task, tasksCompleted=execution.tasks_completed,
                          tasksTotal=execution.tasks_total, tasks=tasks, estimatedStartSeconds=starts,
-                         estimatedFinishSeconds=finishes)
+                         estimatedFinishSeconds=finishes, estimatedStartMs=prd.ms(starts),
+                         estimatedFinishMs=prd.ms(finishes), progress=prd.percent_done(execution),
+                         lastProgressAt=prd.iso(execution.updated_at or execution.created_at),
+                         estimatedCompletion=None if settled else prd.iso_at(time.time() + (finishes or 0.0)))
 
 
 @bp.get("/devteam/executions/<execution_id>/artifacts")
@@ -317,16 +396,30 @@ def list_artifacts(execution_id: str) -> Reply:
         m.ArtifactOut(path=e.path, isDir=e.is_dir, size=e.size, url=f"{base}/{e.path}") for e in entries])
 
 
+def _task_fields(task: TaskProgress) -> dict[str, Any]:
+    return {"id": task.task_id, "title": task.title, "status": task.status, "attempts": task.attempts,
+            "tool": task.tool, "duration": task.duration, "errorClass": task.error_class,
+            "lastError": redact(task.last_error), "commit": task.commit, "overrideBy": task.override_by,
+            "taskId": task.task_id, "durationMs": prd.ms(task.duration), "retryCount": numbers.row(task, True).retries,
+            "dependencies": list(task.depends), "acceptanceCriteria": list(task.criteria)}
+
+
 def _task_out(task: TaskProgress) -> m.TaskOut:
-    return m.TaskOut(id=task.task_id, title=task.title, status=task.status, attempts=task.attempts,
-                     tool=task.tool, duration=task.duration, errorClass=task.error_class,
-                     lastError=redact(task.last_error), commit=task.commit, overrideBy=task.override_by)
+    return m.TaskOut(**_task_fields(task))
+
+
+def _progression_out(task: TaskProgress, history: prd.TaskHistory) -> m.TaskProgressionOut:
+    """A task with its history from the execution's event stream (the PRD's TaskProgression)."""
+    return m.TaskProgressionOut(
+        **_task_fields(task), startedAt=prd.iso(history.started_at), completedAt=prd.iso(history.completed_at),
+        executionLog=[m.LogEntryOut.model_validate(e) for e in history.log],
+        errorResolutionLog=[m.ErrorResolutionOut.model_validate(e) for e in history.errors])
 
 
 # -- history ------------------------------------------------------------------------------------
 def _record_out(record: history.Record) -> m.HistoryExecutionOut:
     return m.HistoryExecutionOut.model_validate(
-        {**record.execution.to_json(), "tasks": [_task_out(t) for t in record.tasks]})
+        {**_out(record.execution).model_dump(), "tasks": [_task_out(t) for t in record.tasks]})
 
 
 @bp.get("/devteam/history/executions")
@@ -384,12 +477,20 @@ def _trend_out(trend: history.Trend) -> m.CustomerTrendOut:
 # -- resources ----------------------------------------------------------------------------------
 def _resources() -> m.ResourcesOut:
     found = _port().resources()
+    store = _store()
+    stepping = store.ready.slots([w.current for w in found.workers if w.current])  # job id → execution id
+    running = resources.recorded(store.r, store.namespace, sorted(set(stepping.values())))
+    meter = current_app.extensions.setdefault(HOST_METER, resources.HostMeter())  # the Resources page's
+    total, available = found.memory_total_bytes, found.memory_available_bytes
     return m.ResourcesOut(
         workers=[m.WorkerOut(name=w.name, state=w.state, currentJob=w.current) for w in found.workers],
         slotsInUse=found.slots_in_use, readyExecutions=found.ready,
         queueDepths={str(p): n for p, n in found.queue_depths.items()},
         host=m.HostOut(cpuCount=found.cpu_count, loadAverage=list(found.load_average),
-                       memoryTotalBytes=found.memory_total_bytes, memoryAvailableBytes=found.memory_available_bytes))
+                       memoryTotalBytes=total, memoryAvailableBytes=available),
+        totalSlots=len(found.workers), availableSlots=max(len(found.workers) - found.slots_in_use, 0),
+        cpuUsage=meter.cpu_percent(), memoryUsage=round(100.0 * (total - available) / total, 1) if total else 0.0,
+        activeContainers=len(running))
 
 
 @bp.get("/devteam/resources/status")
@@ -408,16 +509,16 @@ def resources_queue() -> Reply:
     return m.QueueOut(entries=[
         m.QueueEntryOut(executionId=e.execution_id, repository=e.repository, status=ExecutionStatus(e.status),
                         priority=e.priority, position=e.position, waitingFor=e.waiting_for,
-                        estimatedStartSeconds=e.starts_in)
+                        estimatedStartSeconds=e.starts_in, estimatedStartMs=prd.ms(e.starts_in))
         for e in _port().queue() if who.sees(e.installation_id)])
 
 
 @bp.post("/devteam/resources/prioritize")
-@spec.validate(json=m.PrioritizeBody, resp=_declared(200, m.ExecutionOut, 403, 404, 409, 503), tags=["resources"])
+@spec.validate(json=m.PrioritizeBody, resp=_declared(200, m.AutonomousExecutionOut, 403, 404, 409, 503), tags=["resources"])
 def prioritize(json: m.PrioritizeBody) -> Reply:
     """Give an execution another priority; a waiting one moves in line at once (managers)."""
     who, execution = _acting(json.executionId, MANAGER, "prioritize")
-    return _out(_port().prioritise(execution.id, json.priority, who.login))
+    return _out_now(_port().prioritise(execution.id, json.priority, who.login))
 
 
 # -- a repository's task list (the dashboard's stop-point pickers) -------------------------------

@@ -20,7 +20,8 @@ from dashboard.auth import Viewer
 PAGE_ROWS = 50  # records on one page
 SCAN_CAP = 5000  # records looked at for one page (a page of a rare filter may come out short)
 CHUNK = 500  # records read per round trip
-DETAIL_CHARS = 300  # of a record's other fields, as shown
+DETAIL_CHARS = 300  # of each of a record's other fields, as shown
+DETAIL_FIELDS = 12  # other fields shown per record
 KINDS = ("execution.created", "execution.status", "execution.reprioritised", "execution.forgotten",
          "task.status", "task.override", "step.started", "step.finished", "budget.changed", "budget.exhausted")
 _SHOWN = frozenset({"id", "kind", "actor", "execution", "repo", "installation", "time", "status"})
@@ -57,7 +58,7 @@ class AuditRow:
     repo: str
     installation: int | None
     execution: str
-    details: str
+    details: tuple[tuple[str, str], ...]  # the record's other fields as (name, value), for a <dl>
 
     @property
     def iso(self) -> str:
@@ -121,14 +122,15 @@ def matches(record: Mapping[str, Any], query: AuditQuery) -> bool:
 
 
 def row(entry_id: str, record: Mapping[str, Any]) -> AuditRow:
-    """A record as a row: the common fields in columns, the rest as `key=value` words."""
-    extra = " ".join(f"{k}={_word(v)}" for k, v in record.items() if k not in _SHOWN and v not in ("", None))
+    """A record as a row: the common fields in columns, the rest as named fields."""
+    extra = tuple((str(k), _cut(_word(v))) for k, v in record.items()
+                  if k not in _SHOWN and v not in ("", None, [], {}))[:DETAIL_FIELDS]
     installation = str(record.get("installation", ""))
     stamp = record.get("time")
     return AuditRow(entry_id, float(stamp) if isinstance(stamp, (int, float)) else int(entry_id.split("-")[0]) / 1000,
                     str(record.get("actor", "")), str(record.get("kind", "")), str(record.get("repo", "")),
                     int(installation) if installation.isdigit() else None, str(record.get("execution", "")),
-                    extra[:DETAIL_CHARS] + ("…" if len(extra) > DETAIL_CHARS else ""))
+                    extra)
 
 
 # -- reading the stream -----------------------------------------------------------------------------
@@ -160,6 +162,10 @@ def _decode(data: Mapping[str, str]) -> dict[str, Any]:
     except ValueError:
         return {}
     return record if isinstance(record, dict) else {}
+
+
+def _cut(text: str) -> str:
+    return text[:DETAIL_CHARS] + ("…" if len(text) > DETAIL_CHARS else "")
 
 
 def _word(value: Any) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from clarity import eta
+from clarity import eta, numbers
 from clarity.models import Execution
+from clarity.numbers import Numbers
 from clarity.status import ExecutionStatus
 from clarity.store import Store
 from dashboard.auth import Viewer
@@ -20,7 +21,8 @@ class Row:
 
     execution: Execution
     task_seconds: float  # the repository's typical task duration
-    eta: str  # "about 12 min" left for a live execution, "" otherwise
+    eta: str  # what is left, in words, whatever the status (time_left)
+    numbers: Numbers  # progress, success rate, attempts (clarity.numbers): as every other surface shows them
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +52,19 @@ class Board:
 
 
 def time_left(execution: Execution, per_task: float) -> str:
-    """What the overview says about an execution's remaining time."""
-    if execution.status.is_active:
+    """What the pages say about an execution's remaining time, in every status (never blank)."""
+    status, left = execution.status, numbers.of(execution).left
+    if status.is_active:
+        if eta.unknown(execution):  # its list not read yet: 0/0 says nothing about time
+            return eta.WAITING
         return eta.eta_text(eta.remaining_tasks(execution) * per_task) + " left"
-    return ""
+    if status is ExecutionStatus.QUEUED:
+        return f"{eta.eta_text(max(left, 1) * per_task)} once it starts" if left else "waiting to start"
+    if status in (ExecutionStatus.PAUSED, ExecutionStatus.BLOCKED):
+        return f"{eta.eta_text(left * per_task)} left when resumed" if left else "nothing left before the stop point"
+    if status is ExecutionStatus.COMPLETED:
+        return "none: done"
+    return f"none: {status}"
 
 
 def group(executions: list[Execution], per_task: dict[str, float]) -> tuple[Customer, ...]:
@@ -64,7 +75,7 @@ def group(executions: list[Execution], per_task: dict[str, float]) -> tuple[Cust
         seconds = per_task.get(ex.repo, eta.DEFAULT_TASK_SECONDS)
         accounts.setdefault(ex.installation_id, ex.account)
         by_customer.setdefault(ex.installation_id, {}).setdefault(ex.repo, []).append(
-            Row(ex, seconds, time_left(ex, seconds)))
+            Row(ex, seconds, time_left(ex, seconds), numbers.of(ex)))
     return tuple(
         Customer(inst, accounts[inst], tuple(Repository(name, tuple(rows)) for name, rows in sorted(repos.items())))
         for inst, repos in sorted(by_customer.items(), key=lambda item: accounts[item[0]].lower()))
@@ -73,7 +84,7 @@ def group(executions: list[Execution], per_task: dict[str, float]) -> tuple[Cust
 def build(store: Store, viewer: Viewer) -> Board:
     """The board for a viewer: only installations they see; counts over every execution they see."""
     executions = [e for e in store.executions(limit=SHOWN) if viewer.sees(e.installation_id)]
-    repos = sorted({e.repo for e in executions if e.status.is_active})
+    repos = sorted({e.repo for e in executions if not e.status.is_terminal})
     pipe = store.r.pipeline(transaction=False)
     for repo in repos:
         pipe.lrange(f"{store.namespace}:repo:{repo}:durations", 0, -1)

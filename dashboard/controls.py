@@ -87,7 +87,11 @@ def press(execution_id: str, action: str) -> ResponseReturnValue:
         abort(404, description=f"no execution {execution_id}")
     if not who.may(execution.installation_id, ROLE):
         abort(403, description=f"{action} needs the {ROLE} role in {execution.account}")
+    # Where the execution's stream stands before the job is queued: the page's notice ("Stop requested")
+    # lasts until a status change after this point shows the engine acted on it (dashboard.execview).
+    newest = store.log_lines(execution_id, 1)
+    at = newest[-1]["id"] if newest else "0-0"
     queue: Queue = current_app.extensions["clarity.control_queue"]
     queue.enqueue(DASHBOARD_ACTION_JOB, execution_id, action, who.login,
                   description=f"dashboard {action} {execution_id} by {who.login}", result_ttl=3600)
-    return redirect(f"/executions/{execution_id}?requested={action}", code=303)
+    return redirect(f"/executions/{execution_id}?requested={action}&at={at}", code=303)

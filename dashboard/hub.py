@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -73,9 +74,11 @@ def parse(raw: str) -> Event | None:
 class Hub:
     """The process's one subscription and its subscribers."""
 
-    def __init__(self, client: redis.Redis, channel: str) -> None:
+    def __init__(self, client: redis.Redis, channel: str, shape: Callable[[str], str] | None = None) -> None:
         self.client = client
         self.channel = channel
+        # What each event becomes before it is offered (dashboard.updates adds the PRD's fields), once per process.
+        self.shape: Callable[[str], str] = shape or _as_is
         self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -153,7 +156,7 @@ class Hub:
             if message is None or message.get("type") != "message":
                 continue
             data = message["data"]
-            event = parse(data.decode() if isinstance(data, bytes) else data)
+            event = parse(self.shape(data.decode() if isinstance(data, bytes) else data))
             if event is not None:
                 self.delivered += 1
                 self.publish(event)
@@ -163,6 +166,10 @@ class Hub:
         with self._lock:
             for subscriber in self._subscribers:
                 subscriber.lagging.set()
+
+
+def _as_is(raw: str) -> str:
+    return raw
 
 
 def wait_subscribed(hub: Hub, timeout: float = 5.0) -> bool:

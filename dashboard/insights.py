@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
-from clarity import history
+from clarity import history, numbers
 from clarity.store import Store
 from dashboard.appctx import store as _store
 from dashboard.auth import Viewer
@@ -115,7 +115,7 @@ def seconds_text(seconds: float) -> str:
 
 def rate_text(tally: history.Tally) -> str:
     """A success rate with what it is made of: 75% (3 of 4)."""
-    return f"{tally.success_rate * 100:.0f}% ({tally.completed} of {tally.ran})"
+    return f"{numbers.rate_text(tally.completed, tally.failed)} ({tally.completed} of {tally.ran})"
 
 
 def rate_bars(rows: Sequence[tuple[str, history.Tally]]) -> Bars:

@@ -33,15 +33,19 @@ from flask.typing import ResponseReturnValue
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
+from clarity import numbers
+from clarity.engine_port import EnginePort
 from clarity.models import Execution
 from clarity.settings import Settings
 from clarity.status import ExecutionStatus
 from clarity.store import NotFound, Store
 from dashboard import auth
+from dashboard.appctx import PORT
 from dashboard.appctx import store as _store
 from dashboard.audit import is_stream_id
 from dashboard.headers import origin
 from dashboard.hub import Event, Hub, Subscriber, wait_subscribed
+from dashboard.updates import ProgressUpdates
 
 bp = Blueprint("live", __name__, static_folder="static", static_url_path="/assets")
 sock = Sock()
@@ -78,15 +82,23 @@ def hub_of(app: Flask) -> Hub:
 def init_app(app: Flask) -> None:
     """Register the feed on an app whose `clarity.store` is set; no connection is made until a socket opens."""
     store = _store(app)
-    app.extensions["clarity.live_hub"] = Hub(store.r, store.events_channel)
+    updates = ProgressUpdates(store, lambda execution: _finishes_in(app, execution))
+    app.extensions["clarity.live_hub"] = Hub(store.r, store.events_channel, updates.shape)
     app.register_blueprint(bp)
     app.jinja_env.globals["badges"] = BADGES  # live.js shows the same badge beside the status word
+    app.jinja_env.filters["numbers"] = numbers.of  # `ex|numbers`: the figures every surface shows (clarity.numbers)
+
+
+def _finishes_in(app: Flask, execution: Execution) -> float | None:
+    """Seconds until an execution should finish, as the API's progress says (the engine port's estimate)."""
+    port: EnginePort | None = app.extensions.get(PORT)
+    return port.estimate(execution)[1] if port is not None else None
 
 
 # -- the messages -----------------------------------------------------------------------------------
 def snapshot(execution: Execution) -> str:
     """The message that (re)states an execution's record."""
-    return json.dumps({"type": "snapshot", "execution": execution.to_json(),
+    return json.dumps({"type": "snapshot", "execution": execution.to_json(), "numbers": numbers.of(execution).to_json(),
                        "badge": execution.status.badge}, default=str)
 
 
@@ -133,7 +145,7 @@ def _id_key(entry_id: str) -> tuple[int, int]:
 
 
 def catch_up(store: Store, who: auth.Viewer, cursors: dict[str, str], since: float | None,
-             seen: dict[str, str]) -> list[str]:
+             seen: dict[str, str], shape: Callable[[str], str] | None = None) -> list[str]:
     """What a page missed: snapshots of executions updated since `since`, then for each cursor the
     execution's snapshot and its stream entries after the cursor (the log, task and status events).
 
@@ -160,7 +172,8 @@ def catch_up(store: Store, who: auth.Viewer, cursors: dict[str, str], since: flo
         start = f"({cursor}" if cursor else "-"
         for entry_id, data in store.r.xrange(stream_key(store, execution_id), start, "+"):
             seen[execution_id] = entry_id
-            messages.append(entry_message(entry_id, data))
+            message = entry_message(entry_id, data)
+            messages.append(shape(message) if shape else message)  # as the hub shaped it live
     return messages
 
 
@@ -199,7 +212,7 @@ def live(ws: Any) -> None:
         wait_subscribed(hub)
         ws.send(json.dumps({"type": "hello", "time": time.time()}))
         seen: dict[str, str] = {}
-        for message in catch_up(store, who, cursors, since, seen):
+        for message in catch_up(store, who, cursors, since, seen, hub.shape):
             ws.send(message)
         _forward(ws, subscriber, seen)
     finally:
@@ -273,6 +286,6 @@ def poll() -> ResponseReturnValue:
         return jsonify({"message": "after must be a stream id like 1700000000000-0 (the `id` of the last event "
                                    f"seen) or empty, got {after[:80]!r}"}), 400
     cursors = {execution_id: after} if execution_id else {}
-    messages = catch_up(_store(), who, cursors, since, {})
+    messages = catch_up(_store(), who, cursors, since, {}, hub_of(current_app._get_current_object()).shape)  # type: ignore[attr-defined]
     return current_app.response_class(f'{{"time": {now!r}, "messages": [{", ".join(messages)}]}}',
                                       mimetype="application/json")

@@ -2,7 +2,8 @@
 
 Hierarchy comes from the id, as in tasks_list.md (DESIGN §3). The engine's table holds the tasks it runs,
 which are leaves; their parents are not in it, so the tree adds a row for each missing parent (the page
-fills in its title from the task list), counting the tasks under it that are done. Pure functions.
+names it with the title `titles` give, from the task list: dashboard.titles), counting the tasks under it that
+are done. Pure functions.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Row:
     progress: TaskProgress | None = None
     done: int = 0  # a parent: tasks under it in the table that are completed
     total: int = 0  # a parent: tasks under it in the table
+    title: str = ""  # a parent: its title in the task list ("" when unknown)
 
 
 def level(task_id: str) -> int:
@@ -36,7 +38,12 @@ def ancestors(task_id: str) -> list[str]:
     return [".".join(parts[:n]) for n in range(1, len(parts))]
 
 
-def rows(tasks: Mapping[str, TaskProgress]) -> list[Row]:
+def parents(tasks: Mapping[str, TaskProgress]) -> list[str]:
+    """The ids the tree adds rows for: parents of the table's tasks that the table does not hold."""
+    return list(dict.fromkeys(p for t in tasks.values() for p in ancestors(t.task_id) if p not in tasks))
+
+
+def rows(tasks: Mapping[str, TaskProgress], titles: Mapping[str, str] | None = None) -> list[Row]:
     """The table in its order, each task preceded by the parents not shown yet that the table does not hold."""
     under: dict[str, list[TaskProgress]] = {}
     for progress in tasks.values():
@@ -49,7 +56,8 @@ def rows(tasks: Mapping[str, TaskProgress]) -> list[Row]:
             if parent not in shown and parent not in tasks:
                 below = under[parent]
                 found.append(Row(parent, level(parent), None,
-                                 sum(1 for p in below if p.status is TaskStatus.COMPLETED), len(below)))
+                                 sum(1 for p in below if p.status is TaskStatus.COMPLETED), len(below),
+                                 (titles or {}).get(parent, "")))
                 shown.add(parent)
         found.append(Row(progress.task_id, level(progress.task_id), progress))
         shown.add(progress.task_id)

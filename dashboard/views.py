@@ -13,7 +13,7 @@ from clarity.models import Execution
 from clarity.redaction import redact
 from clarity.settings import Settings
 from clarity.store import NotFound
-from dashboard import board, controls, start, tasktree
+from dashboard import artifactlist, board, controls, execview, start
 from dashboard.appctx import store as _store
 from dashboard.live import viewer
 
@@ -46,15 +46,13 @@ def _execution_or_404(execution_id: str) -> Execution:
 @bp.get("/executions/<execution_id>")
 def execution(execution_id: str) -> ResponseReturnValue:
     """One execution: its task tree, links, controls and recent log lines."""
-    ex, store = _execution_or_404(execution_id), _store()
-    log = store.log_lines(execution_id, 300)
-    requested = request.args.get("requested", "")
-    tree = tasktree.rows(store.tasks(execution_id))
-    return render_template("execution.html", ex=ex, tree=tree, log=log, web_url=_settings().web_url,
-                           unsandboxed=_settings().sandbox == "none",
-                           cursor=log[-1]["id"] if log else "", controls=controls.for_page(viewer(), ex),
-                           steering=controls.steering(viewer(), ex, tree),
-                           requested=requested if requested in {a for a, _, _ in controls.CONTROLS} else "")
+    ex = _execution_or_404(execution_id)
+    action = request.args.get("requested", "")
+    page = execview.build(_store(), ex, action if action in {a for a, _, _ in controls.CONTROLS} else "",
+                          request.args.get("at", ""))
+    return render_template("execution.html", ex=ex, page=page, web_url=_settings().web_url,
+                           unsandboxed=_settings().sandbox == "none", controls=controls.for_page(viewer(), ex),
+                           steering=controls.steering(viewer(), ex, page.tree))
 
 
 @bp.get("/api/executions/<execution_id>")
@@ -89,11 +87,14 @@ def execution_artifacts(execution_id: str, relpath: str = "") -> ResponseReturnV
     _execution_or_404(execution_id)
     settings = _settings()
     found = artifacts.lookup(settings.artifacts_dir, execution_id, relpath, settings.artifact_max_bytes)
+    if found is None and not relpath.strip("/"):
+        found = []  # no attempt has left anything yet: an empty listing, not a missing page
     if found is None:
         abort(404, description=f"no artifact {relpath!r} in execution {execution_id}")
     if isinstance(found, list):
         return render_template("artifacts.html", execution_id=execution_id, here=relpath.strip("/"),
-                               entries=found, cut=len(found) >= artifacts.MAX_LISTED)
+                               groups=artifactlist.group(found), size_text=artifactlist.size_text,
+                               artifacts_shown=len(found), cut=len(found) >= artifacts.MAX_LISTED)
     text = artifacts.cap(redact(found.decode("utf-8", "replace")), settings.artifact_max_bytes)
     response = Response(text, mimetype="text/plain")
     # Text a check wrote: never sniffed as HTML, never run as a page even if a browser tried.

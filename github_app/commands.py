@@ -41,6 +41,8 @@ from functools import cache
 from typing import TypeVar
 
 from clarity import budget as budgets
+from clarity import stopping
+from clarity.actors import literal
 
 PREFIX = "/clarity"
 MAX_BODY_CHARS = 65536
@@ -51,6 +53,7 @@ _HELP_INTRO = (
     " `<pre>` are ignored."
 )
 _SHOWN_CHARS = 60  # echo at most this much of a bad word back to the user
+REASON_CHARS = 200  # an override's reason: it goes into comments, `task_outcomes.md`, the PR and a commit
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _FENCE_OPEN = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
@@ -97,6 +100,7 @@ class Command:
     task_id: str | None = None  # for stop-point, retry and override
     outcome: str | None = None  # for override: "done" or "skipped"
     budget: str | None = None  # canonical budget words (clarity.budget.parse_spec reads them)
+    reason: str | None = None  # for override: why, in the person's words (the rest of the line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,7 @@ class OptionSpec:
     value: ValueSpec
     summary: str
     many: bool = False  # the value is every word up to the next option, not just one
+    rest: bool = False  # the value is every word to the end of the line (free text: no option is read in it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +159,7 @@ _Named = TypeVar("_Named", VerbSpec, OptionSpec)
 
 def _code(text: str) -> str:
     """Markdown code span for user text: safe against backticks and @mentions, and kept short."""
-    if len(text) > _SHOWN_CHARS:
-        text = text[:_SHOWN_CHARS] + "…"
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+    return literal(text, _SHOWN_CHARS)
 
 
 def _canonical_id(word: str) -> str | None:
@@ -204,6 +204,13 @@ def _read_outcome(word: str) -> str:
     return word.lower()
 
 
+def _read_reason(words: str) -> str:
+    """Read why a person overrides a task: free words, one line, at most REASON_CHARS characters."""
+    if len(words) > REASON_CHARS:
+        raise _Problem(f"a reason is at most {REASON_CHARS} characters; this one has {len(words)}.")
+    return words
+
+
 def _read_budget(words: str) -> str:
     """Read budget limits (`30m $5 attempts=40`) into their canonical words."""
     for word in words.split():
@@ -221,6 +228,7 @@ OUTCOME = ValueSpec("<done/skipped>", "`done` or `skipped`", "done", _read_outco
 TOOL_NAME = ValueSpec("<name>", "tool name", "aider", _read_tool)
 PRIORITY = ValueSpec("<1-10>", "priority from 1 to 10", "5", _read_priority)
 LIMITS = ValueSpec("<limits>", "budget limit", "30m $5", _read_budget)
+WHY = ValueSpec("<why>", "reason", "the flaky upstream test is fixed by hand", _read_reason)
 BUDGET = OptionSpec(
     "budget", (("budget",),), LIMITS,
     "limit the execution's active time (`30m`, `2h`), agent cost (`$5`), `attempts=40` or `tokens=500k`,"
@@ -258,14 +266,16 @@ GRAMMAR: tuple[VerbSpec, ...] = (
     VerbSpec(Verb.PAUSE, (("pause",),), "Pause the running execution after the task in progress."),
     VerbSpec(Verb.RESUME, (("resume",),), "Resume a paused execution; one paused by its budget resumes only"
              " once the budget allows it (raise it with `budget`).", options=(BUDGET,)),
-    VerbSpec(Verb.STOP, (("stop",),), "Stop the running execution after the task in progress."),
+    VerbSpec(Verb.STOP, (("stop",),), stopping.MEANS),
     VerbSpec(
         Verb.RETRY,
         (("retry",),),
-        "Re-run a blocked or failed task (without an id: the one that blocked the execution).",
+        "Run a failed or skipped task again (without an id: every failed task) and continue the execution;"
+        " a named task that did not fail is refused, with the reason.",
         argument=TASK_ID,
     ),
-    VerbSpec(Verb.STATUS, (("status",),), "Reply with the state of this repository's execution."),
+    VerbSpec(Verb.STATUS, (("status",),), "Reply with the state of this issue's execution and the command that"
+             " moves it on; anyone who can read the repository may ask."),
     VerbSpec(
         Verb.PRIORITY,
         (("priority",),),
@@ -276,13 +286,16 @@ GRAMMAR: tuple[VerbSpec, ...] = (
     ),
     VerbSpec(
         Verb.OVERRIDE,
-        (("override",),),
+        (("override",), ("manual-override",)),
         "Mark a blocked, failed or open task as done (ticked and committed by Clarity, without the agent)"
-        " or skipped (never run; tasks that depend on it cannot run either), then continue the execution.",
+        " or skipped (never run; tasks that depend on it cannot run either), then continue the execution."
+        " Either way `task_outcomes.md`, the PR and the commit record who, when and why.",
         argument=TASK_ID,
         argument_required=True,
         second=OUTCOME,
         second_field="outcome",
+        options=(OptionSpec("reason", (("because",), ("reason",), ("reason:",)), WHY,
+                            "why, in your words: the rest of the line", rest=True),),
     ),
     VerbSpec(Verb.HELP, (("help",),), "Show this help."),
 )
@@ -368,6 +381,11 @@ def _find_option(spec: VerbSpec, words: list[str], at: int) -> tuple[OptionSpec,
 def _unexpected(spec: VerbSpec, said: str, raw: list[str], at: int) -> _Problem:
     """The problem with a word that is neither the argument nor an option of the verb."""
     head = f"`{PREFIX} {said}`"
+    if spec.second is not None and spec.argument is not None:  # override: two positionals, then its option
+        then = ", then optionally " + " or ".join(f"`{' '.join(o.names[0])} {o.value.placeholder}`"
+                                                  for o in spec.options) if spec.options else ""
+        return _Problem(f"{head} takes one {spec.argument.noun} and then {spec.second.noun}{then}, "
+                        f"got {_code(' '.join(raw))}.")
     if not spec.options:
         if spec.argument is None:
             return _Problem(f"{head} takes no arguments, got {_code(' '.join(raw))}.")
@@ -414,11 +432,11 @@ def _read_arguments(spec: VerbSpec, said: str, raw: list[str], words: list[str])
         if option.field in values:
             raise _Problem(_repeated(option))
         value_at = at + len(name)
-        if value_at >= len(raw) or _find_option(spec, words, value_at) is not None:
+        if value_at >= len(raw) or (not option.rest and _find_option(spec, words, value_at) is not None):
             typed = f"{said} {' '.join(name)}"
             example = f"`{PREFIX} {typed} {option.value.example}`"
             raise _Problem(f"`{PREFIX} {typed}` needs a {option.value.noun}, like {example}.")
-        end = value_at + 1
+        end = len(raw) if option.rest else value_at + 1
         while option.many and end < len(raw) and _find_option(spec, words, end) is None:
             end += 1
         values[option.field] = option.value.read(" ".join(raw[value_at:end]))

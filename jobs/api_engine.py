@@ -21,6 +21,7 @@ from githubkit.exception import GitHubException, RequestFailed
 from rq import Worker
 
 from clarity import repoconfig, tasklist
+from clarity.actors import shown
 from clarity.engine_port import (
     Conflict,
     Missing,
@@ -39,7 +40,7 @@ from github_app import repos
 from github_app.client import describe_error
 from github_app.commands import Command, Verb
 from github_app.reporting import Reporter
-from jobs import control, scheduler
+from jobs import admission, control, scheduler
 from jobs.context import PRIORITIES, Engine
 from jobs.intake import CommentEvent
 
@@ -115,10 +116,13 @@ class ApiEngine:
             raise Missing(f"Clarity is not installed on {start.repository}")
         reporter = HeldReporter(Reporter(self.eng.github.client(installation), start.repository))
         if start.issue_number is None:
+            disabled = admission.refusal(admission.config_at(reporter, start.repository, ("",)))
+            if disabled:  # before a tracking issue is opened for a run that cannot start
+                raise Conflict(disabled)
             self._known(reporter, start.repository, ("",), start.stop_point, "stopPoint")
             scope = f"until task {start.stop_point}" if start.stop_point else "to the end of the list"
             number = reporter.open_issue(f"Clarity: run {scope}", (
-                f"Started through the REST API by {start.actor}. This issue tracks the execution: its pull "
+                f"Started through the REST API by {shown(start.actor)}. This issue tracks the execution: its pull "
                 "request refers to it, and `/clarity` commands written here steer it."))
             issue = repos.IssueRef(number, False, False, "open")
         else:
@@ -161,12 +165,12 @@ class ApiEngine:
         return self._done(reporter, result, target.id)
 
     @reaching_github
-    def override(self, execution_id: str, task_id: str, outcome: str, actor: str) -> Execution:
-        """As `/clarity override <id> done|skipped`."""
+    def override(self, execution_id: str, task_id: str, outcome: str, actor: str, reason: str = "") -> Execution:
+        """As `/clarity override <id> done|skipped [because <reason>]`."""
         target, reporter = self._target(execution_id)
         self._known(reporter, target.repo, (target.branch, target.base_branch), task_id, "taskId")
-        return self._done(reporter, control.override_task(self.eng, reporter, target, task_id, outcome, actor),
-                          target.id)
+        return self._done(reporter, control.override_task(self.eng, reporter, target, task_id, outcome, actor,
+                                                          reason), target.id)
 
     @reaching_github
     def replay(self, execution_id: str, actor: str, from_task: str | None = None, tool: str | None = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -63,6 +64,13 @@ class AttemptPlan:
     # The one folder the sandbox may write besides the workspace (prompt in, usage out); None: `exchange`
     # beside the artifacts folder (for callers that hand the sandbox no other writable place).
     exchange: Path | None = None
+    # The task's number for this plan's first attempt: attempts count on across rounds (a retry, a replay, a
+    # recovered step) and tools, so each one's evidence has a folder of its own (`attempt-<n>/`, never reused).
+    first_attempt: int = 1
+
+    def number(self, attempt: int) -> int:
+        """The task's number for this plan's `attempt` (1 = its first)."""
+        return self.first_attempt + attempt - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,10 @@ class TaskResult:
     error_class: str = ""  # jobs.failures.ErrorClass of the last failed attempt
     error_classes: tuple[str, ...] = ()  # one per failed attempt, in order
     usage: Usage = field(default_factory=Usage)  # tokens and dollars the agent reported, over every attempt
+    # How the last attempt's agent ended when it did not finish (so its checks never ran): "crashed",
+    # "timed out", ... and its exit code; "" and None when the agent finished.
+    agent_stop: str = ""
+    agent_exit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +102,8 @@ class Attempted:
     output: str
     checks: tuple[CheckResult, ...]
     usage: Usage
+    agent_stop: str = ""  # as TaskResult's
+    agent_exit: int | None = None
 
 
 Hook = Callable[[str, int, str], None]  # (event, attempt, detail): "attempt", "verifying", "failed"
@@ -104,6 +118,7 @@ def attempt_task(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, o
     results: tuple[CheckResult, ...] = ()
     output = ""
     used = Usage()
+    done: Attempted | None = None
     for attempt in range(1, plan.retries + 2):
         _raise_if(cancel)
         if plan.meter is not None:
@@ -127,24 +142,29 @@ def attempt_task(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, o
             raise Cancelled()
     return TaskResult(False, len(classes), time.monotonic() - started, results,
                       errors[-1] if errors else "", output, tuple(errors), classes[-1] if classes else "",
-                      tuple(classes), used)
+                      tuple(classes), used, done.agent_stop if done else "", done.agent_exit if done else None)
 
 
 def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, attempt: int,
                  previous_error: str | None, previous_class: str, on: Hook) -> Attempted:
     """One attempt: the agent in the sandbox, then (when it exited well) the acceptance checks."""
-    folder = plan.artifacts / f"attempt-{attempt}"  # the evidence: the worker's alone
+    number = plan.number(attempt)
+    folder = plan.artifacts / f"attempt-{number}"  # the evidence: the worker's alone, one folder per attempt
     folder.mkdir(parents=True, exist_ok=True)
-    box = exchange.fresh(exchange_of(plan) / f"attempt-{attempt}")  # the run's: emptied by us first
+    box = exchange.fresh(exchange_of(plan) / f"attempt-{number}")  # the run's: emptied by us first
     agent_task = agents.AgentTask(
         task_id=plan.task.id, title=plan.task.title, description=plan.task.description,
         checks=plan.task.checks, files=plan.task.files, attempt=attempt, previous_error=previous_error,
         repo=plan.repo, branch=plan.branch, error_class=previous_class)
     prompt = _hand_in(agents.write_prompt(folder / "prompt.md", agent_task), box, plan.max_artifact_bytes)
-    invocation = agents.build(plan.agent, agent_task, prompt, plan.workdir, plan.agent_options)
-    refused = plan.allow.refuse_argv(invocation.argv)
-    if refused:  # an AgentError: the next tool of the route is tried, else the execution blocks
-        raise agents.AgentError(f"the agent `{plan.agent}` was not started: {refused}")
+    try:
+        invocation = agents.build(plan.agent, agent_task, prompt, plan.workdir, plan.agent_options)
+        refused = plan.allow.refuse_argv(invocation.argv)
+        if refused:  # an AgentError: the next tool of the route is tried, else the execution blocks
+            raise agents.AgentError(f"the agent `{plan.agent}` was not started: {refused}")
+    except agents.AgentError:
+        shutil.rmtree(folder, ignore_errors=True)  # no attempt ran: its number goes to the one that does
+        raise
     # The agent's clock: min(task timeout, time left in the budget); the budget's kills are `budget`.
     timeout, budget_clock = budget.attempt_timeout(plan.limits.timeout,
                                                    plan.meter.time_left() if plan.meter is not None else None)
@@ -167,26 +187,32 @@ def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, a
     if not result.ok:
         run_class = classify_run(result.exit_code, result.timed_out, result.killed_by, budget_clock)
         agent_class = with_model(run_class or ErrorClass.AGENT_CRASHED, bool(model))
-        _save_result(folder, plan, attempt, result, None, agent_class)
-        why = "ran out of the execution's time budget" if run_class is ErrorClass.BUDGET else \
-            "timed out" if result.timed_out else (result.killed_by or f"exited with code {result.exit_code}")
+        _save_result(folder, plan, number, result, None, agent_class)
+        stop = _stopped(run_class, result)
+        if run_class is ErrorClass.BUDGET or result.timed_out:
+            why = stop
+        elif (result.killed_by or "").startswith("signal:"):
+            why = f"{stop}, exit code {result.exit_code}"
+        else:
+            why = result.killed_by or f"exited with code {result.exit_code}"
         head = f"The agent `{plan.agent}` {why} ({agent_class})"
         if agent_class is ErrorClass.MODEL_ERROR:  # the tool's own words say it; its output is in the artifacts
-            return Attempted(f"{head}{model}\n{output[-MODEL_OUTPUT_CHARS:]}", agent_class, output, (), spent)
-        return Attempted(f"{head}.\n{output}", agent_class, output, (), spent)
+            return Attempted(f"{head}{model}\n{output[-MODEL_OUTPUT_CHARS:]}", agent_class, output, (), spent,
+                             stop, result.exit_code)
+        return Attempted(f"{head}.\n{output}", agent_class, output, (), spent, stop, result.exit_code)
     on("verifying", attempt, "")
     checks_started = time.monotonic()
     # Checks are offline whatever tool ran: the egress proxy (and the model's network) is the agent's alone.
     offline = dataclasses.replace(plan.limits, network=False, egress=())
     results = checks.run_checks(plan.checks, sandbox, plan.workdir, {}, offline, allow=plan.allow,
-                                default_timeout=plan.check_timeout)
+                                default_timeout=plan.check_timeout, cancel=cancel)
     checks_seconds = time.monotonic() - checks_started
     artifacts.write_text(folder / "checks.json", json.dumps([_check_json(r) for r in results], indent=2),
                          plan.max_artifact_bytes)
     checks_class = classify_checks(results)
     if checks_class is not None:
         checks_class = with_model(checks_class, bool(model))
-    _save_result(folder, plan, attempt, result, checks_seconds, checks_class)
+    _save_result(folder, plan, number, result, checks_seconds, checks_class)
     _raise_if(cancel)
     failed = [r for r in results if not r.passed]
     if failed:  # the checks' output may quote a secret: redacted before the next prompt, the task row, GitHub
@@ -196,6 +222,22 @@ def _one_attempt(plan: AttemptPlan, sandbox: Sandbox, cancel: threading.Event, a
         text = text[-MODEL_OUTPUT_CHARS:] if head else text[-ERROR_CHARS:]
         return Attempted(head + text, checks_class or ErrorClass.CHECK_FAILED, output, tuple(results), spent)
     return Attempted(None, "", output, tuple(results), spent)
+
+
+def _stopped(run_class: ErrorClass | None, result: Result) -> str:
+    """How an agent that did not finish ended, in words for the check run ("crashed", "timed out", ...)."""
+    if run_class is ErrorClass.BUDGET:
+        return "ran out of the execution's time budget"
+    if result.timed_out:
+        return "timed out"
+    if run_class is ErrorClass.INFRA:
+        return "could not be started"
+    if result.killed_by and result.killed_by.startswith("signal:"):
+        return f"crashed ({result.killed_by.removeprefix('signal:')})"
+    if result.killed_by:
+        return f"was killed for its {result.killed_by} limit" if run_class is ErrorClass.LIMIT else \
+            f"was killed ({result.killed_by})"
+    return "crashed"
 
 
 def _tool_report(agent: str, box: Path, result: Result) -> AgentReport:
@@ -243,11 +285,11 @@ def _save_diff(folder: Path, plan: AttemptPlan) -> None:
 def _save_result(folder: Path, plan: AttemptPlan, attempt: int, agent: Result, checks_seconds: float | None,
                  error_class: str | None) -> None:
     """`timings.json` (agent and checks durations, the sandbox's usage) and `result.json` (the verdict)."""
-    timings = {"attempt": attempt, "agent_seconds": round(agent.duration, 3),
+    timings = {"attempt": attempt, "tool": plan.agent, "agent_seconds": round(agent.duration, 3),
                "checks_seconds": None if checks_seconds is None else round(checks_seconds, 3),
                "usage": agent.usage, "isolation": agent.isolation}
     artifacts.write_text(folder / "timings.json", json.dumps(timings, indent=2), plan.max_artifact_bytes)
-    verdict = {"attempt": attempt, "passed": error_class is None, "error_class": error_class or "",
+    verdict = {"attempt": attempt, "tool": plan.agent, "passed": error_class is None, "error_class": error_class or "",
                "agent_exit_code": agent.exit_code, "timed_out": agent.timed_out, "killed_by": agent.killed_by}
     artifacts.write_text(folder / "result.json", json.dumps(verdict, indent=2), plan.max_artifact_bytes)
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from clarity import budget
+from clarity.actors import shown
 from clarity.budget import Budget, BudgetError, Usage
 from clarity.models import Execution
 from clarity.repoconfig import RepoConfig
@@ -156,5 +157,5 @@ def set_limits(store: Store, execution: Execution, spec: str, actor: str) -> Exe
     merged = budget.parse_spec(spec).over(budget.stored(execution.budget))
     updated = store.update(execution.id, budget=merged.spec())
     store.audit_event(updated, "budget.changed", actor, {"budget": merged.spec()})
-    store.log(execution.id, f"budget set by @{actor}: {merged.describe()}")
+    store.log(execution.id, f"budget set by {shown(actor)}: {merged.describe()}")
     return updated

@@ -6,19 +6,21 @@ and answers the person who asked.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import TYPE_CHECKING
 
 from githubkit.exception import RequestFailed
 
-from clarity import repoconfig, tasklist
+from clarity import numbers, repoconfig, stopping, tasklist
+from clarity.actors import literal, shown
 from clarity.models import Execution
 from clarity.status import ExecutionStatus, TaskStatus
 from clarity.tasklist import TaskListError
 from github_app import repos
 from github_app.commands import Command
 from github_app.reporting import Reporter
-from jobs import budgets, overrides, scheduler
+from jobs import admission, budgets, overrides, reports, reruns, scheduler
 from jobs.context import Engine
 
 if TYPE_CHECKING:
@@ -49,6 +51,9 @@ def _target_or_say(eng: Engine, reporter: Reporter, event: CommentEvent,
     """The issue's execution a command applies to; when there is none, say so on the issue."""
     target = _current(eng, event, statuses)
     if target is None:
+        newest = eng.store.find(event.repo, event.issue_number)
+        if newest:  # say where the issue's execution is, and what moves it from there
+            nothing += f" {_link(eng, newest[0])} is {newest[0].status}. {reports.next_move(newest[0])}".rstrip()
         reporter.comment(event.issue_number, nothing)
     return target
 
@@ -110,6 +115,11 @@ def run(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) 
     previous = _current(eng, event, RESUMABLE)
     branch = previous.branch if previous else f"clarity/issue-{event.issue_number}"
     refs = (branch, previous.base_branch) if previous else (branch, "")
+    config = admission.config_at(reporter, event.repo, refs if not event.is_pull_request or previous else ("",))
+    disabled = admission.refusal(config)
+    if disabled:
+        reporter.comment(event.issue_number, disabled)
+        return admission.REFUSED
     problem = unknown_task(reporter, event.repo, refs if not event.is_pull_request or previous else ("",),
                            command.until or command.only)
     if problem:
@@ -122,6 +132,7 @@ def run(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) 
         if command.budget:  # new limits replace the same ones, the others stay
             execution = budgets.set_limits(eng.store, execution, command.budget, event.author)
         _reset_failed(eng, execution, None)
+        _rescope(eng, reporter, execution)
         verb = "Resuming"
     else:
         if event.is_pull_request:
@@ -145,12 +156,12 @@ def run(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) 
         return f"queued {execution.id}"
     reporter.comment(event.issue_number, (
         f"{verb} execution {_link(eng, execution)} on branch `{execution.branch}`, {_scope(execution)}. "
-        "Progress appears as check runs and on the dashboard."))
+        "Progress appears as check runs and on the dashboard." + admission.parallel_note(config)))
     return f"started {execution.id}"
 
 
 def stop(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
-    """End this issue's execution: at once if it is not running, else at the next safe point."""
+    """End this issue's execution (clarity.stopping.MEANS says how)."""
     target = _target_or_say(eng, reporter, event, _live_statuses() + RESUMABLE,
                             "Nothing to stop: no execution is live on this issue.")
     if not target:
@@ -160,20 +171,22 @@ def stop(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command)
 
 def stop_execution(eng: Engine, reporter: Reporter | None, target: Execution, actor: str,
                    why: str = "") -> str:
-    """Stop one execution (from a comment, a button or an event); tell its issue when a reporter is given."""
-    reason = why or f"stopped by @{actor}"
+    """Stop one execution (from a comment, a button or an event); tell its issue when a reporter is given.
+
+    What a stop does is said once, in clarity.stopping; the replies quote it."""
+    reason = why or f"stopped by {shown(actor)}"
     orphaned = target.status.is_active and eng.store.lease_holder(target.repo) != target.id
     if target.status in (S.QUEUED, *RESUMABLE) or orphaned:
         # Nobody is working on it (waiting, settled, or its worker died and the lease expired): stop now.
         eng.store.remove_waiting(target.repo, target.id)
         eng.store.transition(target.id, S.STOPPED, actor, reason)
-        message = f"Stopped {_link(eng, target)}" + (f": {why}." if why else ".")
+        message = f"Stopped {_link(eng, target)}" + (f": {why}." if why else ".") + " " + stopping.sentence(stopping.AFTER)
     elif target.status.is_terminal:
         return f"already {target.status}"
     else:
         eng.store.set_flag(target.id, "stop", actor)
         message = (f"Stopping {_link(eng, target)}" + (f" ({why})" if why else "")
-                   + ": the running attempt is cancelled and its uncommitted changes are discarded.")
+                   + f": {stopping.RUNNING}. {stopping.sentence(stopping.AFTER)}")
     if reporter is not None:
         reporter.comment(target.issue_number, message)
     return f"stop {target.id}"
@@ -230,7 +243,7 @@ def move_stop_point(eng: Engine, reporter: Reporter, target: Execution, task_id:
     if problem:
         reporter.comment(target.issue_number, f"{problem}. The stop point stays {_scope(target)}.")
         return "refused: unknown task"
-    eng.store.update(target.id, stop_point=task_id)
+    _rescope(eng, reporter, eng.store.update(target.id, stop_point=task_id))
     eng.store.clear_flag(target.id, "stop_point_reached")  # else a resume would drop the new stop point
     reporter.comment(target.issue_number, f"{_link(eng, target)} now stops after task {task_id}.")
     return f"stop-point {target.id} {task_id}"
@@ -246,7 +259,13 @@ def retry(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command
 
 
 def retry_execution(eng: Engine, reporter: Reporter, target: Execution, actor: str, task_id: str | None) -> str:
-    """Make a failed task eligible again and continue (a comment, a Retry button or a re-run request)."""
+    """Make a failed task eligible again and continue (a comment, a Retry button or a re-run request); a named
+    task that did not fail or was not skipped is refused with the reason (jobs.reruns)."""
+    if target.status in RESUMABLE:
+        rerun = reruns.retry(eng.store.tasks(target.id), task_id)
+        if rerun.refusal:
+            reporter.comment(target.issue_number, f"{rerun.refusal[0].upper()}{rerun.refusal[1:]}. Nothing was retried.")
+            return f"refused: {rerun.refusal}"
     return _continue(eng, reporter, target, actor, task_id, "retry")
 
 
@@ -255,10 +274,12 @@ def replay_execution(eng: Engine, reporter: Reporter, target: Execution, actor: 
     """Run a blocked or paused execution again from `from_task` (the API's replay): that task and the ones
     after it in run order that failed or were skipped become pending, with another tool or stop point if given.
 
-    Tasks a person settled stay settled; without `from_task` every failed task runs again.
+    Tasks a person settled stay settled; without `from_task` every failed task runs again. A replay that would
+    run nothing again (the task is done, say) is refused with the reason, and changes nothing (jobs.reruns).
     """
     if target.status not in RESUMABLE:
-        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to replay.")
+        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to replay. "
+                                              f"{reports.next_move(target)}".rstrip())
         return f"nothing to replay: {target.status}"
     refs = (target.branch, target.base_branch)
     for named in (from_task, stop_point):
@@ -266,68 +287,74 @@ def replay_execution(eng: Engine, reporter: Reporter, target: Execution, actor: 
         if problem:
             reporter.comment(target.issue_number, f"{problem}. Nothing was replayed.")
             return f"refused: {problem}"
+    rerun = reruns.replay(eng.store.tasks(target.id), from_task)
+    if rerun.refusal:
+        reporter.comment(target.issue_number, f"{_link(eng, target)}: {rerun.refusal}. Nothing was replayed.")
+        return f"refused: {rerun.refusal}"
     if tool or stop_point:
         target = eng.store.update(target.id, **({"tool": tool} if tool else {}),
                                   **({"stop_point": stop_point} if stop_point else {}))
         if stop_point:
             eng.store.clear_flag(target.id, "stop_point_reached")
-    order = list(eng.store.tasks(target.id))
-    later = order[order.index(from_task):] if from_task in order else []
-    for task_id in later:
-        progress = eng.store.task(target.id, task_id)
-        if progress.status in (TaskStatus.FAILED, TaskStatus.SKIPPED) and not progress.override_by:
-            _reset_failed(eng, target, task_id)
-    eng.store.log(target.id, f"replay from {from_task or 'the failed tasks'} by @{actor}"
+            _rescope(eng, reporter, target)
+    eng.store.log(target.id, f"replay of {reruns.listed(rerun.tasks)} by {shown(actor)}"
                              + (f", tool {tool}" if tool else "") + (f", until {stop_point}" if stop_point else ""))
-    return _continue(eng, reporter, target, actor, from_task if from_task in later else None, "retry")
+    return _continue(eng, reporter, target, actor, None, "replay", rerun.tasks)
 
 
 def _continue(eng: Engine, reporter: Reporter, target: Execution, actor: str, task_id: str | None,
-              verb: str) -> str:
-    """Resume or retry: failed tasks (all, or `task_id`) become eligible and the execution goes back in line."""
+              verb: str, reopen: tuple[str, ...] | None = None) -> str:
+    """Resume, retry or replay: failed tasks (all, or `task_id`, or exactly `reopen`) become eligible and the
+    execution goes back in line; the reply names what runs again."""
     if target.status not in RESUMABLE:
-        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to {verb}.")
+        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to {verb}. "
+                                              f"{reports.next_move(target)}".rstrip())
         return f"nothing to {verb}: {target.status}"
-    over = _over_budget(reporter, target)
+    config = admission.config_at(reporter, target.repo, (target.branch, target.base_branch))
+    disabled = admission.refusal(config)
+    if disabled:
+        reporter.comment(target.issue_number, f"{_link(eng, target)} stays {target.status}. {disabled}")
+        return admission.REFUSED
+    over = budgets.over_budget(config, target) if config is not None else None  # unreadable: the step pauses
     if over:
         reporter.comment(target.issue_number, f"{_link(eng, target)} stays {target.status}: {over}. "
                                               f"To go on, {budgets.HINT}.")
         return f"refused: {over}"
-    _reset_failed(eng, target, task_id)
+    reset = [one for named in (reopen if reopen is not None else (task_id,))
+             for one in _reset_failed(eng, target, named)]
     if target.stop_point and eng.store.flag(target.id, "stop_point_reached"):
         target = eng.store.update(target.id, stop_point=None)  # that stop point is behind us: run on
+        _rescope(eng, reporter, target)
     target = scheduler.submit(eng, target, actor)
     if verb == "resume":
-        message = f"Resuming {_link(eng, target)}, {_scope(target)} (@{actor})."
+        message = f"Resuming {_link(eng, target)}, {_scope(target)} ({shown(actor)})."
+    elif verb == "replay":
+        message = (f"Replaying {reruns.listed(reset)} in {_link(eng, target)}, {_scope(target)}"
+                   + (f", with `{target.tool}`" if target.tool else "") + f" ({shown(actor)}).")
+    elif reset:
+        what = f"task {task_id}" if task_id else f"the failed {reruns.listed(reset)}"
+        message = f"Retrying {what} in {_link(eng, target)} ({shown(actor)})."
     else:
-        what = f"task {task_id}" if task_id else "the failed task"
-        message = f"Retrying {what} in {_link(eng, target)} (@{actor})."
+        message = f"Retrying {_link(eng, target)}: no task of it had failed; it goes on, {_scope(target)} ({shown(actor)})."
     reporter.comment(target.issue_number, message)
     return f"{verb} {target.id}"
 
 
-def _over_budget(reporter: Reporter, target: Execution) -> str | None:
-    """The used-up limit that keeps `target` from going on; None when it may (or the config is unreadable:
-    the step reads it again and pauses at once if need be)."""
-    try:
-        config = repoconfig.parse(_first_file(reporter, target.repo, repoconfig.CONFIG_PATH,
-                                              (target.branch, target.base_branch)))
-    except (RequestFailed, repoconfig.ConfigError):
-        return None
-    return budgets.over_budget(config, target)
-
-
 def override(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
-    """`/clarity override <id> done|skipped`: a person settles a task; a paused/blocked execution resumes."""
+    """`/clarity override <id> done|skipped [because …]`: a person settles a task; a paused/blocked execution resumes."""
     target = _target_or_say(eng, reporter, event, _live_statuses() + RESUMABLE,
                             "Nothing to override: no execution on this issue. Start one with `/clarity run`.")
     if not target or not command.task_id or not command.outcome:
         return "nothing to override"
-    return override_task(eng, reporter, target, command.task_id, command.outcome, event.author)
+    return override_task(eng, reporter, target, command.task_id, command.outcome, event.author, command.reason or "")
 
 
-def override_task(eng: Engine, reporter: Reporter, target: Execution, task_id: str, outcome: str, actor: str) -> str:
-    """Settle one task of an execution by hand (a comment or the API), then resume it if it was waiting."""
+def override_task(eng: Engine, reporter: Reporter, target: Execution, task_id: str, outcome: str, actor: str,
+                  reason: str = "") -> str:
+    """Settle one task of an execution by hand (a comment or the API), then resume it if it was waiting.
+
+    The override is an outcome like any other: the next step commits it to `task_outcomes.md` (who, when,
+    `reason`), and the PR's task table marks it (jobs.overrides)."""
     if target.status not in (*_live_statuses(), *RESUMABLE):
         reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to override.")
         return f"refused: {target.status}"
@@ -345,14 +372,23 @@ def override_task(eng: Engine, reporter: Reporter, target: Execution, task_id: s
     if problem:
         reporter.comment(target.issue_number, f"{problem[0].upper()}{problem[1:]}. Nothing was changed.")
         return f"refused: {problem}"
-    overrides.record(eng.store, target, progress, outcome, actor)
+    overrides.record(eng.store, target, progress, outcome, actor, reason)
     effect = (f"Clarity ticks it on `{target.branch}` in its own commit, without running the agent"
               if outcome == "done" else "it will not run, nor will tasks that depend on it")
-    reporter.comment(target.issue_number, f"Task {task_id} of {_link(eng, target)} marked "
-                                          f"**{outcome}** by @{actor}: {effect}.")
+    why = f" (reason: {literal(reason)})" if reason else ""
+    reporter.comment(target.issue_number, f"Task {task_id} of {_link(eng, target)} marked **{outcome}** by "
+                                          f"{shown(actor)}{why}: {effect}; `task_outcomes.md` records it.")
     if target.status in RESUMABLE:
         return _continue(eng, reporter, eng.store.get(target.id), actor, None, "resume")
     return f"override {target.id} {task_id} {outcome}"
+
+
+def _rescope(eng: Engine, reporter: Reporter, target: Execution) -> None:
+    """Count the execution's numbers over its new stop point at once (its next step counts them again)."""
+    tasks = _read_tasks(reporter, target.repo, (target.branch, target.base_branch))
+    if tasks is not None:
+        with contextlib.suppress(TaskListError):  # a stop point the list no longer has: the step blocks on it
+            eng.store.set_scope(target.id, numbers.scope(tasks, target.stop_point, target.only))
 
 
 def _read_tasks(reporter: Reporter, repo: str, refs: tuple[str, ...]) -> tasklist.TaskList | None:
@@ -395,17 +431,22 @@ def _starts(eng: Engine, execution: Execution) -> str:
     return "now" if est.starts_in == 0 else f"in {scheduler.eta_text(est.starts_in)}"
 
 
-def _reset_failed(eng: Engine, execution: Execution, task_id: str | None) -> None:
-    """Make failed/skipped tasks eligible again (all of them, or just `task_id`).
+def _reset_failed(eng: Engine, execution: Execution, task_id: str | None) -> list[str]:
+    """Make failed/skipped tasks eligible again (all of them, or just `task_id`); the ids made so.
 
-    A task a person marked skipped (`/clarity override`) stays skipped unless it is named.
+    A task a person marked skipped (`/clarity override`) stays skipped unless it is named. Its attempts stay
+    counted: the next ones go on from them (jobs.attempts), so no attempt's artifacts are ever written over.
     """
+    reset = []
     for progress in eng.store.tasks(execution.id).values():
         if progress.status in (TaskStatus.FAILED, TaskStatus.SKIPPED) and task_id in (None, progress.task_id) \
                 and not (progress.override_by and task_id is None):
-            eng.store.put_task(execution.id, dataclasses.replace(progress, status=TaskStatus.PENDING,
-                                                                 attempts=0, last_error="", override_by=""))
+            eng.store.put_task(execution.id, dataclasses.replace(progress, status=TaskStatus.PENDING, last_error="",
+                                                                 override_by="", override_reason="", override_at=0.0,
+                                                                 commit=""))
             eng.store.reset_recoveries(execution.id, progress.task_id)  # a person's retry: a fresh count
+            reset.append(progress.task_id)
+    return reset
 
 
 def _eta_line(eng: Engine, execution: Execution) -> str:
@@ -425,15 +466,22 @@ def status_text(eng: Engine, repo: str, issue_number: int) -> str:
     if not found:
         return "No execution on this issue yet. Start one with `/clarity run until <task id>`."
     execution = found[0]
+    # Each fact once: a running execution's reason is the engine's note of its last move ("task 2"), which
+    # "working on 2" already says; a stop point reached is its scope, said again.
+    reason = execution.reason if execution.status.is_settled else ""
+    scope = "" if reason and execution.stop_point and f"stop point {execution.stop_point}" in reason \
+        else f"{_scope(execution)}, "
     lines = [
         f"**Execution {_link(eng, execution)}**: {execution.status.badge} {execution.status}, "
-        f"{_scope(execution)}, {execution.tasks_completed}/{execution.tasks_total} tasks done"
+        f"{scope}{numbers.of(execution).tasks_text()}"
         + (f", working on {execution.current_task}" if execution.current_task else "")
-        + (f". {execution.reason}" if execution.reason else "") + _eta_line(eng, execution), "",
+        + (f". {reason[0].upper()}{reason[1:]}" if reason else "") + _eta_line(eng, execution) + ".", "",
         "| task | title | status | attempts |", "|---|---|---|---|",
     ]
     for progress in eng.store.tasks(execution.id).values():
         lines.append(f"| {progress.task_id} | {progress.title} | {progress.status} | {progress.attempts} |")
     if execution.pr_url:
         lines += ["", f"Pull request: {execution.pr_url}"]
+    if reports.next_move(execution):
+        lines += ["", reports.next_move(execution)]
     return "\n".join(lines)

@@ -131,7 +131,8 @@ def handle_comment(eng: Engine, event: CommentEvent) -> str:
     gh = eng.github.client(event.installation_id)
     reporter = Reporter(gh, event.repo)
     role, permission = authorize(gh, event.repo, event.author)
-    if role.rank < roles.Role.TEAM_MEMBER.rank:
+    if role.rank < roles.Role.TEAM_MEMBER.rank and all(role.rank < needed(item).rank for item in items):
+        # A reader whose comment holds nothing a reader may do (only status and help are reads): one refusal.
         reporter.comment(event.issue_number, roles.refusal(permission, event.author))
         return f"refused: {event.author} has {permission}"
     try:
@@ -141,7 +142,7 @@ def handle_comment(eng: Engine, event: CommentEvent) -> str:
     done = []
     for item in items:
         try:
-            done.append(_act(eng, reporter, event, item, role))
+            done.append(_act(eng, reporter, event, item, role, permission))
         except RequestFailed as exc:
             log.error("delivery %s: %s", event.delivery, describe_error(exc))
             done.append(f"error: {describe_error(exc)}")
@@ -162,14 +163,24 @@ def _managers(gh: Any, repo: str) -> tuple[str, ...]:
         return ()
 
 
-def _act(eng: Engine, reporter: Reporter, event: CommentEvent, item: Command | Reply, role: roles.Role) -> str:
+def needed(item: Command | Reply) -> roles.Role:
+    """The role a command needs (roles.NEEDED; team_member by default); a problem's reply, team_member."""
+    return roles.NEEDED.get(str(item.verb), roles.Role.TEAM_MEMBER) if isinstance(item, Command) \
+        else roles.Role.TEAM_MEMBER
+
+
+def _act(eng: Engine, reporter: Reporter, event: CommentEvent, item: Command | Reply, role: roles.Role,
+         permission: str) -> str:
+    want = needed(item)
+    if role.rank < want.rank:  # readers are told their permission, writers the role the command needs
+        what = str(item.verb) if isinstance(item, Command) else "a reply"
+        reporter.comment(event.issue_number, roles.refusal_for(what, want, role, event.author)
+                         if isinstance(item, Command) and role.rank >= roles.Role.TEAM_MEMBER.rank
+                         else roles.refusal(permission, event.author))
+        return f"refused: {what} needs {want}"
     if isinstance(item, Reply):
         reporter.comment(event.issue_number, item.text)
         return "replied: " + (item.problem or "help")
-    needed = roles.NEEDED.get(str(item.verb), roles.Role.TEAM_MEMBER)
-    if role.rank < needed.rank:
-        reporter.comment(event.issue_number, roles.refusal_for(str(item.verb), needed, role, event.author))
-        return f"refused: {item.verb} needs {needed}"
     if item.verb is Verb.HELP:
         reporter.comment(event.issue_number, commands.help_text())
         return "replied: help"

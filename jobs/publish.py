@@ -9,12 +9,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from githubkit.exception import RequestFailed
 
-from clarity import outcomes
+from clarity import numbers, outcomes
 from clarity.models import Execution, TaskProgress
 from clarity.status import TaskStatus
 from github_app.client import describe_error
 from github_app.reporting import STOP, Reporter
-from jobs import reports
+from jobs import overrides, reports
 from jobs.context import Engine
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def summary(eng: Engine, reporter: Reporter, ex: Execution, head_sha: str, final
     """
     try:
         name, url, line = reports.summary_name(ex), eng.dashboard_url(ex.id), reports.summary_line(ex)
+        said = f"{line}\n\n{reports.done_text(ex)}"  # the numbers, as the comments and the dashboard say them
         text = reports.progress_text(ex, eng.store.tasks(ex.id) if tasks is None else tasks)
         moved = bool(ex.summary_check_id and head_sha and ex.summary_sha != head_sha)
         if moved or not ex.summary_check_id:
@@ -95,7 +96,7 @@ def summary(eng: Engine, reporter: Reporter, ex: Execution, head_sha: str, final
             ended = _threads().submit(end_summary, reporter, ex, head_sha) if old and moved and not old_ended else None
             try:
                 eng.store.record_check(ex.id, SUMMARY, sha=head_sha)  # where recovery looks if no answer is heard
-                check_id = reporter.start_check(head_sha, name, url, f"{ex.id}:", line, actions=(STOP,),
+                check_id = reporter.start_check(head_sha, name, url, f"{ex.id}:", said, actions=(STOP,),
                                                 title=line, text=text)
             finally:
                 failed = ended.exception() if ended is not None else None  # waits for it, whatever happened
@@ -111,12 +112,28 @@ def summary(eng: Engine, reporter: Reporter, ex: Execution, head_sha: str, final
         assert ex.summary_check_id is not None
         if final:
             conclusion, buttons = reports.summary_conclusion(ex.status)
-            reporter.finish_check(ex.summary_check_id, conclusion, line, f"{line}\n\n{ex.reason}", text,
+            reporter.finish_check(ex.summary_check_id, conclusion, line, f"{said}\n\n{ex.reason}", text,
                                   actions=buttons)
         else:
-            reporter.update_check(ex.summary_check_id, line, line, text)
+            reporter.update_check(ex.summary_check_id, line, said, text)
     except RequestFailed as exc:  # reporting must never stop the engine
         log.warning("execution %s: summary check not updated: %s", ex.id, describe_error(exc))
+
+
+def pull_text(eng: Engine, ex: Execution, status: str, template: str | None,
+              tasks: Mapping[str, TaskProgress] | None = None) -> str | None:
+    """The body of the execution's PR (its numbers as every surface shows them); None before a task is done."""
+    done = [outcomes.DoneTask(t.task_id, t.title, t.commit, t.attempts,
+                              sum(1 for c in t.checks if c.get("passed")), len(t.checks),
+                              f"{eng.dashboard_url(ex.id)}/artifacts/{t.task_id}",
+                              f"{eng.settings.web_url}/{ex.repo}/commit/{t.commit}" if t.commit else "",
+                              overrides.mark(t))
+            for t in (eng.store.tasks(ex.id) if tasks is None else tasks).values()
+            if t.status is TaskStatus.COMPLETED or overrides.is_waived(t)]
+    if not done:
+        return None
+    return outcomes.pull_body(ex.issue_number, False, reports.scope(ex), eng.dashboard_url(ex.id),
+                              done, f"{status} · {numbers.of(ex).tasks_text()}", template)
 
 
 def refresh_pull(eng: Engine, reporter: Reporter, ex: Execution, status: str, template: str | None,
@@ -129,16 +146,9 @@ def refresh_pull(eng: Engine, reporter: Reporter, ex: Execution, status: str, te
         if ex.pr_number is None:
             eng.store.update(ex.id, pr_number=ex.issue_number)
         return
-    done = [outcomes.DoneTask(t.task_id, t.title, t.commit, t.attempts,
-                              sum(1 for c in t.checks if c.get("passed")), len(t.checks),
-                              f"{eng.dashboard_url(ex.id)}/artifacts/{t.task_id}",
-                              f"{eng.settings.web_url}/{ex.repo}/commit/{t.commit}")
-            for t in (eng.store.tasks(ex.id) if tasks is None else tasks).values()
-            if t.status is TaskStatus.COMPLETED]
-    if not done:
+    body = pull_text(eng, ex, status, template, tasks)
+    if body is None:
         return
-    body = outcomes.pull_body(ex.issue_number, False, reports.scope(ex), eng.dashboard_url(ex.id),
-                              done, status, template)
     # Where GitHub refuses drafts it is asked once per repository (the store remembers, not the reporter:
     # each step has its own, and the next execution here should not ask again); the PR is then never a draft.
     if reporter.drafts and eng.store.drafts_refused(ex.repo):

@@ -32,6 +32,7 @@ from rq.executions import Execution as RQExecution
 from rq.registry import StartedJobRegistry
 
 from clarity import history
+from clarity.actors import shown
 from clarity.models import Execution
 from clarity.settings import Settings
 from clarity.status import ExecutionStatus, IllegalTransition, TaskStatus
@@ -250,7 +251,7 @@ def _block(engine: Engine, ex: Execution, task_id: str) -> str:
     scheduler.release(engine, ex)
     try:
         Reporter(engine.github.client(ex.installation_id), ex.repo).comment(ex.issue_number, (
-            f"@{ex.requester} execution [`{ex.id}`]({engine.dashboard_url(ex.id)}) is blocked: {reason}. "
+            f"{shown(ex.requester)} execution [`{ex.id}`]({engine.dashboard_url(ex.id)}) is blocked: {reason}. "
             f"Look at the task's artifacts, then `/clarity retry {task_id}` or "
             f"`/clarity override {task_id} skipped`."))
     except (GitHubException, httpx.HTTPError) as exc:

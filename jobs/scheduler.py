@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 
 from rq import Worker
 
+from clarity.actors import shown
+
 # The arithmetic of estimates lives in clarity.eta, so the dashboard can share it.
-from clarity.eta import DEFAULT_TASK_SECONDS, eta_text, remaining_tasks, task_seconds  # noqa: F401
+from clarity.eta import DEFAULT_TASK_SECONDS, eta_text, remaining_tasks, task_seconds, unknown  # noqa: F401
 from clarity.models import Execution
 from clarity.ready import Ready, schedule
 from clarity.status import ExecutionStatus
@@ -105,7 +107,7 @@ def reprioritise(engine: Engine, execution: Execution, priority: int, actor: str
     execution = engine.store.update(execution.id, priority=priority)
     if engine.store.ready.reprioritise(execution.id, priority) and priority > previous:
         enqueue_slot(engine, priority)  # a slot on the faster queue; the old one finds nobody or another
-    engine.store.log(execution.id, f"priority {previous} → {priority} by @{actor}")
+    engine.store.log(execution.id, f"priority {previous} → {priority} by {shown(actor)}")
     engine.store.audit_event(execution, "execution.reprioritised", actor, {"from": previous, "to": priority})
     return execution
 
@@ -148,9 +150,11 @@ def estimate(engine: Engine, execution: Execution) -> Estimate:
         ahead = [store.lease_holder(execution.repo)] + store.waiting(execution.repo)
         ahead = ahead[:ahead.index(execution.id)] if execution.id in ahead else ahead
         wait = sum(remaining_tasks(found) for found in _still_known(engine, ahead)) * per_task
-        return Estimate(wait, wait + remaining_tasks(execution) * per_task, per_task)
+        return Estimate(wait, None if unknown(execution) else wait + remaining_tasks(execution) * per_task, per_task)
     until_worker = ready_wait(engine, execution.id, per_task)
-    return Estimate(until_worker, (until_worker or 0.0) + remaining_tasks(execution) * per_task, per_task)
+    # No end before the list is read: a fresh execution's 0/0 says nothing of how long it will take.
+    finishes = None if unknown(execution) else (until_worker or 0.0) + remaining_tasks(execution) * per_task
+    return Estimate(until_worker, finishes, per_task)
 
 
 def _still_known(engine: Engine, execution_ids: list[str | None]) -> list[Execution]:

@@ -19,11 +19,12 @@ from pathlib import Path
 from githubkit.exception import GitHubException, RequestFailed
 from rq import get_current_job
 
-from clarity import logcontext, metrics, outcomes, repoconfig, tasklist
+from clarity import logcontext, metrics, numbers, outcomes, repoconfig, tasklist
+from clarity.actors import shown
 from clarity.models import Execution, TaskProgress
 from clarity.repoconfig import RepoConfig
 from clarity.status import ExecutionStatus, TaskStatus
-from clarity.store import Brief
+from clarity.store import Brief, Store
 from clarity.tasklist import Task, TaskList, TaskListError
 from github_app.annotations import Annotation
 from github_app.client import RetryLater, describe_error
@@ -40,7 +41,7 @@ from jobs import (
     scheduler,
     toolchain,
 )
-from jobs.attempts import AttemptPlan, Cancelled, TaskResult, exchange_of
+from jobs.attempts import AttemptPlan, Cancelled, Hook, TaskResult, exchange_of
 from jobs.context import Engine
 from jobs.context import engine as default_engine
 from jobs.failures import classify_exception
@@ -114,6 +115,7 @@ class Step:
         self.pr_template: str | None = None  # `.github/clarity_pr_template.md`, if the repo has one
         self.head_sha = ""  # the branch head as this step last saw it: the summary check lives there
         self.later: float | None = None  # GitHub asked us to slow down: the next step in this many seconds
+        self.attempts_before = 0  # the task's attempts in earlier rounds: this step's go on from them
 
     # -- the step -------------------------------------------------------------------------------
     def run(self) -> str:
@@ -156,7 +158,7 @@ class Step:
         self.reporter = Reporter(self._client(ex.installation_id), ex.repo,
                                  sandboxes.UNSANDBOXED if self.eng.settings.sandbox == "none" else "")
         if self.store.flag(ex.id, "stop"):
-            return self._finish(ex, S.STOPPED, f"stopped by @{self.store.flag(ex.id, 'stop')}")
+            return self._finish(ex, S.STOPPED, f"stopped by {shown(self.store.flag(ex.id, 'stop') or '')}")
         try:
             with self._heartbeat(ex) as self.hold:
                 return self._advance(ex)
@@ -168,7 +170,7 @@ class Step:
                                 budgets.pause_reason(str(exc)))
         except Cancelled:
             return self._finish(self.store.get(self.id), S.STOPPED,
-                                f"stopped by @{self.store.flag(self.id, 'stop') or 'someone'}")
+                                f"stopped by {shown(self.store.flag(self.id, 'stop') or '')}")
         except (Blocked, TaskListError, repoconfig.ConfigError, AgentError, IsolationError) as exc:
             return self._finish(self.store.get(self.id), S.BLOCKED, str(exc))
         except PushRejected:  # never forced: their work stays, ours waits for a person
@@ -233,9 +235,11 @@ class Step:
         if scope:
             tasks.get(scope)  # unknown stop point → TaskListError naming it
         ex = self._follow_git(ex, ws, tasks)
-        ticked = overrides.tick_overridden(self.store, ws, ex, config.tasks_file, text, tasks)
-        if ticked is not None:  # tasks people marked done: ticked and committed, the agent never runs
+        ticked = overrides.tick_overridden(self.store, ws, ex, (config.tasks_file, config.outcomes_file), text, tasks,
+                                           self.eng.dashboard_url(ex.id))
+        if ticked is not None:  # people's overrides: outcomes committed (done ones ticked), the agent never runs
             text, tasks, self.head_sha = ticked, tasklist.parse(ticked, config.tasks_file), ws.head_sha()
+        ex = track_scope(self.store, ex, tasks)  # every step: the numbers count what the list says now
         if ex.status is S.INITIALIZING:
             blocked = self._run_gates(ex, "pre", config.pre_gates)
             if blocked:
@@ -251,15 +255,9 @@ class Step:
 
     def _initialize(self, ex: Execution, tasks: TaskList) -> Execution:
         self.store.clear_flag(ex.id, "stop_point_reached")
-        order = self._order(ex, tasks)
-        for task_id in order:
-            if self.store.task(ex.id, task_id).status is not TaskStatus.COMPLETED:
-                self.store.put_task(ex.id, dataclasses.replace(self.store.task(ex.id, task_id),
-                                                               title=tasks.get(task_id).title))
-        total = ex.tasks_completed + len(order)
+        order = numbers.scope(tasks, ex.stop_point, ex.only)
         self.store.log(ex.id, f"{len(order)} task(s) to run: {' → '.join(order) or 'none'}")
-        ex = self.store.transition(ex.id, S.AUTONOMOUS, "engine", "initialized", tasks_total=total,
-                                   started_at=ex.started_at or time.time())
+        ex = self.store.transition(ex.id, S.AUTONOMOUS, "engine", "initialized", started_at=ex.started_at or time.time())
         self._summary(ex)
         return ex
 
@@ -291,11 +289,6 @@ class Step:
                                   f"{f' (commit {sha[:10]})' if sha else ''}; recorded as completed", task=task_id)
         return ex
 
-    def _order(self, ex: Execution, tasks: TaskList) -> list[str]:
-        if ex.only:
-            return [t.id for t in tasks.leaves(under=ex.only) if not t.done]
-        return tasks.run_order(ex.stop_point)
-
     def _unavailable(self, ex: Execution) -> frozenset[str]:
         return frozenset(t.task_id for t in self.store.tasks(ex.id).values()
                          if t.status in (TaskStatus.FAILED, TaskStatus.SKIPPED))
@@ -316,7 +309,7 @@ class Step:
         pause_by = self.store.flag(ex.id, "pause")
         if pause_by:
             self.store.clear_flag(ex.id, "pause")
-            return self._finish(ex, S.PAUSED, f"paused by @{pause_by}")
+            return self._finish(ex, S.PAUSED, f"paused by {shown(pause_by)}")
         scope = ex.only or ex.stop_point
         waived = overrides.waived(self.store.tasks(ex.id))  # skipped by a person: settled, never ticked
         open_in_scope = [t.id for t in (tasks.leaves(under=ex.only) if ex.only else
@@ -358,7 +351,10 @@ class Step:
         # path); it is waited for once the attempts are over, and named in the task's row then.
         opening, = publish.begin(open_check)
         check_id: int | None = None
-        self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title, tool=agent)
+        # Attempts count on across rounds (a retry, a replay, a recovered step): never an artifacts folder twice.
+        self.attempts_before = self.store.task(ex.id, task.id).attempts
+        self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, title=task.title, tool=agent,
+                                   depends=task.depends, criteria=task.checks)
         plan = AttemptPlan(
             task=task, agent=agent, agent_options={"command": command} if command else {},
             checks=task.checks + config.gates, workdir=workdir,
@@ -367,6 +363,7 @@ class Step:
             retries=config.retries if config.retries is not None else settings.retries,
             backoff=settings.retry_backoff, diff=ws.diff, max_artifact_bytes=settings.artifact_max_bytes,
             allow=gates.allowlist(settings, config), check_timeout=config.check_timeout, meter=self.meter,
+            first_attempt=self.attempts_before + 1,
             exchange=settings.exchange_dir / ex.id / task.id)
         try:
             # Agents and checks see their workspace, its git read-only and this task's exchange folder, never
@@ -429,33 +426,16 @@ class Step:
         return gates.run_phase(self.eng.settings, self.config, ex.id, phase, specs, self.workdir,
                                lambda line, level: self.store.log(ex.id, line, level)) if specs else None
 
-    def _hook(self, ex: Execution, task: Task):  # type: ignore[no-untyped-def]
-        def on(event: str, attempt: int, detail: str) -> None:
-            if event == "attempt":
-                if attempt > 1:
-                    self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, attempts=attempt)
-                    self.store.transition(ex.id, S.TASK_EXECUTING, "engine", f"task {task.id} attempt {attempt}")
-                    self.store.incr(ex.id, "retry_count")
-                else:
-                    self.store.set_task_status(ex.id, task.id, TaskStatus.IN_PROGRESS, attempts=1)
-                self.store.incr(ex.id, "attempts", announce=ex)  # the overview's success rate follows it
-                self.store.log(ex.id, f"task {task.id}: attempt {attempt} started", task=task.id)
-            elif event == "verifying":
-                self.store.set_task_status(ex.id, task.id, TaskStatus.VERIFYING)
-                self.store.log(ex.id, f"task {task.id}: agent done, running checks", task=task.id)
-            elif event == "failed":
-                self.store.incr(ex.id, "error_count")
-                self.store.log(ex.id, f"task {task.id}: attempt {attempt} failed\n{detail}", "warning", task.id)
-                self.store.set_task_status(ex.id, task.id, TaskStatus.ERROR_SOLVING, last_error=detail[-2000:])
-                self.store.transition(ex.id, S.ERROR_SOLVING, "engine", f"task {task.id} attempt {attempt} failed")
-        return on
+    def _hook(self, ex: Execution, task: Task) -> Hook:
+        return attempt_hook(self.store, ex, task.id, self.attempts_before)
 
     def _task_passed(self, ex: Execution, ws: Workspace, config: RepoConfig, text: str, task: Task,
                      check_id: int | None, result: TaskResult, agent: str, base_sha: str) -> str:
         ws.write(config.tasks_file, tasklist.tick(text, [task.id]).encode("utf-8"))
-        outcome = reports.outcome(ex, task, agent, result, base_sha)
+        before, url = self.attempts_before, self._artifacts_url(ex, task)
+        outcome = reports.outcome(ex, task, agent, result, base_sha, before, url)
         ws.write(config.outcomes_file, outcomes.append(ws.read(config.outcomes_file), outcome))
-        committed = ws.commit(f"clarity: {task.id} {task.title}")
+        committed = ws.commit(reports.commit_message(task, agent, result, before, url))
         sha = committed or base_sha
 
         def stat() -> str:  # for the check run's text: git works it out beside the push
@@ -472,10 +452,12 @@ class Step:
         # the summary on the commit it stayed on); the new summary needs the commit there: after it.
         table = self.store.tasks(ex.id)
         done = dataclasses.replace(table.get(task.id) or TaskProgress(task_id=task.id), status=TaskStatus.COMPLETED,
-                                   commit=sha, duration=result.duration, attempts=result.attempts, last_error="",
+                                   commit=sha, duration=result.duration, attempts=before + result.attempts, last_error="",
                                    error_class="", checks=tuple(reports.check_json(r) for r in result.checks))
         table[task.id] = done
-        after = dataclasses.replace(ex, status=S.AUTONOMOUS, tasks_completed=ex.tasks_completed + 1, current_task=None)
+        # What the summary and the PR say before the store records it: the same count the store will make.
+        after = numbers.stamp(dataclasses.replace(ex, status=S.AUTONOMOUS, current_task=None),
+                              numbers.count(table, self.store.scope(ex.id)))
         def pull() -> None:
             self._refresh_pull(after, "running", tasks=table)
 
@@ -485,8 +467,9 @@ class Step:
         # A PR is opened on the branch once it is on GitHub (the first push makes it), then refreshed.
         early = publish.begin(
             lambda: self._task_check(ex, task, check_id, base_sha, "success", f"Task {task.id} done in "
-                                     f"{result.attempts} attempt(s)", reports.task_summary(task, agent, result, sha),
-                                     reports.task_text(result, stat(), self._artifacts_url(ex, task))),
+                                     f"{reports.attempts_said(result.attempts, before)}",
+                                     reports.task_summary(task, agent, result, sha, before),
+                                     reports.task_text(result, stat(), url)),
             lambda: publish.end_summary(self.reporter, ex, sha), pull if ex.pr_number else nothing)
         try:
             ws.push(ex.branch)
@@ -518,11 +501,13 @@ class Step:
     def _task_failed(self, ex: Execution, ws: Workspace, config: RepoConfig, task: Task, check_id: int | None,
                      result: TaskResult, base_sha: str) -> str:
         ws.discard()  # the broken attempt is never committed
-        self.store.set_task_status(ex.id, task.id, TaskStatus.FAILED, attempts=result.attempts,
+        before = self.attempts_before
+        self.store.set_task_status(ex.id, task.id, TaskStatus.FAILED, attempts=before + result.attempts,
                                    duration=result.duration, last_error=result.last_error[-2000:],
                                    error_class=result.error_class)
-        self._task_check(ex, task, check_id, base_sha, "failure", f"Task {task.id} failed after {result.attempts} "
-                         "attempts", reports.failure_summary(task, result),
+        self._task_check(ex, task, check_id, base_sha, "failure", f"Task {task.id} failed after "
+                         f"{reports.attempts_said(result.attempts, before)}",
+                         reports.failure_summary(task, result, task.checks + config.gates, before),
                          reports.task_text(result, "", self._artifacts_url(ex, task)),
                          reports.annotations_for(result, str(ws.root)), actions=(RETRY, STOP))
         self.store.update(ex.id, current_task=None)
@@ -530,7 +515,8 @@ class Step:
             self.store.transition(ex.id, S.AUTONOMOUS, "engine", f"task {task.id} failed; continuing")
             self.again = True
             return f"task {task.id} failed; continuing"
-        self.reporter.comment(ex.issue_number, reports.escalation(ex, task, result, self.eng.dashboard_url(ex.id)))
+        self.reporter.comment(ex.issue_number, reports.escalation(ex, task, result, self.eng.dashboard_url(ex.id),
+                                                                  before))
         return self._finish(self.store.get(ex.id), S.BLOCKED,
                             f"task {task.id} failed after {result.attempts} attempts", notify=False)
 
@@ -607,6 +593,33 @@ class Step:
 
     def _heartbeat(self, ex: Execution) -> contextlib.AbstractContextManager[heartbeat.Hold]:
         return heartbeat.beating(self.eng, ex, self.cancel)
+
+
+def track_scope(store: Store, ex: Execution, tasks: TaskList) -> Execution:
+    """Record the open tasks the execution covers as its list says now (its numbers are counted from them)."""
+    return store.set_scope(ex.id, numbers.scope(tasks, ex.stop_point, ex.only), {t.id: t.title for t in tasks.leaves()})
+
+
+def attempt_hook(store: Store, ex: Execution, task_id: str, before: int = 0) -> Hook:
+    """What the task table records as the attempts at a task go (the execution's attempts and errors are its sums)."""
+    def on(event: str, attempt: int, detail: str) -> None:
+        if event == "attempt":
+            row = store.task(ex.id, task_id)
+            store.put_task(ex.id, dataclasses.replace(row, status=TaskStatus.IN_PROGRESS, attempts=before + attempt,
+                                                      attempts_made=row.attempts_made + 1))
+            if attempt > 1:
+                store.transition(ex.id, S.TASK_EXECUTING, "engine", f"task {task_id} attempt {attempt}")
+            store.log(ex.id, f"task {task_id}: attempt {before + attempt} started", task=task_id)
+        elif event == "verifying":
+            store.set_task_status(ex.id, task_id, TaskStatus.VERIFYING)
+            store.log(ex.id, f"task {task_id}: agent done, running checks", task=task_id)
+        elif event == "failed":
+            store.log(ex.id, f"task {task_id}: attempt {before + attempt} failed\n{detail}", "warning", task_id)
+            row = store.task(ex.id, task_id)
+            store.put_task(ex.id, dataclasses.replace(row, status=TaskStatus.ERROR_SOLVING, last_error=detail[-2000:],
+                                                      attempts_failed=row.attempts_failed + 1))
+            store.transition(ex.id, S.ERROR_SOLVING, "engine", f"task {task_id} attempt {attempt} failed")
+    return on
 
 
 def _opened(opening: Future[object]) -> int:

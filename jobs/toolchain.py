@@ -2,9 +2,10 @@
 
 Retry budget: every tool gets its own 1 + `retries` attempts (a fallback is a different tool, so the
 primary's failures say little about it). The working tree is discarded before a fallback starts,
-so each tool starts from the branch head; attempt numbers keep counting across tools in the task's
-record, while each tool's prompt starts at attempt 1. The first tool that runs keeps the task's
-artifacts folder (`attempt-N/`); a later one writes to `fallback-K-<tool>/attempt-N/`.
+so each tool starts from the branch head; attempt numbers keep counting across tools (and across the
+task's earlier rounds, `AttemptPlan.first_attempt`) in the task's record and its artifacts folders
+(`attempt-N/`, one per attempt whatever tool ran it; `result.json` names the tool), while each tool's
+prompt starts at attempt 1.
 """
 
 from __future__ import annotations
@@ -84,20 +85,22 @@ def options_for(tool: str, config: AgentsConfig, app_command: str) -> dict[str, 
 
 
 def plan_for(plan: AttemptPlan, tool: str, ran_before: int, options: Mapping[str, str],
-             keys: Mapping[str, str]) -> AttemptPlan:
+             keys: Mapping[str, str], attempts_before: int = 0) -> AttemptPlan:
     """The attempt plan of one tool: networked tools get their model APIs (through the egress proxy, nothing
-    else), a writable HOME and the API keys."""
-    artifacts, box = plan.artifacts, exchange_of(plan)
+    else), a writable HOME and the API keys. `attempts_before`: the attempts earlier tools made this round,
+    so this tool's go on from them (`attempt-N/` folders are never shared)."""
+    box = exchange_of(plan)
     if ran_before:
-        artifacts, box = (folder / f"fallback-{ran_before}-{tool}" for folder in (artifacts, box))
+        box = box / f"fallback-{ran_before}-{tool}"
+    first = plan.first_attempt + attempts_before
     if tool not in NETWORKED:
-        return dataclasses.replace(plan, agent=tool, agent_options=options, artifacts=artifacts, exchange=box,
-                                   agent_env={})
+        return dataclasses.replace(plan, agent=tool, agent_options=options, exchange=box, agent_env={},
+                                   first_attempt=first)
     models = egress.endpoints(agents.model_apis(tool, options, keys))  # all the network the tool gets
     home = box / "home"  # the run's to write, like the rest of its exchange folder; never the artifacts
-    return dataclasses.replace(plan, agent=tool, agent_options=options, artifacts=artifacts, exchange=box,
+    return dataclasses.replace(plan, agent=tool, agent_options=options, exchange=box,
                                limits=dataclasses.replace(plan.limits, network=True, egress=models),
-                               agent_env={**keys, "HOME": str(home)})
+                               agent_env={**keys, "HOME": str(home)}, first_attempt=first)
 
 
 def run_chain(plan: AttemptPlan, route: Route, sandbox: Sandbox, cancel: threading.Event, on: Hook,
@@ -119,8 +122,8 @@ def run_chain(plan: AttemptPlan, route: Route, sandbox: Sandbox, cancel: threadi
         if tries:
             edges.discard()  # the next tool starts from the branch head, not from the last one's edits
             edges.say(f"falling back to tool {tool} after {tries[-1].tool} failed")
-        tool_plan = plan_for(plan, tool, len(tries), tool_options, keys or {})
         done = sum(t.attempts for t in tries)
+        tool_plan = plan_for(plan, tool, len(tries), tool_options, keys or {}, done)
         try:
             result = _attempt(tool_plan, sandbox, cancel, _offset(on, done))
         except AgentError as exc:  # the tool cannot be built as configured (ollama without a model, say)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -246,10 +247,10 @@ def _read_junit(check: CommandCheck, workdir: Path, since: float) -> tuple[str, 
 
 
 def _run_command(check: CommandCheck, sandbox: Sandbox, workdir: Path, env: Mapping[str, str], limits: Limits,
-                 default_timeout: float | None) -> CheckResult:
+                 default_timeout: float | None, cancel: threading.Event | None = None) -> CheckResult:
     limits = _limits_for(check, limits, default_timeout)
     since = time.time()
-    result = sandbox.run(["sh", "-c", check.command], workdir, env, limits)
+    result = sandbox.run(["sh", "-c", check.command], workdir, env, limits, cancel=cancel)
     note, details = _read_junit(check, workdir, since)
     output = _timed_out(result, limits, check) + result.output_tail(OUTPUT_CHARS - len(note)) + note
     return CheckResult(check.spec, check.kind, result.ok, result.exit_code, output.strip("\n"), result.duration,
@@ -257,9 +258,10 @@ def _run_command(check: CommandCheck, sandbox: Sandbox, workdir: Path, env: Mapp
 
 
 def _run_http(check: HttpCheck, sandbox: Sandbox, workdir: Path, env: Mapping[str, str], limits: Limits,
-              default_timeout: float | None) -> CheckResult:
+              default_timeout: float | None, cancel: threading.Event | None = None) -> CheckResult:
     limits = _limits_for(check, limits, default_timeout)
-    result = sandbox.run(["python3", "-c", httpcheck.PROBE, httpcheck.payload(check)], workdir, env, limits)
+    result = sandbox.run(["python3", "-c", httpcheck.PROBE, httpcheck.payload(check)], workdir, env, limits,
+                         cancel=cancel)
     measured = httpcheck.measurement(result.stdout)
     if measured is None:
         why = _timed_out(result, limits, check) or "the http probe ended without a measurement\n"
@@ -280,9 +282,9 @@ def refusal(check: Check, allow: Allowlist) -> str | None:
 
 def run_check(
     check: Check, sandbox: Sandbox, workdir: Path, env: Mapping[str, str], limits: Limits,
-    *, allow: Allowlist = ALLOW_ALL, default_timeout: float | None = None,
+    *, allow: Allowlist = ALLOW_ALL, default_timeout: float | None = None, cancel: threading.Event | None = None,
 ) -> CheckResult:
-    """Run one parsed check; a command the allowlist refuses fails without running."""
+    """Run one parsed check; a command the allowlist refuses fails without running. `cancel` (a stop) kills it."""
     if isinstance(check, FileCheck):
         return _run_file(check, workdir)
     if isinstance(check, RegexCheck):
@@ -291,22 +293,24 @@ def run_check(
     if refused:
         return CheckResult(check.spec, "refused", False, None, f"not run: {refused}", 0.0)
     if isinstance(check, HttpCheck):
-        return _run_http(check, sandbox, workdir, env, limits, default_timeout)
-    return _run_command(check, sandbox, workdir, env, limits, default_timeout)
+        return _run_http(check, sandbox, workdir, env, limits, default_timeout, cancel)
+    return _run_command(check, sandbox, workdir, env, limits, default_timeout, cancel)
 
 
 def run_checks(
     specs: Sequence[str], sandbox: Sandbox, workdir: Path, env: Mapping[str, str], limits: Limits,
-    *, allow: Allowlist = ALLOW_ALL, default_timeout: float | None = None,
+    *, allow: Allowlist = ALLOW_ALL, default_timeout: float | None = None, cancel: threading.Event | None = None,
 ) -> list[CheckResult]:
-    """Run every check in order, even after a failure, so the report shows them all."""
+    """Run every check in order, even after a failure, so the report shows them all; none after a stop (`cancel`)."""
     results = []
     for spec in specs:
+        if cancel is not None and cancel.is_set():
+            break
         try:
             check = parse_check(spec)
         except CheckError as exc:
             results.append(CheckResult(spec, "invalid", False, None, str(exc), 0.0))
             continue
         results.append(run_check(check, sandbox, workdir, env, limits, allow=allow,
-                                 default_timeout=default_timeout))
+                                 default_timeout=default_timeout, cancel=cancel))
     return results

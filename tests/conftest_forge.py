@@ -6,6 +6,7 @@ secret; `webhook_receiver` is a tiny HTTP server that records what it is sent.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import threading
@@ -74,6 +75,24 @@ class ForgeHandle:
         owner, repo = full_name.split("/")
         installation = gh.rest.apps.get_repo_installation(owner, repo).parsed_data
         return self.clients.enter_context(gh.with_auth(gh.auth.as_installation(installation.id)))
+
+    def seed(self, full_name: str, files: dict[str, str], writers: tuple[str, ...] = ()) -> None:
+        """A repository with these files, issue 1 opened on it, and `writers` given write access."""
+        self.create_repo(full_name, files)
+        self.admin("POST", f"/repos/{full_name}/issues", {"title": "one", "user": full_name.split("/")[0]})
+        for login in writers:
+            self.admin("PUT", f"/repos/{full_name}/collaborators/{login}", {"permission": "write"})
+
+    def engine(self, settings: Any, **more: Any) -> Any:
+        """The engine (jobs.context) that `settings` build when they point at this forge as the app."""
+        from jobs import context  # the product, imported only by the tests that build an engine
+        return context.build(dataclasses.replace(settings, app_id=self.app_id, private_key=self.private_key_pem,
+                                                 github_api_url=self.api_url, **more))
+
+    def reporter(self, engine: Any, full_name: str) -> Any:
+        """The github_app.reporting.Reporter the engine uses for `full_name`."""
+        from github_app.reporting import Reporter
+        return Reporter(engine.github.client(engine.github.installation_id_for(full_name)), full_name)
 
     @property
     def url(self) -> str:

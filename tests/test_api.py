@@ -199,7 +199,8 @@ def test_every_field_of_the_record_is_declared_in_the_schema() -> None:
 
 def test_progress_lists_tasks_with_attempts_tool_duration_and_error_class(
         client: FlaskClient, store: Store, tokens: ApiTokens) -> None:
-    ex = stored(store, A, "acme/widgets", ExecutionStatus.BLOCKED, tasks_total=2, tasks_completed=1)
+    ex = stored(store, A, "acme/widgets", ExecutionStatus.BLOCKED)
+    store.set_scope(ex.id, ["1", "2"])  # the numbers are counted from the task table (clarity.numbers)
     store.put_task(ex.id, TaskProgress("1", "Good", TaskStatus.COMPLETED, attempts=1, tool="command", duration=2.5,
                                        commit="abc"))
     store.put_task(ex.id, TaskProgress("2", "Bad", TaskStatus.IN_PROGRESS, attempts=3, tool="aider"))
@@ -228,16 +229,18 @@ def test_artifacts_are_listed_with_the_urls_that_serve_them(client: FlaskClient,
 
 
 def test_dashboard_groups_executions_and_counts_them(client: FlaskClient, store: Store, tokens: ApiTokens) -> None:
-    running = stored(store, A, "acme/widgets", ExecutionStatus.INITIALIZING, tasks_completed=2, attempts=3)
+    running = stored(store, A, "acme/widgets", ExecutionStatus.INITIALIZING, tasks_completed=2, tasks_passed=2,
+                     attempts=3)
     waiting = stored(store, A, "acme/widgets")
-    done = stored(store, A, "acme/other", ExecutionStatus.PAUSED, tasks_completed=1, attempts=1, error_count=2)
+    done = stored(store, A, "acme/other", ExecutionStatus.PAUSED, tasks_completed=1, tasks_passed=1, tasks_failed=1,
+                  attempts=1, error_count=2)
     board = client.get(f"{BASE}/dashboard", headers=bearer(tokens, "viewer", A)).get_json()
     assert [e["id"] for e in board["active"]] == [running.id]
     assert [e["id"] for e in board["queued"]] == [waiting.id]
     assert [e["id"] for e in board["recent"]] == [done.id]
     metrics = board["metrics"]
     assert (metrics["executions"], metrics["tasksCompleted"], metrics["attempts"], metrics["errorCount"]) == (3, 3, 4, 2)
-    assert metrics["successRate"] == 0.75
+    assert metrics["successRate"] == 0.75  # 3 tasks passed, 1 failed (clarity.numbers)
     assert metrics["byStatus"] == {"initializing": 1, "queued": 1, "paused": 1}
     assert set(board["systemResources"]) >= {"workers", "slotsInUse", "queueDepths", "host"}
 

@@ -366,11 +366,8 @@ def mutate(payload: Any, rng: random.Random) -> tuple[Any, list[str]]:
 @pytest.fixture
 def engine(forge: ForgeHandle, settings: Any) -> context.Engine:
     """An engine on the test's Redis namespace, talking to a forge that has acme/widgets and a writer."""
-    forge.create_repo(REPO, {"tasks_list.md": "- [ ] 1 One\n- [ ] 2 Two\n"})
-    forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
-    forge.admin("PUT", f"/repos/{REPO}/collaborators/ada", {"permission": "write"})
-    return context.build(dataclasses.replace(settings, app_id=forge.app_id, private_key=forge.private_key_pem,
-                                             github_api_url=forge.api_url))
+    forge.seed(REPO, {"tasks_list.md": "- [ ] 1 One\n- [ ] 2 Two\n"}, writers=("ada",))
+    return forge.engine(settings)
 
 
 def test_no_well_signed_payload_shape_crashes_an_intake_job(engine: context.Engine,

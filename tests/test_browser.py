@@ -120,7 +120,7 @@ def test_pages_follow_executions_live_and_stop_stops_one(stack: devstack.Stack, 
     root = page.locator("[data-live-page=execution]")
     sync_api.expect(root).to_have_attribute("data-status", "task-executing", timeout=30_000)
     sync_api.expect(page.locator('tr[data-task="1.1"] [data-field="task-status"]')).to_have_text("in-progress")
-    sync_api.expect(page.locator("#log")).to_contain_text("task.status 1.1 in-progress")
+    sync_api.expect(page.locator("#log")).to_contain_text("Task 1.1 “[slow:30] a long one”: pending → in-progress")
     follow = page.get_by_role("button", name="Follow new lines")
     sync_api.expect(follow).to_have_attribute("aria-pressed", "true")
     follow.click()  # pause the scrolling; the log still grows

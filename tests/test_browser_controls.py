@@ -75,7 +75,7 @@ def test_start_from_the_overview_pause_at_the_stop_point_then_move_it_and_resume
     watch(page)
     root = page.locator("[data-live-page=execution]")
     expect(root).to_have_attribute("data-status", "paused", timeout=30_000)
-    expect(root.locator('[data-field="reason"]')).to_have_text(": stop point 1.1 reached")
+    expect(root.locator('[data-field="reason"]')).to_have_text("stop point 1.1 reached")
     expect(page.locator('tr[data-task="1.1"] [data-field="task-status"]')).to_have_text("completed")
     assert page.evaluate("window.__notReloaded") is True and "paused" in page.evaluate("window.__statuses")
     execution_id = root.get_attribute("data-execution")
@@ -95,7 +95,7 @@ def test_start_from_the_overview_pause_at_the_stop_point_then_move_it_and_resume
     assert store_of(stack).get(execution_id).stop_point == "1.3"
 
     page.get_by_role("button", name="Resume", exact=True).click()  # a form: the page comes back with a notice
-    page.wait_for_url(re.compile(r"\?requested=resume$"))
+    page.wait_for_url(re.compile(r"\?requested=resume&at=\d+-\d+$"))
     watch(page)
     expect(root).to_have_attribute("data-status", "completed", timeout=30_000)
     expect(root.locator('[data-field="progress"]')).to_have_text("3/3")

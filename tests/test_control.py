@@ -20,8 +20,7 @@ REPO = "acme/widgets"
 @pytest.fixture
 def engine(forge: ForgeHandle, settings, tmp_path: Path) -> context.Engine:
     forge.create_repo(REPO, {"tasks_list.md": "- [ ] 1 One\n"})
-    return context.build(dataclasses.replace(settings, app_id=forge.app_id, private_key=forge.private_key_pem,
-                                             github_api_url=forge.api_url))
+    return forge.engine(settings)
 
 
 @pytest.fixture
@@ -123,10 +122,10 @@ def test_status_gives_priority_place_in_line_and_estimates_from_measured_duratio
         engine.store.record_duration(REPO, seconds)
     control.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
     first = engine.store.find(REPO, 1)[0]
-    engine.store.update(first.id, tasks_total=4, tasks_completed=1)
+    engine.store.update(first.id, tasks_total=4, tasks_completed=1, tasks_left=3)
     control.run(engine, reporter, event(2), Command(Verb.RUN, 1, "", priority=8))
     second = engine.store.find(REPO, 2)[0]
-    engine.store.update(second.id, tasks_total=2)
+    engine.store.update(second.id, tasks_total=2, tasks_left=2)
 
     estimate = scheduler.estimate(engine, engine.store.get(second.id))
     assert estimate.task_seconds == 90.0

@@ -68,7 +68,7 @@ def test_demo_prints_bot_comments_without_cutting_words(demo: DemoRun) -> None:
     # The whole sentence, where the listing used to stop at 110 characters inside `clarity/issue-1`.
     assert "on branch `clarity/issue-1`, until 1.3. Progress appears as check runs and on the dashboard." \
         in comments
-    assert "paused ⏸️: stop point 1.3 reached." in comments and "3 of 3 task(s) done." in comments
+    assert "paused ⏸️: stop point 1.3 reached." in comments and "3 of 3 task(s) done;" in comments
     assert "<!--" not in comments  # GitHub hides HTML comments; so does the listing
 
 

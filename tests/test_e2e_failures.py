@@ -65,7 +65,7 @@ def test_override_done_ticks_the_blocked_task_with_its_own_commit_and_the_execut
     subjects = git(stack, "log", "--format=%s", "clarity/issue-1").splitlines()
     assert subjects[:3] == ["clarity: 3 After", "clarity: 2 marked done by @ada", "clarity: 1 Good"]
     changed = git(stack, "show", "--name-only", "--format=", "clarity/issue-1~1").split()
-    assert changed == ["tasks_list.md"]  # the override commit ticks the box and nothing else
+    assert changed == ["task_outcomes.md", "tasks_list.md"]  # the override commit: the box and its outcome only
     tasks = branch_file(stack, "tasks_list.md")
     assert "- [x] 2 Impossible [broken]" in tasks and "- [x] 3 After" in tasks
     progress = store_of(stack).task(ex.id, "2")

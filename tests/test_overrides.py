@@ -40,8 +40,10 @@ def test_override_is_parsed(body: str, task_id: str, outcome: str) -> None:
                             "`/clarity override 2 done`.")),
     ("/clarity override 2 finished", "a task can be overridden as `done` or `skipped`, got `finished`."),
     ("/clarity override done 2", "`done` is not a task id; task ids are dotted numbers like `2.3.1.4`."),
-    ("/clarity override 2 done now", ("`/clarity override` takes one task id and then `done` or `skipped`, "
-                                     "got `2 done now`.")),
+    ("/clarity override 2 done now", ("`/clarity override` takes one task id and then `done` or `skipped`, then "
+                                     "optionally `because <why>`, got `2 done now`.")),
+    ("/clarity override 2 done because", ("`/clarity override because` needs a reason, like `/clarity override "
+                                         "because the flaky upstream test is fixed by hand`.")),
 ])
 def test_bad_override_gets_the_exact_problem(body: str, problem: str) -> None:
     [reply] = parse(body)
@@ -49,7 +51,20 @@ def test_bad_override_gets_the_exact_problem(body: str, problem: str) -> None:
 
 
 def test_help_lists_override_from_the_grammar() -> None:
-    assert "| `/clarity override <id> <done/skipped>` |" in help_text()
+    assert "| `/clarity override <id> <done/skipped> [because <why>]` |" in help_text()
+    assert "Also `/clarity manual-override <id> <done/skipped> [because <why>]`" in help_text()
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("/clarity override 1.4 done because the upstream test is flaky, see #12.", "the upstream test is flaky, see #12"),
+    ("/clarity manual-override 1.4 done reason: fixed by hand in abc123", "fixed by hand in abc123"),
+    ("/clarity override 1.4 skipped reason because reasons", "because reasons"),  # free text: no option read in it
+    ("/clarity override 1.4 done", None),
+])
+def test_an_override_may_say_why_in_the_rest_of_its_line(body: str, reason: str | None) -> None:
+    [command] = parse(body)
+    assert isinstance(command, Command)
+    assert (command.verb, command.task_id, command.reason) == (Verb.OVERRIDE, "1.4", reason)
 
 
 # -- pure decisions -----------------------------------------------------------------------------
@@ -92,24 +107,37 @@ def test_to_tick_names_tasks_marked_done_that_the_branch_shows_open() -> None:
     tasks = parse_tasks("- [ ] 1 One\n- [x] 2 Two\n- [ ] 3 Three\n- [ ] 4 Four\n")
     table = {"1": progress(T.COMPLETED, "ada", "1"), "2": progress(T.COMPLETED, "bob", "2"),
              "3": progress(T.COMPLETED, "", "3"), "4": progress(T.SKIPPED, "cy", "4")}
-    assert overrides.to_tick(table, tasks) == [("1", "ada")]
+    assert [(p.task_id, p.override_by) for p in overrides.to_record(table, tasks)] == [("1", "ada"), ("4", "cy")]
     assert overrides.waived(table) == frozenset({"4"})
-    assert overrides.commit_message("1", "ada") == "clarity: 1 marked done by @ada"
+    recorded = {**table, "4": dataclasses.replace(table["4"], commit="abc")}  # its outcome is on the branch
+    assert [p.task_id for p in overrides.to_record(recorded, tasks)] == ["1"]
+
+
+def test_an_override_commit_says_who_when_why_and_never_mentions_a_token() -> None:
+    by_person = TaskProgress("1", "One", T.COMPLETED, attempts=4, tool="aider", override_by="ada",
+                             override_reason="fixed by hand, @bob knows", override_at=1_700_000_000)
+    message = overrides.commit_message(by_person, "http://dash/executions/e1/artifacts/1").splitlines()
+    assert message[0] == "clarity: 1 marked done by @ada"
+    assert message[2] == ("Marked done by @ada at 2023-11-14 22:13:20Z, without the agent; "
+                          "reason: `fixed by hand, @bob knows`.")  # the reason is inert: no mention of @bob
+    assert "Attempts before: 4 (tool aider)" in message and "Artifacts: http://dash/executions/e1/artifacts/1" in message
+    by_token = dataclasses.replace(by_person, status=T.SKIPPED, override_by="token:dev", override_reason="")
+    message = overrides.commit_message(by_token).splitlines()
+    assert message[0] == "clarity: 1 skipped by token `dev`" and "@" not in "\n".join(message)
+    assert overrides.mark(by_token).startswith("✋ overridden: skipped by token `dev` at ")
 
 
 # -- the control, against the forge and Redis ---------------------------------------------------
 
 @pytest.fixture
 def engine(forge: ForgeHandle, settings, tmp_path: Path) -> context.Engine:
-    forge.create_repo(REPO, {"tasks_list.md": LIST})
-    forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
-    return context.build(dataclasses.replace(settings, app_id=forge.app_id, private_key=forge.private_key_pem,
-                                             github_api_url=forge.api_url))
+    forge.seed(REPO, {"tasks_list.md": LIST})
+    return forge.engine(settings)
 
 
 @pytest.fixture
 def reporter(forge: ForgeHandle, engine: context.Engine) -> Reporter:
-    return Reporter(engine.github.client(engine.github.installation_id_for(REPO)), REPO)
+    return forge.reporter(engine, REPO)
 
 
 def event(author: str = "ada") -> CommentEvent:

@@ -16,6 +16,7 @@ REPO = "acme/widgets"
 COMMANDS = ["/clarity run until 1", "/clarity status", "/clarity stop", "/clarity pause", "/clarity resume",
             "/clarity retry", "/clarity stop-point 1", "/clarity help"]
 ALLOWED = {"admin": True, "maintain": True, "write": True, "triage": False, "read": False}
+READS = {"/clarity status", "/clarity help"}  # change nothing: whoever may read the repository may ask
 
 
 @pytest.fixture
@@ -24,8 +25,7 @@ def engine(forge: ForgeHandle, settings, tmp_path: Path) -> context.Engine:
     forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
     for permission in ALLOWED:
         forge.admin("PUT", f"/repos/{REPO}/collaborators/user-{permission}", {"permission": permission})
-    return context.build(dataclasses.replace(settings, app_id=forge.app_id, private_key=forge.private_key_pem,
-                                             github_api_url=forge.api_url))
+    return forge.engine(settings)
 
 
 def comment(engine: context.Engine, forge: ForgeHandle, login: str, body: str, repo: str = REPO) -> str:
@@ -73,7 +73,7 @@ def test_a_manager_named_in_the_repo_config_may_reprioritise(engine: context.Eng
 def test_permission_matrix(engine: context.Engine, forge: ForgeHandle, permission: str, body: str) -> None:
     login = f"user-{permission}" if permission != "none" else "stranger"
     outcome = comment(engine, forge, login, body)
-    allowed = ALLOWED.get(permission, False)
+    allowed = ALLOWED.get(permission, False) or body in READS
     assert outcome.startswith("refused") != allowed, outcome
     bot = [c["body"] for c in forge.admin("GET", "/state")[1]["comments"] if c["author"] == "clarity[bot]"]
     reactions = [r["content"] for r in forge.admin("GET", "/state")[1]["reactions"]]
@@ -82,6 +82,15 @@ def test_permission_matrix(engine: context.Engine, forge: ForgeHandle, permissio
     else:
         assert bot and "only people with write access" in bot[-1] and f"@{login}" in bot[-1]
         assert engine.store.executions(repo=REPO) == [] and reactions == []
+
+
+def test_a_reader_is_answered_what_they_may_ask_and_refused_the_rest(engine: context.Engine, forge: ForgeHandle) -> None:
+    outcome = comment(engine, forge, "user-read", "/clarity status\n/clarity run")
+    assert outcome == "replied: status; refused: run needs team_member"
+    bot = [c["body"] for c in forge.admin("GET", "/state")[1]["comments"] if c["author"] == "clarity[bot]"]
+    assert bot[0].startswith("No execution on this issue yet") and "only people with write access" in bot[1]
+    assert engine.store.executions(repo=REPO) == []
+    assert [r["content"] for r in forge.admin("GET", "/state")[1]["reactions"]] == ["eyes"]
 
 
 def test_managers_from_the_repo_config_outrank_team_members() -> None:

@@ -195,8 +195,7 @@ def test_deliveries_older_than_three_days_are_not_redelivered(hooked: tuple[Forg
 @pytest.fixture
 def engine(settings: Settings, hooked: tuple[ForgeHandle, WebhookReceiver], redis_client: Any) -> context.Engine:
     forge, _ = hooked
-    return context.build(dataclasses.replace(settings, app_id=forge.app_id, private_key=forge.private_key_pem,
-                                             github_api_url=forge.api_url, redeliver_max=20))
+    return forge.engine(settings, redeliver_max=20)
 
 
 def sent(receiver: WebhookReceiver) -> Counter[str]:

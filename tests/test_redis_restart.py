@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import re
 import shutil
 import signal
 import socket
@@ -278,8 +279,9 @@ def test_redis_crashing_mid_task_and_coming_back_after_the_lease_expired_loses_a
                               what="the execution to be created")[0]
     why = f"see {stack.base}"
 
-    def started(task: str) -> int:
-        return [line.get("message") for line in store.log_lines(ex_id, 5000)].count(f"task {task}: attempt 1 started")
+    def started(task: str) -> int:  # attempts count on across a recovered step: the redo is attempt 2
+        pattern = re.compile(rf"task {re.escape(task)}: attempt \d+ started")
+        return sum(bool(pattern.fullmatch(line.get("message") or "")) for line in store.log_lines(ex_id, 5000))
 
     devstack.wait_for(lambda: started("1"), 60, interval=0.02, what=f"task 1's agent to run ({why})")
     # A command acknowledged now waits in the intake queue: the intake worker is gone and the steps

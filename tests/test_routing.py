@@ -3,6 +3,7 @@ with real subprocesses and Redis, per-customer API keys, and one whole-stack fal
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -285,7 +286,10 @@ def test_primary_failing_its_checks_falls_back_and_stats_are_recorded(
     assert [n for event, n in recorder.events if event == "attempt"] == [1, 2, 3]
     assert "fake claude ran" in (plan.artifacts / "attempt-2" / "agent.log").read_text()
     assert "ok 1" in (plan.workdir / "done" / "1.txt").read_text()
-    assert (plan.artifacts / "fallback-1-command" / "attempt-1" / "prompt.md").is_file()
+    # One folder per attempt, numbered on across tools: the fallback's first attempt is the task's third.
+    assert json.loads((plan.artifacts / "attempt-3" / "result.json").read_text())["tool"] == "command"
+    assert json.loads((plan.artifacts / "attempt-2" / "result.json").read_text())["tool"] == "claude"
+    assert not (plan.artifacts / "fallback-1-command").exists()
     assert not (exchange_of(plan) / "home").exists()  # claude's HOME went with its try
     read = stats.read("acme/app")
     assert (read["claude"].successes, read["claude"].failures) == (0, 1)

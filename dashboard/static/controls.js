@@ -2,11 +2,12 @@
 // (dashboard/start.py); move the stop point and override a task on an execution page (dashboard/controls.py).
 // Each calls /api/devteam/... with fetch() and the session's CSRF token (X-CSRF-Token), so the page passes
 // the same checks as a script; what the API answers is said in the page's live regions. The live feed
-// (live.js) announces every change it applies with a `clarity:applied` event, which keeps these forms
-// current. No build step, no dependencies.
+// (live.js) leaves these forms to this script: after each re-render (`clarity:rendered`, with the server's
+// fresh page) they take from it where they apply, the stop point and the tasks one may override.
+// No build step, no dependencies.
 
 const NBSP = "\u00a0";
-const OVERRIDABLE = new Set(["failed", "skipped"]);  // as dashboard.controls.OVERRIDABLE
+const SETTLED = new Set(["paused", "blocked", "completed", "failed", "stopped"]);  // as ExecutionStatus.is_settled
 
 async function call(method, url, csrf, body) {
   // {ok, status, data} or {ok: false, status, message}: the API's `message` is written for people.
@@ -87,35 +88,8 @@ function startControls(form) {
 
 if (startForm) startControls(startForm);
 
-// -- an execution page: links, stop point, the tree's keys -----------------------------------------
+// -- an execution page: the tree's keys, the stop-point and override forms -------------------------
 const execution = document.querySelector("[data-live-page=execution]");
-
-function showLink(name, href) {
-  const item = document.querySelector(`[data-link="${name}"]`);
-  if (!item || !href) return;
-  item.querySelector("a").href = href;
-  item.hidden = false;
-}
-
-function pageFollows(page) {
-  // What live.js does not patch: the stop point, the pull request and the summary check run.
-  const stopPoint = page.querySelector('[data-field="stop-point"]');
-  const links = (prUrl, checkId) => {
-    if (prUrl) { showLink("pr", prUrl); showLink("pr-checks", `${prUrl}/checks`); }
-    if (checkId) showLink("summary-check", `${page.dataset.webUrl}/${page.dataset.repo}/runs/${checkId}`);
-  };
-  document.addEventListener("clarity:applied", (event) => {
-    const msg = event.detail;
-    if (msg.type === "snapshot" && msg.execution.id === page.dataset.execution) {
-      const ex = msg.execution;
-      say(stopPoint, ex.only ? `only ${ex.only}` : ex.stopPoint || "end of the list");
-      links(ex.prUrl, ex.summaryCheckId);
-    } else if (msg.kind === "execution.updated" && msg.execution === page.dataset.execution) {
-      if ("stop_point" in msg) say(stopPoint, msg.stop_point || "end of the list");
-      links(msg.pr_url, msg.summary_check_id);
-    }
-  });
-}
 
 function treeKeys(table) {
   // A treegrid moves between rows with the arrow keys, Home and End; Tab enters it at one row.
@@ -144,15 +118,6 @@ function treeKeys(table) {
 function stopPointControls(page, steer, problem, said) {
   const form = document.getElementById("stop-point-form");
   const select = form.elements.stopPoint;
-  const titles = new Map();  // id -> title, from the task list: rows of parents the live feed adds need them too
-
-  function fillTitles() {
-    const body = document.querySelector("#tasks tbody");
-    for (const cell of body ? body.querySelectorAll('tr[data-task] [data-field="title"]') : []) {
-      const title = titles.get(cell.parentElement.dataset.task);
-      if (title && !cell.textContent) cell.textContent = title;
-    }
-  }
 
   async function loadList() {
     // The whole list of the execution's branch (before its first push: the base branch's): any task may be the stop point.
@@ -162,16 +127,27 @@ function stopPointControls(page, steer, problem, said) {
     const current = select.dataset.current || select.value;  // the execution's stop point, else the choice
     select.replaceChildren(...answer.data.tasks.map(taskOption));
     select.value = answer.data.tasks.some((t) => t.id === current) ? current : select.options[0]?.value ?? "";
-    for (const task of answer.data.tasks) titles.set(task.id, task.title);
-    fillTitles();
   }
 
-  document.addEventListener("clarity:applied", (event) => {
-    const msg = event.detail;
-    if (msg.execution !== page.dataset.execution) return;
-    if (msg.kind === "task.status") fillTitles();
-    if (msg.kind === "execution.updated" && "stop_point" in msg) select.dataset.current = msg.stop_point || "";
-    if (msg.kind === "execution.status" && (msg.to === "paused" || msg.to === "blocked")) loadList();  // ticks moved on
+  let seen = page.dataset.status;
+  document.addEventListener("clarity:rendered", (event) => {
+    // The server's rendering of the form says where it applies and what the stop point is now.
+    const fresh = event.detail.fresh.querySelector("#stop-point-form");
+    if (!fresh) return;
+    form.hidden = fresh.hidden;
+    const now = fresh.elements.stopPoint.dataset.current;
+    if (now !== select.dataset.current) {
+      const untouched = select.value === select.dataset.current;
+      select.dataset.current = now;
+      if (untouched && [...select.options].some((o) => o.value === now)) select.value = now;
+    }
+    // Once the execution settles (paused, blocked, ended), read the list again: the tasks ticked since are
+    // "(done)" in it. Not on every tick: each reading costs GitHub two requests, for every person watching.
+    const status = event.detail.fresh.dataset.status;
+    if (status !== seen) {
+      seen = status;
+      if (SETTLED.has(status)) loadList();
+    }
   });
 
   form.addEventListener("submit", async (event) => {
@@ -180,7 +156,6 @@ function stopPointControls(page, steer, problem, said) {
     const answer = await call("POST", form.dataset.api, steer.dataset.csrf, { stopPoint: select.value });
     if (!answer.ok) { say(said, ""); say(problem, answer.message); return; }
     select.dataset.current = answer.data.stopPoint || "";
-    say(page.querySelector('[data-field="stop-point"]'), answer.data.stopPoint || "end of the list");
     const waiting = answer.data.status === "paused" || answer.data.status === "blocked";
     say(said, `The execution now stops after task ${answer.data.stopPoint}${waiting ? ": press Resume to run on" : ""}.`);
   });
@@ -190,17 +165,18 @@ function stopPointControls(page, steer, problem, said) {
 function overrideControls(page, steer, problem, said) {
   const form = document.getElementById("override-form");
   const select = form.elements.taskId;
-  const when = form.dataset.showWhen.split(" ");
-  const refresh = () => { form.hidden = !when.includes(page.dataset.status) || select.options.length === 0; };
 
-  document.addEventListener("clarity:applied", (event) => {
-    const msg = event.detail;
-    if (msg.kind === "task.status" && msg.execution === page.dataset.execution) {
-      const option = [...select.options].find((o) => o.value === msg.task);
-      if (OVERRIDABLE.has(msg.to) && !option) select.append(new Option(msg.task, msg.task));
-      if (!OVERRIDABLE.has(msg.to) && option) option.remove();
+  document.addEventListener("clarity:rendered", (event) => {
+    // The tasks a person may settle now, and whether the form applies, as the server renders them.
+    const fresh = event.detail.fresh.querySelector("#override-form");
+    if (!fresh) return;
+    const wanted = [...fresh.elements.taskId.options].map((o) => o.value);
+    if (wanted.join("\n") !== [...select.options].map((o) => o.value).join("\n")) {
+      const chosen = select.value;
+      select.replaceChildren(...wanted.map((id) => new Option(id, id)));
+      if (wanted.includes(chosen)) select.value = chosen;
     }
-    refresh();
+    form.hidden = fresh.hidden;
   });
 
   form.addEventListener("submit", async (event) => {
@@ -215,7 +191,6 @@ function overrideControls(page, steer, problem, said) {
 }
 
 if (execution) {
-  pageFollows(execution);
   const table = document.getElementById("tasks");
   if (table) treeKeys(table);
   const steer = document.getElementById("steer");

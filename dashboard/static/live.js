@@ -2,26 +2,31 @@
 // Protocol and scoping: dashboard/live.py. No build step, no dependencies.
 // A WebSocket on /live (reconnects with backoff and catches up from its cursors); where sockets fail
 // three times in a row before saying hello, it polls /live/poll every 5 s instead.
+//
+// An event says *that* something changed; the page then asks the server for itself again and brings its DOM
+// up to what came back (`morph`): rows that entered scope appear, banners that ended go, counters and cells
+// follow, and the page a person watches is the page a reload would show, because both are the server's one
+// rendering (dashboard/execview.py, templates/execution.html, templates/overview.html). Parts marked
+// `data-live-skip` belong to scripts (the log, the forms, the follow button) and are left alone; the log
+// takes the lines that came back after its own, and keeps as many as the server shows.
 
-const script = document.querySelector("script[data-badges]");  // module scripts have no currentScript
-const BADGES = JSON.parse((script && script.dataset.badges) || "{}");
-const ACTIVE = new Set(["initializing", "autonomous", "task-executing", "error-solving"]);
 const BACKOFF = [500, 1000, 2000, 4000, 8000, 15000];
 const POLL_MS = 5000;
+// At most one re-render this often: an agent's burst of lines costs one fetch; the overview (up to 200 rows,
+// every customer's events) less often than one execution's page.
+const RENDER_GAP_MS = { execution: 400, overview: 1000 };
+const CLIENT_ATTRIBUTES = new Set(["tabindex"]);  // attributes scripts own on server-rendered elements
 
 const root = document.querySelector("[data-live-page]");
 const page = root ? root.dataset.livePage : null;
 const state = {
-  cursors: {},           // execution id -> newest stream id applied (execution page)
+  cursors: {},           // execution id -> newest stream id seen (execution page), for the socket's catch-up
   since: null,           // server time: snapshots of executions changed after it (overview)
   failures: 0,
   polling: false,
-  refreshing: null,      // pending overview refresh (a new execution appeared)
-  held: [],              // messages that arrived while the overview was being refreshed
-  missing: new Set(),    // executions without a row that asked for a refresh
-  absent: new Set(),     // executions still without a row after one (beyond the overview's 200)
   follow: true,
 };
+const render = { wanted: false, inFlight: false, last: 0, timer: null, failures: 0 };
 
 function compareIds(a, b) {
   const [am, as] = (a || "-1-0").split("-").map(Number);
@@ -29,219 +34,131 @@ function compareIds(a, b) {
   return am === bm ? as - bs : am - bm;
 }
 
-function etaText(seconds) {  // as clarity.eta.eta_text
-  const minutes = Math.max(Math.floor(seconds / 60 + 0.5), 1);
-  return minutes < 60 ? `about ${minutes} min` : `about ${Math.floor(minutes / 60)} h ${minutes % 60} min`;
-}
-
-function field(scope, name) { return scope.querySelector(`[data-field="${name}"]`); }
-
 function setText(node, text) { if (node && node.textContent !== text) node.textContent = text; }
 
-// -- shared by both pages --------------------------------------------------------------------------
-function setStatus(scope, status) {
-  if (!status || scope.dataset.status === status) return;
-  if (page === "overview") bumpCount(scope.dataset.status, -1);
-  if (page === "overview") bumpCount(status, +1);
-  scope.dataset.status = status;
-  setText(field(scope, "badge"), BADGES[status] || "");
-  setText(field(scope, "status-word"), status);
-  if (page !== "execution") return;
-  for (const form of document.querySelectorAll("form[data-when]")) {
-    form.hidden = !form.dataset.when.split(" ").includes(status);
+// -- bringing the DOM up to the server's rendering -------------------------------------------------
+function keyOf(node) {
+  if (node.nodeType !== Node.ELEMENT_NODE) return null;
+  const d = node.dataset;
+  return d.key ?? d.task ?? d.execution ?? d.count ?? d.repo ?? d.installation ?? (node.id || null);
+}
+
+function sameKind(a, b) {
+  return a.nodeType === b.nodeType && (a.nodeType !== Node.ELEMENT_NODE || (a.tagName === b.tagName && keyOf(a) === keyOf(b)));
+}
+
+function syncAttributes(mine, fresh) {
+  for (const { name, value } of [...fresh.attributes]) {
+    if (!CLIENT_ATTRIBUTES.has(name) && mine.getAttribute(name) !== value) mine.setAttribute(name, value);
+  }
+  for (const { name } of [...mine.attributes]) {
+    if (!CLIENT_ATTRIBUTES.has(name) && !fresh.hasAttribute(name)) mine.removeAttribute(name);
   }
 }
 
-function setProgress(scope, done, total) {
-  if (done === undefined && total === undefined) return;
-  const text = field(scope, "progress");
-  if (!text) return;
-  const [oldDone, oldTotal] = text.textContent.split("/").map(Number);
-  done = done ?? oldDone; total = total ?? oldTotal;
-  setText(text, `${done}/${total}`);
-  const bar = scope.querySelector("[role=progressbar]");
-  if (bar) {
-    bar.setAttribute("aria-valuenow", done); bar.setAttribute("aria-valuemax", total);
-    bar.firstElementChild.style.width = total ? `${(100 * done) / total}%` : "0%";
-  }
-}
-
-function setEta(row) {
-  const cell = field(row, "eta");
-  if (!cell) return;
-  const [done, total] = field(row, "progress").textContent.split("/").map(Number);
-  const left = Math.max(total - done, 0) || 1;
-  setText(cell, ACTIVE.has(row.dataset.status) ? `${etaText(left * Number(row.dataset.taskSeconds))} left` : "");
-}
-
-function bumpCount(status, by) {
-  const item = document.querySelector(`[data-count="${status}"] .n`);
-  if (!item) return;
-  const n = Math.max(Number(item.textContent) + by, 0);
-  item.textContent = String(n);
-  item.parentElement.classList.toggle("zero", n === 0);
-}
-
-// -- the overview ----------------------------------------------------------------------------------
-function overviewApply(msg) {
-  const ex = msg.type === "snapshot" ? msg.execution : msg;
-  const id = msg.type === "snapshot" ? ex.id : msg.execution;
-  const row = document.querySelector(`tr[data-execution="${CSS.escape(id)}"]`);
-  if (!row) {
-    if (!state.absent.has(id)) { state.missing.add(id); refreshOverview(); }
+function morph(mine, fresh) {
+  // Change `mine` as little as makes it `fresh`: kept elements keep their focus and their scripts' state.
+  if (mine.nodeType !== Node.ELEMENT_NODE) {
+    if (mine.nodeValue !== fresh.nodeValue) mine.nodeValue = fresh.nodeValue;
     return;
   }
-  // Skip what the row already shows something newer than (a refresh may overtake held events).
-  const when = msg.type === "snapshot" ? ex.updatedAt : msg.time;
-  if (when && Number(row.dataset.updated || 0) > when) return;
-  if (when) row.dataset.updated = String(when);
-  setStatus(row, ex.status);
-  if (msg.type === "snapshot") {
-    setProgress(row, ex.tasksCompleted, ex.tasksTotal);
-    setText(field(row, "current-task"), ex.currentTask || "");
-    row.dataset.attempts = String(ex.attempts ?? 0);
-  } else {
-    setProgress(row, msg.tasks_completed, msg.tasks_total);  // execution.updated, or fields of a transition
-    if ("attempts" in msg) row.dataset.attempts = String(msg.attempts);
-    if ("current_task" in msg) setText(field(row, "current-task"), msg.current_task || "");
+  if (mine.hasAttribute("data-live-skip")) return;
+  syncAttributes(mine, fresh);
+  const kept = [...mine.childNodes];
+  let at = 0;
+  for (const next of [...fresh.childNodes]) {
+    const key = keyOf(next);
+    let match = null;
+    if (key !== null) {
+      match = kept.find((node, i) => i >= at && sameKind(node, next));
+    } else if (kept[at] && sameKind(kept[at], next)) {
+      match = kept[at];
+    }
+    if (match) {
+      const i = kept.indexOf(match);
+      if (i !== at) { mine.insertBefore(match, kept[at] || null); kept.splice(i, 1); kept.splice(at, 0, match); }
+      morph(match, next);
+    } else {
+      const made = document.importNode(next, true);
+      mine.insertBefore(made, kept[at] || null);
+      kept.splice(at, 0, made);
+    }
+    at += 1;
   }
-  setEta(row);
-  setSuccess(row);
+  for (const extra of kept.slice(at)) extra.remove();
 }
 
-function setSuccess(row) {
-  // Tasks completed per agent attempt, as the server renders it (Execution.success_rate).
-  const cell = field(row, "success");
-  if (!cell) return;
-  const attempts = Number(row.dataset.attempts || 0);
-  const done = Number(field(row, "progress").textContent.split("/")[0]);
-  setText(cell, attempts ? `${Math.floor((100 * done) / attempts)}%` : "—");
+function takeLog(fresh) {
+  // The lines the server shows after ours, then as many of the newest as it keeps (a reload's window).
+  const mine = document.getElementById("log");
+  const theirs = fresh.querySelector("#log");
+  if (!mine || !theirs) return;
+  const last = mine.lastElementChild ? mine.lastElementChild.dataset.id : "";
+  const added = [...theirs.children].filter((line) => compareIds(line.dataset.id, last) > 0);
+  for (const line of added) mine.append(document.importNode(line, true));
+  const limit = Number(theirs.dataset.limit || mine.dataset.limit || 300);
+  while (mine.children.length > limit) mine.firstElementChild.remove();
+  if (added.length && state.follow) mine.scrollTop = mine.scrollHeight;
+  const newest = mine.lastElementChild ? mine.lastElementChild.dataset.id : "";
+  if (newest && compareIds(newest, state.cursors[root.dataset.execution]) > 0) state.cursors[root.dataset.execution] = newest;
 }
 
-function refreshOverview() {
-  // A new execution (or customer, or repository): the server renders the groups; events held meanwhile
-  // are applied on top, and each row skips those older than what it shows (data-updated).
-  if (state.refreshing) return;
-  state.refreshing = fetch(location.pathname, { headers: { Accept: "text/html" } })
-    .then((r) => (r.ok ? r.text() : Promise.reject(new Error(r.statusText))))
+function wantRender() {
+  render.wanted = true;
+  pump();
+}
+
+function pump() {
+  if (render.inFlight || !render.wanted || render.timer || document.hidden) return;  // a hidden tab catches up when shown
+  const wait = render.last + (RENDER_GAP_MS[page] || 1000) - Date.now();
+  if (wait > 0) { render.timer = setTimeout(() => { render.timer = null; pump(); }, wait); return; }
+  render.wanted = false;
+  render.inFlight = true;
+  render.last = Date.now();
+  fetch(location.pathname + location.search, { headers: { Accept: "text/html" }, cache: "no-store" })
+    .then((r) => (r.ok && !r.redirected ? r.text() : Promise.reject(new Error(r.statusText))))  // redirected: signed out
     .then((html) => {
-      const fresh = new DOMParser().parseFromString(html, "text/html").querySelector("[data-live-page]");
-      if (fresh) root.replaceChildren(...fresh.childNodes);
+      const fresh = new DOMParser().parseFromString(html, "text/html").querySelector(`[data-live-page="${page}"]`);
+      if (!fresh) return;
+      if (page === "execution") takeLog(fresh);
+      morph(root, fresh);
+      document.dispatchEvent(new CustomEvent("clarity:rendered", { detail: { fresh } }));
     })
-    .catch(() => {})
-    .finally(() => {
-      state.refreshing = null;
-      for (const id of state.missing) {
-        if (!document.querySelector(`tr[data-execution="${CSS.escape(id)}"]`)) state.absent.add(id);
-      }
-      state.missing.clear();
-      const held = state.held.splice(0);
-      for (const msg of held) apply(msg);
-    });
+    .then(() => { render.failures = 0; })
+    .catch(() => {
+      // The server away or failing: try again later (a minute at most between tries), or at the next event.
+      render.failures += 1;
+      setTimeout(wantRender, Math.min(60_000, 1000 * 2 ** render.failures));
+    })
+    .finally(() => { render.inFlight = false; pump(); });
 }
 
-// -- an execution page -----------------------------------------------------------------------------
+// -- what a message means for this page -------------------------------------------------------------
+function executionOf(msg) {
+  if (msg.execution && typeof msg.execution === "object") return msg.execution.id;
+  return msg.execution ?? msg.executionId ?? null;
+}
+
+function apply(msg) {
+  if (msg.type === "hello") { state.since = msg.time; return; }
+  if (msg.type === "ping" || msg.type === "resync" || msg.type === "poll") return;
+  if (page === "overview") {
+    if (msg.time && (state.since === null || msg.time > state.since)) state.since = msg.time;
+    wantRender();
+  } else if (page === "execution") {
+    const id = executionOf(msg);
+    if (id !== root.dataset.execution) return;
+    if (msg.id && compareIds(msg.id, state.cursors[id]) > 0) state.cursors[id] = msg.id;
+    wantRender();
+  }
+  document.dispatchEvent(new CustomEvent("clarity:applied", { detail: msg }));
+}
+
+document.addEventListener("visibilitychange", pump);
+
+// -- the log's follow toggle -------------------------------------------------------------------------
 const logBox = document.getElementById("log");
 const followButton = document.getElementById("follow");
-
-function executionApply(msg) {
-  const id = msg.type === "snapshot" ? msg.execution.id : msg.execution;
-  if (id !== root.dataset.execution) return;
-  if (msg.type === "snapshot") {
-    const ex = msg.execution;
-    setStatus(root, ex.status);
-    setProgress(root, ex.tasksCompleted, ex.tasksTotal);
-    setText(field(root, "reason"), ex.reason ? `: ${ex.reason}` : "");
-    return;
-  }
-  if (msg.id) {
-    if (state.cursors[id] && compareIds(msg.id, state.cursors[id]) <= 0) return;  // seen already
-    state.cursors[id] = msg.id;
-    appendLog(msg);
-  }
-  setStatus(root, msg.kind === "execution.status" ? msg.to : msg.status);
-  if (msg.kind === "execution.status") setText(field(root, "reason"), msg.reason ? `: ${msg.reason}` : "");
-  if (msg.kind.startsWith("execution.")) setProgress(root, msg.tasks_completed, msg.tasks_total);
-  if (msg.kind === "task.status") setTask(msg);
-}
-
-// The task table is a tree (templates/execution.html): each id under its parent, a row for each parent the
-// engine's table does not hold (its status: the tasks under it that are done).
-const TASK_CELLS = 10;  // the columns of the execution page's task tree
-
-function levelOf(id) { return id.split(".").length; }
-
-function ancestorsOf(id) {  // "2.3.1" -> ["2", "2.3"]
-  const parts = id.split(".");
-  return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join("."));
-}
-
-function taskRow(body, id) { return body.querySelector(`tr[data-task="${CSS.escape(id)}"]`); }
-
-function treeRow(id, group) {
-  const row = document.createElement("tr");
-  row.dataset.task = id;
-  if (group) row.dataset.group = "";
-  row.setAttribute("aria-level", String(levelOf(id)));
-  row.tabIndex = -1;
-  const names = [null, "title", "task-status", "attempts"];
-  for (let i = 0; i < (group ? 4 : TASK_CELLS); i++) {
-    const td = document.createElement("td");
-    if (names[i]) td.dataset.field = names[i];
-    row.append(td);
-  }
-  row.cells[0].className = "task-id";
-  row.cells[0].style.paddingLeft = `${0.6 + 1.2 * (levelOf(id) - 1)}rem`;
-  row.cells[0].textContent = id;
-  if (group) row.cells[3].colSpan = TASK_CELLS - 3;
-  return row;
-}
-
-function placeRow(body, row) {
-  // After the last row under the nearest parent already shown, so a family stays together; else at the end.
-  const id = row.dataset.task;
-  const parent = ancestorsOf(id).reverse().find((p) => taskRow(body, p));
-  const family = parent
-    ? [...body.rows].filter((r) => r.dataset.task === parent || r.dataset.task.startsWith(`${parent}.`)) : [];
-  if (family.length) family[family.length - 1].after(row); else body.append(row);
-}
-
-function countUnder(body, id) {
-  for (const parent of ancestorsOf(id)) {
-    const row = body.querySelector(`tr[data-task="${CSS.escape(parent)}"][data-group]`);
-    if (!row) continue;
-    const below = [...body.rows].filter((r) => !("group" in r.dataset) && r.dataset.task.startsWith(`${parent}.`));
-    const done = below.filter((r) => field(r, "task-status").textContent === "completed").length;
-    setText(field(row, "task-status"), `${done}/${below.length} done`);
-  }
-}
-
-function setTask(msg) {
-  const body = document.querySelector("#tasks tbody");
-  let row = taskRow(body, msg.task);
-  if (!row) {
-    for (const parent of ancestorsOf(msg.task)) {
-      if (!taskRow(body, parent)) placeRow(body, treeRow(parent, true));
-    }
-    row = treeRow(msg.task, false);
-    setText(field(row, "title"), msg.title || "");
-    setText(field(row, "attempts"), "0");
-    placeRow(body, row);
-  }
-  setText(field(row, "task-status"), msg.to);
-  if (msg.attempts !== undefined) setText(field(row, "attempts"), String(msg.attempts));
-  countUnder(body, msg.task);
-}
-
-function appendLog(msg) {
-  if (!logBox) return;
-  const line = document.createElement("span");
-  line.dataset.id = msg.id;
-  line.textContent = `${msg.kind} ${msg.task || ""} ${msg.message || msg.reason || msg.to || ""}\n`;
-  logBox.append(line);
-  if (state.follow) logBox.scrollTop = logBox.scrollHeight;
-}
-
 if (followButton && logBox) {
   followButton.hidden = false;
   logBox.scrollTop = logBox.scrollHeight;
@@ -253,19 +170,6 @@ if (followButton && logBox) {
 }
 
 // -- the feed --------------------------------------------------------------------------------------
-function apply(msg) {
-  if (msg.type === "hello") { state.since = msg.time; return; }
-  if (msg.type === "ping" || msg.type === "resync") return;
-  if (page === "overview") {
-    if (state.refreshing) { state.held.push(msg); return; }
-    if (msg.time && (state.since === null || msg.time > state.since)) state.since = msg.time;
-    overviewApply(msg);
-  } else if (page === "execution") {
-    executionApply(msg);
-  }
-  document.dispatchEvent(new CustomEvent("clarity:applied", { detail: msg }));
-}
-
 function say(text) { setText(document.getElementById("live-state"), text); }
 
 function hello() {

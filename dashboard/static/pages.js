@@ -34,7 +34,9 @@ function update(mine, fresh) {
     return;
   }
   if (mine.textContent !== fresh.textContent) mine.textContent = fresh.textContent;
-  if (fresh.hasAttribute("datetime")) mine.setAttribute("datetime", fresh.getAttribute("datetime"));
+  for (const name of ["datetime", "data-status"]) {  // a time's value, a status pill's colour
+    if (fresh.hasAttribute(name)) mine.setAttribute(name, fresh.getAttribute(name));
+  }
 }
 
 async function refresh() {
