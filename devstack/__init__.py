@@ -109,8 +109,9 @@ class Stack:
         keys = [*client.scan_iter(f"{ns}:*", count=1000), *client.scan_iter(f"rq:*{ns}:*", count=1000)]
         return int(client.delete(*keys)) if keys else 0
 
-    def stop(self) -> None:
-        """Stop workers, web, forge and any Redis we started."""
+    def stop(self, forget: bool = False) -> None:
+        """Stop workers, web, forge and any Redis we started; with `forget`, delete this stack's keys once
+        the workers are gone (before, a job finishing meanwhile would write some again)."""
         # TERM asks RQ for a warm shutdown (finish the job); a second TERM makes it cold. Whatever is
         # left after that (agents included) goes with the process group: nothing outlives the stack.
         for attempt in range(2):
@@ -123,6 +124,8 @@ class Stack:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        if forget:
+            self.forget()
         self.web.shutdown()
         self.web.server_close()
         self.forge.stop()

@@ -209,8 +209,7 @@ def _run(until: str, keep: bool, timeout: float) -> int:
     finally:
         locator.withdraw(announced)
         if stack is not None:
-            stack.forget()
-            stack.stop()
+            stack.stop(forget=True)
             _say("Stopped the worker, the web app, the forge" + (" and Redis." if stack.redis.process else ".")
                  + (f" Their logs stay in {base}." if keep else ""))
         if final is not None and not keep:

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from clarity import history, numbers, tasklist
@@ -428,19 +428,33 @@ def feed(engine: context.Engine) -> Iterator[Feed]:
     watching.close()
 
 
-@settings(max_examples=500, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.lists(moves, min_size=1, max_size=10))
-def test_numbers_hold_and_every_surface_agrees_whatever_people_and_workers_do(
-        engine: context.Engine, reporter: Reporter, web: Any, feed: Feed, script: list[tuple[str, Any]]) -> None:
-    fresh(engine.store)
-    world = World()
-    say(engine, reporter, "/clarity run until 1.3")
-    check(engine, world, feed)
-    for move in script:
-        play(engine, reporter, world, move)
+SHARDS = 4  # 4 × 125 = 500 sequences, each shard its own seed: they spread over the suite's workers
+
+
+def sequences(shard: int) -> Any:
+    """One shard of the property test: 500 / SHARDS random sequences, reproducible from its seed."""
+
+    @seed(shard)
+    @settings(max_examples=500 // SHARDS, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(st.lists(moves, min_size=1, max_size=10))
+    def test(engine: context.Engine, reporter: Reporter, web: Any, feed: Feed, script: list[tuple[str, Any]]) -> None:
+        fresh(engine.store)
+        world = World()
+        say(engine, reporter, "/clarity run until 1.3")
         check(engine, world, feed)
-    replies_agree(engine)
-    SEQUENCES[0] += 1
-    if SEQUENCES[0] % PAGES_EVERY == 0:  # the pages render the same Numbers as the record: one in a few will do
-        pages_agree(web, engine)
+        for move in script:
+            play(engine, reporter, world, move)
+            check(engine, world, feed)
+        replies_agree(engine)
+        SEQUENCES[0] += 1
+        if SEQUENCES[0] % PAGES_EVERY == 0:  # the pages render the same Numbers as the record: one in a few will do
+            pages_agree(web, engine)
+
+    return test
+
+
+test_numbers_hold_and_every_surface_agrees_whatever_people_and_workers_do_1 = sequences(1)
+test_numbers_hold_and_every_surface_agrees_whatever_people_and_workers_do_2 = sequences(2)
+test_numbers_hold_and_every_surface_agrees_whatever_people_and_workers_do_3 = sequences(3)
+test_numbers_hold_and_every_surface_agrees_whatever_people_and_workers_do_4 = sequences(4)
