@@ -1,4 +1,4 @@
-"""Redis-backed state: executions, task tables, log and audit streams, delivery dedupe, repo leases.
+"""Redis-backed state: executions, task tables, log and audit streams, comment dedupe, repo leases.
 
 Every status change goes through `transition`, which checks the state machine, writes the record,
 appends to the execution's event stream and the audit stream, and publishes the event, atomically
@@ -75,15 +75,7 @@ class Store:
         """A key in this deployment's namespace (several deployments may share one Redis)."""
         return ":".join((self.namespace, *map(str, parts)))
 
-    # -- deliveries -----------------------------------------------------------------------------
-    def claim_delivery(self, delivery_id: str, ttl: int) -> bool:
-        """True the first time a webhook delivery id is seen within `ttl` seconds (SET NX EX)."""
-        return bool(self.r.set(self._k("delivery", delivery_id), "1", nx=True, ex=ttl))
-
-    def release_delivery(self, delivery_id: str) -> None:
-        """Forget a delivery id (when it could not be enqueued, so a redelivery is processed)."""
-        self.r.delete(self._k("delivery", delivery_id))
-
+    # -- comments -------------------------------------------------------------------------------
     def claim_comment(self, comment_id: int, action: str, version: str, ttl: int) -> bool:
         """True the first time this version of a comment is handled for `action` within `ttl` seconds (SET NX EX)."""
         return bool(self.r.set(self._k("comment", comment_id, action, version), "1", nx=True, ex=ttl))
