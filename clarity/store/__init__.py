@@ -16,17 +16,20 @@ from typing import Any, NamedTuple
 
 import redis
 
-from clarity import leases, numbers
+from clarity import numbers
 from clarity.models import Execution, TaskProgress
-from clarity.ready import ReadySet
 from clarity.redaction import redact
 from clarity.status import ExecutionStatus, TaskStatus, check_execution, check_task
+from clarity.store.checks import Checks
+from clarity.store.comments import CommentClaims
+from clarity.store.flags import Flags
+from clarity.store.installations import Installations
+from clarity.store.keyspace import DEFAULT_NAMESPACE, Pipeline
+from clarity.store.repo_facts import RepoFacts
+from clarity.store.scheduling import Scheduling
 
-DEFAULT_NAMESPACE = "clarity"
 LOG_MAXLEN = 5000
 AUDIT_MAXLEN = 20000
-DURATIONS_KEPT = 50  # task durations kept per repository for estimates
-DRAFTS_REFUSED_TTL = 24 * 3600  # how long a repository's refusal of draft PRs is believed
 
 
 # One round trip for an event: the audit entry (if any), the execution's log entry, and the live
@@ -52,33 +55,18 @@ class Brief(NamedTuple):
     status: ExecutionStatus
 
 
-Pipeline = Any  # a watching redis.client.Pipeline; like Store.r, typed Any as this client decodes replies to str
-
-
-class Store:
+class Store(Scheduling, Flags, Checks, Installations, CommentClaims, RepoFacts):
     """The one owner of execution state in Redis."""
 
     def __init__(self, client: redis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
-        # redis-py types every reply as bytes | str; this client decodes, so replies are str.
-        self.r: Any = client
-        self.namespace = namespace
+        super().__init__(client, namespace)
         self.events_channel = f"{namespace}:events"
-        self.ready = ReadySet(client, namespace)
         self._emit_script = client.register_script(EMIT)
 
     @classmethod
     def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE) -> Store:
         """A store on a fresh connection pool (strings decoded)."""
         return cls(redis.Redis.from_url(url, decode_responses=True), namespace)
-
-    def _k(self, *parts: object) -> str:
-        """A key in this deployment's namespace (several deployments may share one Redis)."""
-        return ":".join((self.namespace, *map(str, parts)))
-
-    # -- comments -------------------------------------------------------------------------------
-    def claim_comment(self, comment_id: int, action: str, version: str, ttl: int) -> bool:
-        """True the first time this version of a comment is handled for `action` within `ttl` seconds (SET NX EX)."""
-        return bool(self.r.set(self._k("comment", comment_id, action, version), "1", nx=True, ex=ttl))
 
     # -- executions -----------------------------------------------------------------------------
     def create(self, execution: Execution, actor: str) -> Execution:
@@ -225,40 +213,19 @@ class Store:
         except NotFound:
             return
         pipe = self.r.pipeline()
-        for suffix in ("", ":tasks", ":task_order", ":scope", ":log", ":recoveries", ":step", ":checks"):
+        for suffix in ("", ":tasks", ":task_order", ":scope", ":log"):
             pipe.delete(self._k("exec", execution_id) + suffix)
-        for flag in ("stop", "pause", "stop_point_reached"):
-            pipe.delete(self._k("exec", execution_id, "flag", flag))
         pipe.zrem(self._k("execs"), execution_id)
         pipe.zrem(self._k("repo", execution.repo, "execs"), execution_id)
         pipe.zrem(self._k("inst", execution.installation_id, "execs"), execution_id)
-        pipe.lrem(self._k("repo", execution.repo, "waiting"), 0, execution_id)
+        for forget in (self._forget_scheduling, self._forget_checks, self._forget_flags):
+            forget(pipe, execution)
         pipe.execute()
         self.ready.remove(execution_id)
         self.r.xadd(self._k("audit"), {"json": json.dumps({
             "kind": "execution.forgotten", "actor": "github", "execution": execution_id, "repo": execution.repo,
             "installation": execution.installation_id, "time": time.time()})}, maxlen=AUDIT_MAXLEN,
             approximate=True)
-
-    # -- installations (the customer registry) ---------------------------------------------------
-    def put_installation(self, installation_id: int, account: str, status: str, repos: list[str]) -> None:
-        """Record a customer installation and the repositories it grants."""
-        self.r.hset(self._k("installations"), str(installation_id), json.dumps(
-            {"id": installation_id, "account": account, "status": status, "repos": sorted(set(repos)),
-             "updated_at": time.time()}))
-
-    def installation(self, installation_id: int) -> dict[str, Any] | None:
-        """One installation record, if known."""
-        raw = self.r.hget(self._k("installations"), str(installation_id))
-        return json.loads(raw) if raw else None
-
-    def installations(self) -> list[dict[str, Any]]:
-        """Every known installation."""
-        return [json.loads(v) for v in self.r.hvals(self._k("installations"))]
-
-    def drop_installation(self, installation_id: int) -> None:
-        """Forget an installation record."""
-        self.r.hdel(self._k("installations"), str(installation_id))
 
     # -- tasks ----------------------------------------------------------------------------------
     def tasks(self, execution_id: str) -> dict[str, TaskProgress]:
@@ -416,18 +383,6 @@ class Store:
             self._publish(updated, "execution.updated", shown)
         return updated
 
-    def record_check(self, execution_id: str, task_id: str, check_run_id: int | None = None, sha: str = "") -> None:
-        """Note the check run a step opens for a task (one HSET, from any thread): first the commit it
-        is being opened on (`sha`, before GitHub is asked), then its id, the moment GitHub answers.
-        Recovery closes it from either if the step is lost before the task's row names it."""
-        self.r.hset(self._k("exec", execution_id, "checks"), task_id,
-                    str(check_run_id) if check_run_id is not None else f"@{sha}")
-
-    def checks(self, execution_id: str) -> dict[str, int | str]:
-        """Task id → the check run last opened for it (an id), or the commit it was being opened on (a sha)."""
-        raw = self.r.hgetall(self._k("exec", execution_id, "checks"))
-        return {task: value[1:] if value.startswith("@") else int(value) for task, value in raw.items()}
-
     def set_task_status(self, execution_id: str, task_id: str, status: TaskStatus, **fields: Any) -> TaskProgress:
         """Shorthand: read, change status and fields, write."""
         return self.put_task(execution_id, _replace(self.task(execution_id, task_id), status=status, **fields))
@@ -468,127 +423,6 @@ class Store:
         # redacted text rather than redacting the event twice) in one round trip (EMIT).
         self._emit_script(keys=[self._k("audit"), self._k("exec", execution.id, "log")],
                           args=[AUDIT_MAXLEN, LOG_MAXLEN, audit, payload, self.events_channel])
-
-    # -- repo leases and queues -------------------------------------------------------------------
-    # The value names the execution and the step holding it (clarity.leases): a step can take its
-    # execution's lease over, never another step's.
-    def acquire_lease(self, repo: str, execution_id: str, ttl: float, token: str = "") -> bool:
-        """Take the repo's single-run lease for an execution, or for its step `token`.
-
-        Free, or the execution's between steps: taken. This very step's: renewed. A step's of the
-        execution, and no token given: renewed as it is. Another step's or execution's: False.
-        """
-        return bool(self.r.eval(leases.ACQUIRE, 2, *self._lease_keys(repo, execution_id), execution_id, token,
-                                int(ttl * 1000)))
-
-    def renew_lease(self, repo: str, execution_id: str, ttl: float, token: str = "") -> bool:
-        """Extend the lease if the execution (its step `token`) holds it."""
-        return bool(self.r.eval(leases.RENEW, 1, self._k("repo", repo, "lease"), leases.value(execution_id, token),
-                                int(ttl * 1000)))
-
-    def keep_lease(self, repo: str, execution_id: str, token: str, ttl: float) -> str:
-        """A step's heartbeat, one round trip: "renewed" while it holds the lease, "retaken" if it had
-        lapsed and nobody recovered the execution meanwhile, "lost" if it is someone else's now."""
-        return str(self.r.eval(leases.KEEP, 2, *self._lease_keys(repo, execution_id),
-                               leases.value(execution_id, token), token, int(ttl * 1000)))
-
-    def take_free_lease(self, repo: str, execution_id: str, ttl: float) -> bool:
-        """Recovery: take the lease only if nobody holds it; the step that held it can never take it again."""
-        return bool(self.r.eval(leases.TAKE_FREE, 2, *self._lease_keys(repo, execution_id), execution_id,
-                                int(ttl * 1000)))
-
-    def hand_back_lease(self, repo: str, execution_id: str, token: str) -> bool:
-        """The step `token` ended: the lease (same expiry) is its execution's again, for the next step."""
-        return bool(self.r.eval(leases.HAND_BACK, 2, *self._lease_keys(repo, execution_id),
-                                leases.value(execution_id, token), token, execution_id))
-
-    def release_lease(self, repo: str, execution_id: str, token: str = "") -> bool:
-        """Give up the lease if the execution holds it (itself or any step of it; only step `token`'s if given)."""
-        return bool(self.r.eval(leases.RELEASE, 1, self._k("repo", repo, "lease"), execution_id, token))
-
-    def lease_holder(self, repo: str) -> str | None:
-        """The execution id holding the repo's lease, if any (whichever step of it holds it)."""
-        return leases.holder(self.r.get(self._k("repo", repo, "lease")))
-
-    def lease_step(self, repo: str) -> str | None:
-        """The token of the step holding the repo's lease ("" between steps), None if nobody holds it."""
-        return leases.step(self.r.get(self._k("repo", repo, "lease")))
-
-    def _lease_keys(self, repo: str, execution_id: str) -> tuple[str, str]:
-        return self._k("repo", repo, "lease"), self._k("exec", execution_id, "step")
-
-    def enqueue_waiting(self, repo: str, execution_id: str) -> int:
-        """Put an execution in the repo's waiting line; returns its 1-based position."""
-        return int(self.r.rpush(self._k("repo", repo, "waiting"), execution_id))
-
-    def pop_waiting(self, repo: str) -> str | None:
-        """Take the next waiting execution of a repo."""
-        return self.r.lpop(self._k("repo", repo, "waiting"))
-
-    def remove_waiting(self, repo: str, execution_id: str) -> None:
-        """Take an execution out of the waiting line (it was stopped)."""
-        self.r.lrem(self._k("repo", repo, "waiting"), 0, execution_id)
-
-    def count_recovery(self, execution_id: str, task_id: str) -> int:
-        """Count one more loss of the worker running this task; returns how many so far."""
-        return int(self.r.hincrby(self._k("exec", execution_id, "recoveries"), task_id, 1))
-
-    def reset_recoveries(self, execution_id: str, task_id: str) -> None:
-        """Forget the losses counted for a task (a person retries it)."""
-        self.r.hdel(self._k("exec", execution_id, "recoveries"), task_id)
-
-    def count_deferral(self, execution_id: str) -> int:
-        """Count one more step put off because GitHub asked us to slow down; returns how many in a row."""
-        key = self._k("exec", execution_id, "deferrals")
-        pipe = self.r.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, 24 * 3600)
-        return int(pipe.execute()[0])
-
-    def reset_deferrals(self, execution_id: str) -> None:
-        """A step went through: the next deferral is the first in a row again."""
-        self.r.delete(self._k("exec", execution_id, "deferrals"))
-
-    def record_duration(self, repo: str, seconds: float) -> None:
-        """Remember how long a finished task took (the newest few per repository, and overall)."""
-        pipe = self.r.pipeline()
-        for key in (self._k("repo", repo, "durations"), self._k("durations")):
-            pipe.lpush(key, round(seconds, 3))
-            pipe.ltrim(key, 0, DURATIONS_KEPT - 1)
-        pipe.execute()
-
-    def durations(self, repo: str | None = None) -> list[float]:
-        """Recent task durations of a repository (or of every repository), newest first."""
-        key = self._k("repo", repo, "durations") if repo else self._k("durations")
-        return [float(v) for v in self.r.lrange(key, 0, -1)]
-
-    def refuse_drafts(self, repo: str, ttl: int = DRAFTS_REFUSED_TTL) -> None:
-        """Remember that GitHub refuses draft PRs in this repository (private, of a Free or Pro owner).
-
-        For a day: a plan bought or a repository made public is noticed by the next PR after that.
-        """
-        self.r.set(self._k("repo", repo, "no-drafts"), "1", ex=ttl)
-
-    def drafts_refused(self, repo: str) -> bool:
-        """Whether GitHub refused a draft PR in this repository lately (see `refuse_drafts`)."""
-        return bool(self.r.exists(self._k("repo", repo, "no-drafts")))
-
-    def waiting(self, repo: str) -> list[str]:
-        """The repo's waiting line, first in line first."""
-        return list(self.r.lrange(self._k("repo", repo, "waiting"), 0, -1))
-
-    def set_flag(self, execution_id: str, flag: str, by: str) -> None:
-        """Ask a running execution to `stop` or `pause`; the step checks flags between and during attempts."""
-        self.r.set(self._k("exec", execution_id, "flag", flag), by, ex=7 * 24 * 3600)
-
-    def flag(self, execution_id: str, flag: str) -> str | None:
-        """Who raised the flag, if it is up."""
-        return self.r.get(self._k("exec", execution_id, "flag", flag))
-
-    def clear_flag(self, execution_id: str, flag: str) -> None:
-        """Lower a flag once acted upon."""
-        self.r.delete(self._k("exec", execution_id, "flag", flag))
-
 
 def _row(progress: TaskProgress) -> str:
     """A task's stored form, its error text redacted (it quotes what checks and agents printed)."""
