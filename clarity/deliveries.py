@@ -62,7 +62,7 @@ PER_DELIVERY = ("created_at", "enqueued_at", "data", "description")
 
 
 class DeliveryQueue:
-    """Claims delivery ids (`<namespace>:delivery:<id>`, as clarity.store) and queues intake jobs."""
+    """Claims delivery ids (`<namespace>:delivery:<id>`, SET NX EX) and queues intake jobs."""
 
     def __init__(self, queue: Queue, namespace: str, job: str, ttl: int) -> None:
         self.queue = queue

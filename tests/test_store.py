@@ -85,13 +85,6 @@ def test_lease_of_a_dead_holder_expires(store: Store) -> None:
     assert store.acquire_lease("acme/x", "alive", 5)
 
 
-def test_delivery_is_claimed_once(store: Store) -> None:
-    assert store.claim_delivery("d-1", 60)
-    assert not store.claim_delivery("d-1", 60)
-    store.release_delivery("d-1")
-    assert store.claim_delivery("d-1", 60)
-
-
 def test_log_lines_are_redacted(store: Store) -> None:
     ex = make(store)
     store.log(ex.id, "token ghs_abcdefghijklmnopqrstuvwxyz0123456789 leaked")
