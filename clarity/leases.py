@@ -48,12 +48,6 @@ end
 return 0
 """
 
-# KEYS: lease. ARGV: value, ttl in ms.
-RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-return 0
-"""
-
 # KEYS: lease, step. ARGV: the step's value, its token, ttl in ms. A heartbeat: renewed while held,
 # taken again when it lapsed and the execution is still this step's, lost otherwise.
 KEEP = """

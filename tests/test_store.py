@@ -71,7 +71,8 @@ def test_task_table_keeps_order_and_checks_transitions(store: Store) -> None:
 def test_lease_is_exclusive_renewable_and_released_only_by_holder(store: Store) -> None:
     assert store.acquire_lease("acme/widgets", "a", 5)
     assert not store.acquire_lease("acme/widgets", "b", 5)
-    assert store.renew_lease("acme/widgets", "a", 5)
+    assert store.keep_lease("acme/widgets", "a", "", 5) == "renewed"
+    assert store.keep_lease("acme/widgets", "b", "", 5) == "lost"
     assert not store.release_lease("acme/widgets", "b")
     assert store.lease_holder("acme/widgets") == "a"
     assert store.release_lease("acme/widgets", "a")

@@ -56,11 +56,6 @@ class Scheduling(Keyspace):
         return bool(self.r.eval(leases.ACQUIRE, 2, *self._lease_keys(repo, execution_id), execution_id, token,
                                 int(ttl * 1000)))
 
-    def renew_lease(self, repo: str, execution_id: str, ttl: float, token: str = "") -> bool:
-        """Extend the lease if the execution (its step `token`) holds it."""
-        return bool(self.r.eval(leases.RENEW, 1, self._lease_key(repo), leases.value(execution_id, token),
-                                int(ttl * 1000)))
-
     def keep_lease(self, repo: str, execution_id: str, token: str, ttl: float) -> str:
         """A step's heartbeat, one round trip: "renewed" while it holds the lease, "retaken" if it had
         lapsed and nobody recovered the execution meanwhile, "lost" if it is someone else's now."""
