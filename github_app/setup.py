@@ -42,7 +42,7 @@ class SetupError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class SetupResult:
     """How a setup ended: the stored app, or why not."""
 
     app: AppCredentials | None = None
@@ -83,7 +83,7 @@ class SetupServer:
         self.state = secrets.token_urlsafe(24)
         self._done = threading.Event()
         self._lock = threading.Lock()
-        self._outcome: Outcome | None = None
+        self._outcome: SetupResult | None = None
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="clarity-setup", daemon=True)
@@ -113,7 +113,7 @@ class SetupServer:
         self._thread.start()
         return self
 
-    def wait(self, timeout: float | None = None) -> Outcome:
+    def wait(self, timeout: float | None = None) -> SetupResult:
         """Block until a callback with our state was handled; SetupError when `timeout` passes first."""
         if not self._done.wait(timeout):
             raise SetupError(f"no answer from GitHub within {timeout:.0f} s; run `clarity setup` again")
@@ -155,14 +155,14 @@ class SetupServer:
         return 200, (f"Created the GitHub App {app.name} (id {app.app_id}) and stored it in the vault. "
                      f"Next, install it on your repositories: {app.install_url}")
 
-    def _convert_and_store(self, code: str) -> Outcome:
+    def _convert_and_store(self, code: str) -> SetupResult:
         try:
             creds = convert(self.settings.github_api_url, code, api_version=self.settings.github_api_version)
             app_credentials.store(self.vault, creds)
         except (SetupError, VaultError) as exc:
-            return Outcome(error=str(exc))
+            return SetupResult(error=str(exc))
         log.info("setup: created GitHub App %s (id %s)", creds.slug, creds.app_id)
-        return Outcome(app=creds)
+        return SetupResult(app=creds)
 
 
 def _handler_for(setup: SetupServer) -> type[BaseHTTPRequestHandler]:

@@ -79,7 +79,7 @@ def _field(text: str, name: str) -> int | None:
     return None
 
 
-class Meter:
+class CgroupSampler:
     """Samples a container's cgroup from a thread while it runs; keeps what it last read.
 
     The cgroup goes with the container, and a run can hit its pids limit and exit within milliseconds,
@@ -102,7 +102,7 @@ class Meter:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def for_container(cls, container_id: str, pid: Callable[[], int], root: Path = CGROUP_ROOT) -> Meter:
+    def for_container(cls, container_id: str, pid: Callable[[], int], root: Path = CGROUP_ROOT) -> CgroupSampler:
         """A meter for a running container's cgroup; one that reads nothing when it cannot be found.
 
         The usual places (cgroupfs and systemd drivers) are tried first, without a round trip to the

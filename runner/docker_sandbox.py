@@ -35,7 +35,7 @@ from docker.utils.socket import frames_iter
 
 from clarity import metrics
 from runner import containers, egress
-from runner.containers import LABEL_OWNER, Meter
+from runner.containers import LABEL_OWNER, CgroupSampler
 from runner.egress import Rules
 from runner.sandbox import (
     EXIT_NOT_EXECUTABLE,
@@ -302,7 +302,7 @@ class DockerSandbox:
             container.start()
             if stdin is not None:
                 threading.Thread(target=_feed, args=(stream, stdin.encode()), daemon=True).start()
-            meter = Meter.for_container(container.id, lambda: _pid(container))
+            meter = CgroupSampler.for_container(container.id, lambda: _pid(container))
             meter.start()
             try:
                 reason = self._supervise(container, started + limits.timeout, cancel)

@@ -28,7 +28,7 @@ from jobs import sandboxes
 from runner.containers import (
     LABEL_OWNER,
     CgroupFiles,
-    Meter,
+    CgroupSampler,
     cgroup_files,
     hand_over,
     leftovers,
@@ -144,7 +144,7 @@ def test_cgroup_files_are_found_for_v1_and_v2_hierarchies(tmp_path: Path) -> Non
     assert files == CgroupFiles(tmp_path / "cpuacct/docker/c1/cpuacct.usage",
                                 tmp_path / "memory/docker/c1/memory.max_usage_in_bytes",
                                 tmp_path / "pids/docker/c1/pids.events")
-    meter = Meter.for_container("c1", lambda: -1, tmp_path)  # found where cgroupfs puts it, no pid needed
+    meter = CgroupSampler.for_container("c1", lambda: -1, tmp_path)  # found where cgroupfs puts it, no pid needed
     assert meter.files == files
     meter.stop()
     assert meter.usage() == {"cpu_seconds": 2.5, "memory_peak_bytes": 4096.0, "pids_refused": 7.0}
@@ -154,7 +154,7 @@ def test_cgroup_files_are_found_for_v1_and_v2_hierarchies(tmp_path: Path) -> Non
     (v2 / "cgroup.controllers").write_text("cpu memory pids\n")
     (v2 / "system.slice/docker-c2.scope/cpu.stat").write_text("usage_usec 1500000\nuser_usec 1000000\n")
     (v2 / "system.slice/docker-c2.scope/memory.peak").write_text("8192\n")
-    meter = Meter(cgroup_files("0::/system.slice/docker-c2.scope\n", v2))
+    meter = CgroupSampler(cgroup_files("0::/system.slice/docker-c2.scope\n", v2))
     meter.stop()
     assert meter.usage() == {"cpu_seconds": 1.5, "memory_peak_bytes": 8192.0}
 
@@ -163,7 +163,7 @@ def test_a_meter_samples_until_stopped_and_keeps_the_highest_peak(tmp_path: Path
     peak, cpu = tmp_path / "memory.peak", tmp_path / "cpuacct.usage"
     peak.write_text("100\n")
     cpu.write_text("1000000000\n")
-    meter = Meter(CgroupFiles(cpu, peak, None))
+    meter = CgroupSampler(CgroupFiles(cpu, peak, None))
     meter.start()
     peak.write_text("300\n")
     cpu.write_text("3000000000\n")
@@ -173,7 +173,7 @@ def test_a_meter_samples_until_stopped_and_keeps_the_highest_peak(tmp_path: Path
     assert meter.usage() == {"cpu_seconds": 3.0, "memory_peak_bytes": 300.0}
     meter.sample()  # after stop the files are closed: nothing changes
     assert meter.usage() == {"cpu_seconds": 3.0, "memory_peak_bytes": 300.0}
-    nowhere = Meter.for_container("c0", lambda: -1, tmp_path)
+    nowhere = CgroupSampler.for_container("c0", lambda: -1, tmp_path)
     nowhere.stop()
     assert nowhere.usage() == {}
 
