@@ -1,26 +1,21 @@
 """Accept a webhook delivery in one Redis round trip: claim its id and queue its intake job, atomically.
 
-The webhook view used to claim the id (SET NX EX), then let RQ enqueue the job (two more
-transactions), and release the claim if that failed: three round trips and a window in which a
-crash left a claimed id without a job. Here one Lua script does the claim and, only if the id is
-new, writes the RQ job hash, pushes its id on the queue and registers the queue, as RQ's own unique
-enqueue script does. A failure leaves nothing behind, so GitHub's redelivery is processed; a reply
-lost after the script ran leaves a queued job and a claimed id, so a redelivery is a duplicate.
+One Lua script claims the id and, only if it is new, writes the RQ job hash, pushes its id on the queue
+and registers the queue, as RQ's own unique enqueue script does. A failure leaves nothing behind, so
+GitHub's redelivery is processed; a reply lost after the script ran leaves a queued job and a claimed id,
+so a redelivery is a duplicate. No window leaves a claimed id without a job.
 
-The job hash is RQ's own: at start-up RQ builds one intake job (`Queue.create_job`, `Job.to_dict`)
-and every field that is the same for every delivery (origin, timeout, status, the empty callback
-and worker fields...) is kept as RQ wrote it. Per delivery only the four fields that differ are made
-here, the way RQ makes them: the id (`uuid4`), `created_at` and `enqueued_at` (RQ's UTC timestamp
-text), `data` (RQ's serializer over `(func, None, args, {})`) and `description`. A Job object per
-delivery (create_job, to_dict) cost 35 µs of CPU at best and 100 to 190 µs in a loop on the busy
-bench machine, against ~15 µs for these four fields.
+The job hash is RQ's own: at start-up RQ builds one intake job (`Queue.create_job`, `Job.to_dict`) and
+every field that is the same for every delivery (origin, timeout, status, the empty callback and worker
+fields...) is kept as RQ wrote it. Per delivery only the four fields that differ are made here, the way
+RQ makes them: the id (`uuid4`), `created_at` and `enqueued_at` (RQ's UTC timestamp text), `data` (RQ's
+serializer over `(func, None, args, {})`) and `description`. This writes RQ's format itself, so the rq
+version is bounded in pyproject.toml and tests/test_webhook_ack.py compares the hash with RQ's.
 
-The round trip skips redis-py's client layer (pool checkout with a poll of the socket, the retry
-wrapper, the observability hooks of redis-py 8): a PING through `Redis.ping` cost 65 to 80 µs of CPU
-on that machine, the same PING sent on the connection directly 21 to 30 µs. DeliveryQueue keeps its
-own idle connections (as many as requests were ever in flight at once), of the client's class and
+The round trip skips redis-py's client layer (pool checkout, retry wrapper, hooks): DeliveryQueue keeps
+its own idle connections (as many as requests were ever in flight at once), of the client's class and
 settings. Errors are redis-py's (`ConnectionError`, `ResponseError`...), so callers still catch
-`redis.RedisError`.
+`redis.RedisError`. Why and how much it saves: docs/PERFORMANCE.md, "The RQ job hash without a Job object".
 """
 
 from __future__ import annotations

@@ -97,9 +97,8 @@ def tls_context() -> ssl.SSLContext:
     """The process's TLS client context, exactly what httpx would build (certifi, or SSL_CERT_FILE/DIR).
 
     githubkit opens a new httpx client for every request, and each new client loads the CA bundle
-    again (~40 ms of CPU) unless it is handed a context: with this one a REST call costs a step
-    ~10 ms instead of ~50 (bench/overhead_bench.py). A context is safe to share between threads
-    and survives RQ's fork (the worker builds the engine, and so this, before forking).
+    again unless it is handed a context (docs/PERFORMANCE.md has the cost). A context is safe to share
+    between threads and survives RQ's fork (the worker builds the engine, and so this, before forking).
     """
     return httpx.create_ssl_context()
 
