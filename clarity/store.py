@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import redis
 
 from clarity import leases, numbers
+from clarity.flags import Flag
 from clarity.models import Execution, TaskProgress
 from clarity.ready import ReadySet
 from clarity.redaction import redact
@@ -235,7 +236,7 @@ class Store:
         pipe = self.r.pipeline()
         for suffix in ("", ":tasks", ":task_order", ":scope", ":log", ":recoveries", ":step", ":checks"):
             pipe.delete(self._k("exec", execution_id) + suffix)
-        for flag in ("stop", "pause", "stop_point_reached"):
+        for flag in Flag:
             pipe.delete(self._k("exec", execution_id, "flag", flag))
         pipe.zrem(self._k("execs"), execution_id)
         pipe.zrem(self._k("repo", execution.repo, "execs"), execution_id)

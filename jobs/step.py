@@ -21,6 +21,7 @@ from rq import get_current_job
 
 from clarity import logcontext, metrics, numbers, outcomes, repoconfig, tasklist
 from clarity.actors import shown
+from clarity.flags import Flag
 from clarity.models import Execution, TaskProgress
 from clarity.repoconfig import RepoConfig
 from clarity.status import ExecutionStatus, TaskStatus
@@ -157,8 +158,8 @@ class Step:
         # Before the stop check: finishing (stopped) reports through it too.
         self.reporter = Reporter(self._client(ex.installation_id), ex.repo,
                                  sandboxes.UNSANDBOXED if self.eng.settings.sandbox == "none" else "")
-        if self.store.flag(ex.id, "stop"):
-            return self._finish(ex, S.STOPPED, f"stopped by {shown(self.store.flag(ex.id, 'stop') or '')}")
+        if self.store.flag(ex.id, Flag.STOP):
+            return self._finish(ex, S.STOPPED, f"stopped by {shown(self.store.flag(ex.id, Flag.STOP) or '')}")
         try:
             with self._heartbeat(ex) as self.hold:
                 return self._advance(ex)
@@ -170,7 +171,7 @@ class Step:
                                 budgets.pause_reason(str(exc)))
         except Cancelled:
             return self._finish(self.store.get(self.id), S.STOPPED,
-                                f"stopped by {shown(self.store.flag(self.id, 'stop') or '')}")
+                                f"stopped by {shown(self.store.flag(self.id, Flag.STOP) or '')}")
         except (Blocked, TaskListError, repoconfig.ConfigError, AgentError, IsolationError) as exc:
             return self._finish(self.store.get(self.id), S.BLOCKED, str(exc))
         except PushRejected:  # never forced: their work stays, ours waits for a person
@@ -254,7 +255,7 @@ class Step:
             return self._do_task(ex, ws, workdir, config, text, task)
 
     def _initialize(self, ex: Execution, tasks: TaskList) -> Execution:
-        self.store.clear_flag(ex.id, "stop_point_reached")
+        self.store.clear_flag(ex.id, Flag.STOP_POINT_REACHED)
         order = numbers.scope(tasks, ex.stop_point, ex.only)
         self.store.log(ex.id, f"{len(order)} task(s) to run: {' → '.join(order) or 'none'}")
         ex = self.store.transition(ex.id, S.AUTONOMOUS, "engine", "initialized", started_at=ex.started_at or time.time())
@@ -294,7 +295,7 @@ class Step:
                          if t.status in (TaskStatus.FAILED, TaskStatus.SKIPPED))
 
     def _next(self, ex: Execution, tasks: TaskList) -> Task | None:
-        if self.store.flag(ex.id, "pause"):
+        if self.store.flag(ex.id, Flag.PAUSE):
             return None
         unavailable = self._unavailable(ex)
         if not ex.only:
@@ -306,9 +307,9 @@ class Step:
 
     def _conclude(self, ex: Execution, tasks: TaskList) -> str:
         """Nothing eligible: paused at the stop point, completed, or blocked behind a failure."""
-        pause_by = self.store.flag(ex.id, "pause")
+        pause_by = self.store.flag(ex.id, Flag.PAUSE)
         if pause_by:
-            self.store.clear_flag(ex.id, "pause")
+            self.store.clear_flag(ex.id, Flag.PAUSE)
             return self._finish(ex, S.PAUSED, f"paused by {shown(pause_by)}")
         scope = ex.only or ex.stop_point
         waived = overrides.waived(self.store.tasks(ex.id))  # skipped by a person: settled, never ticked
@@ -322,7 +323,7 @@ class Step:
             if not tasks.leaves() or all(t.done or t.id in waived for t in tasks.leaves()):
                 return self._finish(ex, S.COMPLETED, "every task in the list is done"
                                     + (f" or skipped by a person ({', '.join(sorted(waived))})" if waived else ""))
-            self.store.set_flag(ex.id, "stop_point_reached", "engine")
+            self.store.set_flag(ex.id, Flag.STOP_POINT_REACHED, "engine")
             return self._finish(ex, S.PAUSED, f"stop point {scope} reached")
         failed = self._unavailable(ex)
         waiting = ", ".join(open_in_scope[:5])
@@ -562,7 +563,7 @@ class Step:
         self.clock.charge()  # before the execution settles: a resume reads its active time
         if ex.status is not status:
             ex = self.store.transition(ex.id, status, "engine", reason, current_task=None)
-        self.store.clear_flag(ex.id, "stop")
+        self.store.clear_flag(ex.id, Flag.STOP)
         self.store.log(ex.id, f"execution {status}: {reason}")
         self.release = ex  # freed when the step ends (see run)
 
