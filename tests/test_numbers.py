@@ -32,8 +32,9 @@ from clarity.store import Store
 from github_app import commands
 from github_app.reporting import Reporter
 from jobs import context, control, publish, reports, scheduler
+from jobs.checkout import track_scope
 from jobs.intake import CommentEvent
-from jobs.step import attempt_hook, track_scope
+from jobs.taskrun import attempt_hook
 from tests.conftest_forge import ForgeHandle
 
 
@@ -269,7 +270,7 @@ def end_task(eng: context.Engine, world: World) -> None:
 
 
 def conclude(eng: context.Engine, ex: Execution, tasks: tasklist.TaskList) -> None:
-    """Step._conclude: paused by a person, at the stop point, completed, or blocked behind a failure."""
+    """jobs.planner (Pause, Conclude): paused by a person, at the stop point, completed, or blocked behind a failure."""
     store = eng.store
     if store.flag(ex.id, "pause"):
         store.clear_flag(ex.id, "pause")
