@@ -125,6 +125,7 @@ class Step:
                 scheduler.enqueue_step(self.eng, self.id)
 
     def _run(self, clock: budgets.Clock, http: contextlib.ExitStack) -> str:
+        """Plan the step's start (nothing to do, stop, or read the branch), lease the repository, act."""
         ex = self.store.get(self.id)
         plan = planner.plan_step(ex, None, {}, self._flags(Flag.STOP))
         if isinstance(plan, Idle):
@@ -133,9 +134,9 @@ class Step:
             scheduler.submit(self.eng, self.store.transition(ex.id, S.QUEUED, "engine", "lease lost"), "engine")
             return "repository busy: back in line"
         # Before the stop: finishing (stopped) reports through the context's reporter too.
-        ctx = StepContext(self.eng, self.id, self.who, clock, Reporter(
-            self._client(http, ex.installation_id), ex.repo,
-            sandboxes.UNSANDBOXED if self.eng.settings.sandbox == "none" else ""), self.cancel, self.warm, self.after)
+        reporter = Reporter(self._client(http, ex.installation_id), ex.repo,
+                            sandboxes.UNSANDBOXED if self.eng.settings.sandbox == "none" else "")
+        ctx = StepContext(self.eng, self.id, self.who, clock, reporter, self.cancel, self.warm, self.after)
         if isinstance(plan, Stop):
             return endings.finish(ctx, ex, S.STOPPED, f"stopped by {shown(plan.by)}")
         return self._held(ctx, ex)  # ReadBranch
@@ -224,7 +225,8 @@ class Step:
             raise Blocked(blocked)
         self.store.clear_flag(ex.id, Flag.STOP_POINT_REACHED)
         self.store.log(ex.id, f"{len(plan.order)} task(s) to run: {' → '.join(plan.order) or 'none'}")
-        ex = self.store.transition(ex.id, S.AUTONOMOUS, "engine", "initialized", started_at=ex.started_at or time.time())
+        ex = self.store.transition(ex.id, S.AUTONOMOUS, "engine", "initialized",
+                                   started_at=ex.started_at or time.time())
         endings.summary(ctx, ex)
         return ex
 

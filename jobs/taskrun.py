@@ -90,7 +90,8 @@ class TaskRun:
             artifacts=settings.artifacts_dir / ex.id / task.id, repo=ex.repo, branch=ex.branch,
             limits=Limits(timeout=task.timeout_seconds() or config.timeout or settings.task_timeout),
             retries=config.retries if config.retries is not None else settings.retries,
-            backoff=settings.retry_backoff, diff=self.checkout.ws.diff, max_artifact_bytes=settings.artifact_max_bytes,
+            backoff=settings.retry_backoff, diff=self.checkout.ws.diff,
+            max_artifact_bytes=settings.artifact_max_bytes,
             allow=gates.allowlist(settings, config), check_timeout=config.check_timeout, meter=self.meter,
             first_attempt=self.before + 1,
             exchange=settings.exchange_dir / ex.id / task.id)
@@ -214,7 +215,8 @@ class TaskRun:
             lambda: self._check("success", f"Task {task.id} done in {reports.attempts_said(result.attempts, before)}",
                                 reports.task_summary(task, agent, result, sha, before),
                                 reports.task_text(result, stat(), self._artifacts_url())),
-            lambda: publish.end_summary(self.ctx.reporter, ex, sha), self._pull(after, table) if ex.pr_number else _nothing)
+            lambda: publish.end_summary(self.ctx.reporter, ex, sha),
+            self._pull(after, table) if ex.pr_number else _nothing)
         try:
             self.checkout.ws.push(ex.branch)
         finally:
