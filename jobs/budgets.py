@@ -82,10 +82,7 @@ class Meter:
         reason = budget.exhausted(self.limits, self.usage(), out_of_time)
         if reason is None:
             return
-        execution = self.store.get(self.id)
-        self.store.log(self.id, f"budget: {reason}; the execution pauses", "warning")
-        self.store.audit_event(execution, "budget.exhausted", "engine",
-                               {"reason": reason, "limits": self.limits.spec()})
+        announce(self.store, self.store.get(self.id), self.limits, reason)
         raise Exhausted(reason)
 
     def charge(self, folder: Path, task_id: str, reported: Usage | None = None) -> Usage:
@@ -119,6 +116,12 @@ class Meter:
             self.store.log(self.id, f"task {task_id}: the agent's usage report was ignored: {exc}", "warning",
                            task_id)
             return None
+
+
+def announce(store: Store, execution: Execution, limits: Budget, reason: str) -> None:
+    """Log and audit that the budget allows no further attempt: the execution is about to pause."""
+    store.log(execution.id, f"budget: {reason}; the execution pauses", "warning")
+    store.audit_event(execution, "budget.exhausted", "engine", {"reason": reason, "limits": limits.spec()})
 
 
 class Clock:

@@ -14,6 +14,7 @@ from githubkit.exception import RequestFailed
 
 from clarity import numbers, repoconfig, stopping, tasklist
 from clarity.actors import literal, shown
+from clarity.flags import Flag
 from clarity.models import Execution
 from clarity.status import ExecutionStatus, TaskStatus
 from clarity.tasklist import TaskListError
@@ -184,7 +185,7 @@ def stop_execution(eng: Engine, reporter: Reporter | None, target: Execution, ac
     elif target.status.is_terminal:
         return f"already {target.status}"
     else:
-        eng.store.set_flag(target.id, "stop", actor)
+        eng.store.set_flag(target.id, Flag.STOP, actor)
         message = (f"Stopping {_link(eng, target)}" + (f" ({why})" if why else "")
                    + f": {stopping.RUNNING}. {stopping.sentence(stopping.AFTER)}")
     if reporter is not None:
@@ -203,7 +204,7 @@ def pause(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command
 
 def pause_execution(eng: Engine, reporter: Reporter, target: Execution, actor: str) -> str:
     """Pause one execution after its current task (a comment or the dashboard's Pause button)."""
-    eng.store.set_flag(target.id, "pause", actor)
+    eng.store.set_flag(target.id, Flag.PAUSE, actor)
     reporter.comment(target.issue_number, f"{_link(eng, target)} will pause after the current task.")
     return f"pause {target.id}"
 
@@ -244,7 +245,7 @@ def move_stop_point(eng: Engine, reporter: Reporter, target: Execution, task_id:
         reporter.comment(target.issue_number, f"{problem}. The stop point stays {_scope(target)}.")
         return "refused: unknown task"
     _rescope(eng, reporter, eng.store.update(target.id, stop_point=task_id))
-    eng.store.clear_flag(target.id, "stop_point_reached")  # else a resume would drop the new stop point
+    eng.store.clear_flag(target.id, Flag.STOP_POINT_REACHED)  # else a resume would drop the new stop point
     reporter.comment(target.issue_number, f"{_link(eng, target)} now stops after task {task_id}.")
     return f"stop-point {target.id} {task_id}"
 
@@ -295,7 +296,7 @@ def replay_execution(eng: Engine, reporter: Reporter, target: Execution, actor: 
         target = eng.store.update(target.id, **({"tool": tool} if tool else {}),
                                   **({"stop_point": stop_point} if stop_point else {}))
         if stop_point:
-            eng.store.clear_flag(target.id, "stop_point_reached")
+            eng.store.clear_flag(target.id, Flag.STOP_POINT_REACHED)
             _rescope(eng, reporter, target)
     eng.store.log(target.id, f"replay of {reruns.listed(rerun.tasks)} by {shown(actor)}"
                              + (f", tool {tool}" if tool else "") + (f", until {stop_point}" if stop_point else ""))
@@ -322,7 +323,7 @@ def _continue(eng: Engine, reporter: Reporter, target: Execution, actor: str, ta
         return f"refused: {over}"
     reset = [one for named in (reopen if reopen is not None else (task_id,))
              for one in _reset_failed(eng, target, named)]
-    if target.stop_point and eng.store.flag(target.id, "stop_point_reached"):
+    if target.stop_point and eng.store.flag(target.id, Flag.STOP_POINT_REACHED):
         target = eng.store.update(target.id, stop_point=None)  # that stop point is behind us: run on
         _rescope(eng, reporter, target)
     target = scheduler.submit(eng, target, actor)

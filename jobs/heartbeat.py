@@ -23,6 +23,7 @@ from typing import IO
 import redis
 
 from clarity import resources
+from clarity.flags import Flag
 from clarity.models import Execution
 from jobs.context import Engine
 
@@ -95,7 +96,7 @@ def beating(eng: Engine, ex: Execution, cancel: threading.Event) -> Iterator[Hol
     def beat() -> None:
         while not done.wait(min(STOP_POLL, ttl / HEARTBEATS_PER_LEASE)):
             try:
-                if not cancel.is_set() and eng.store.flag(ex.id, "stop"):
+                if not cancel.is_set() and eng.store.flag(ex.id, Flag.STOP):
                     cancel.set()
                 if not hold.lost.is_set():
                     hold.keep()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from clarity.flags import Flag
 from github_app import routes
 from github_app.identity import OwnPushes
 from github_app.payloads import Payload, PayloadError
@@ -104,7 +105,7 @@ def on_push(eng: Engine, delivery: str, payload: dict[str, Any]) -> str:
     done = []
     for execution in eng.store.find(repo):
         if execution.branch == branch and (execution.status.is_active or execution.status.value == "queued"):
-            eng.store.set_flag(execution.id, "pause", f"{sender} (pushed to `{branch}`)")
+            eng.store.set_flag(execution.id, Flag.PAUSE, f"{sender} (pushed to `{branch}`)")
             installation = read.installation().id
             Reporter(eng.github.client(installation), repo).comment(execution.issue_number, (
                 f"@{sender} pushed to `{branch}` while execution `{execution.id}` works on it: it pauses after "

@@ -117,7 +117,7 @@ def failure_summary(task: Task, result: TaskResult, declared: Sequence[str] = ()
 
 
 def commit_message(task: Task, agent: str, result: TaskResult, before: int, artifacts_url: str) -> str:
-    """The task's commit: `clarity: <id> <title>` (what `_follow_git` looks for), then the evidence in brief."""
+    """The task's commit: `clarity: <id> <title>` (what `checkout.follow_git` looks for), then the evidence in brief."""
     passed = sum(1 for r in result.checks if r.passed)
     checks = (f"{passed} of {len(result.checks)} passed ({', '.join(r.name for r in result.checks)})"
               if result.checks else "none declared")

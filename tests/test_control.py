@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clarity.flags import Flag
 from clarity.status import ExecutionStatus as E
 from github_app.commands import Command, Verb
 from github_app.reporting import Reporter
@@ -77,7 +78,7 @@ def test_stop_of_a_running_execution_raises_the_flag_for_the_step(engine, report
     ex = engine.store.find(REPO, 1)[0]
     control.stop(engine, reporter, event(1, author="ada"), Command(Verb.STOP, 1, ""))
     assert engine.store.get(ex.id).status is E.INITIALIZING
-    assert engine.store.flag(ex.id, "stop") == "ada"
+    assert engine.store.flag(ex.id, Flag.STOP) == "ada"
 
 
 @pytest.mark.parametrize(("verb", "reply"), [

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from clarity import history, numbers, tasklist
+from clarity.flags import Flag
 from clarity.models import Execution, TaskProgress
 from clarity.numbers import Numbers
 from clarity.status import ExecutionStatus as E
@@ -32,8 +33,9 @@ from clarity.store import Store
 from github_app import commands
 from github_app.reporting import Reporter
 from jobs import context, control, publish, reports, scheduler
+from jobs.checkout import track_scope
 from jobs.intake import CommentEvent
-from jobs.step import attempt_hook, track_scope
+from jobs.taskrun import attempt_hook
 from tests.conftest_forge import ForgeHandle
 
 
@@ -187,7 +189,7 @@ def say(eng: context.Engine, reporter: Reporter, body: str) -> None:
 def finish(eng: context.Engine, ex: Execution, status: E, reason: str) -> None:
     if ex.status is not status:
         ex = eng.store.transition(ex.id, status, "engine", reason, current_task=None)
-    eng.store.clear_flag(ex.id, "stop")
+    eng.store.clear_flag(ex.id, Flag.STOP)
     scheduler.release(eng, ex)
 
 
@@ -202,7 +204,7 @@ def work(eng: context.Engine, world: World, failures: int) -> None:
     if not runnable:
         return
     ex = runnable[0]
-    if store.flag(ex.id, "stop"):
+    if store.flag(ex.id, Flag.STOP):
         finish(eng, ex, E.STOPPED, "stopped")
         return
     tasks = tasklist.parse(world.text)
@@ -214,11 +216,11 @@ def work(eng: context.Engine, world: World, failures: int) -> None:
     ex = track_scope(store, ex, tasks)
     world.stepped.add(ex.id)
     if ex.status is E.INITIALIZING:
-        store.clear_flag(ex.id, "stop_point_reached")
+        store.clear_flag(ex.id, Flag.STOP_POINT_REACHED)
         ex = store.transition(ex.id, E.AUTONOMOUS, "engine", "initialized")
     table = store.tasks(ex.id)
     unavailable = frozenset(p.task_id for p in table.values() if p.status in (T.FAILED, T.SKIPPED))
-    task = None if store.flag(ex.id, "pause") else tasks.next_task(ex.stop_point, unavailable)
+    task = None if store.flag(ex.id, Flag.PAUSE) else tasks.next_task(ex.stop_point, unavailable)
     if task is None:
         conclude(eng, ex, tasks)
         return
@@ -247,7 +249,7 @@ def end_task(eng: context.Engine, world: World) -> None:
     world.running = None
     store = eng.store
     ex = store.get(execution_id)
-    if store.flag(ex.id, "stop"):  # Cancelled: the task goes back to pending, the execution stops
+    if store.flag(ex.id, Flag.STOP):  # Cancelled: the task goes back to pending, the execution stops
         store.set_task_status(ex.id, task_id, T.PENDING)
         finish(eng, store.get(ex.id), E.STOPPED, "stopped")
         return
@@ -269,10 +271,10 @@ def end_task(eng: context.Engine, world: World) -> None:
 
 
 def conclude(eng: context.Engine, ex: Execution, tasks: tasklist.TaskList) -> None:
-    """Step._conclude: paused by a person, at the stop point, completed, or blocked behind a failure."""
+    """jobs.planner (Pause, Conclude): paused by a person, at the stop point, completed, or blocked behind a failure."""
     store = eng.store
-    if store.flag(ex.id, "pause"):
-        store.clear_flag(ex.id, "pause")
+    if store.flag(ex.id, Flag.PAUSE):
+        store.clear_flag(ex.id, Flag.PAUSE)
         finish(eng, ex, E.PAUSED, "paused")
         return
     waived = {p.task_id for p in store.tasks(ex.id).values() if p.status is T.SKIPPED and p.override_by}
@@ -282,7 +284,7 @@ def conclude(eng: context.Engine, ex: Execution, tasks: tasklist.TaskList) -> No
     elif all(t.done or t.id in waived for t in tasks.leaves()):
         finish(eng, ex, E.COMPLETED, "every task in the list is done")
     else:
-        store.set_flag(ex.id, "stop_point_reached", "engine")
+        store.set_flag(ex.id, Flag.STOP_POINT_REACHED, "engine")
         finish(eng, ex, E.PAUSED, "stop point reached")
 
 

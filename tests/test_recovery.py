@@ -23,6 +23,7 @@ import pytest
 from rq import Queue, Worker
 
 import devstack
+from clarity.flags import Flag
 from clarity.models import Execution
 from clarity.settings import Settings
 from clarity.status import ExecutionStatus as E
@@ -517,7 +518,7 @@ def test_a_task_that_loses_its_worker_again_and_again_blocks_instead_of_looping(
 
 def test_a_step_that_finds_the_stop_flag_before_starting_stops_the_execution(forge_engine) -> None:
     ex = execution(forge_engine.store, E.AUTONOMOUS)
-    forge_engine.store.set_flag(ex.id, "stop", "ada")
+    forge_engine.store.set_flag(ex.id, Flag.STOP, "ada")
     outcome = Step(forge_engine, ex.id).run()
     stopped = forge_engine.store.get(ex.id)
     assert (stopped.status, stopped.reason) == (E.STOPPED, "stopped by @ada"), outcome
