@@ -10,7 +10,7 @@ starts a step: the workspace is at the commit this job has just pushed, so the n
 out without asking the remote. Someone else's push in between pauses the execution through the push
 webhook (jobs.lifecycle), or makes our next push fail, which pauses it too (runner.workspace.PushRejected).
 
-A job keeps going only while it has time left for a whole step before RQ's timeout (`Budget`) and
+A job keeps going only while it has time left for a whole step before RQ's timeout (`JobTimeLeft`) and
 its worker is not shutting down: a warm shutdown (SIGTERM) sends the horse SIGUSR1 (jobs.worker),
 and the chain ends after the step in hand.
 """
@@ -49,7 +49,7 @@ def step_worst_case(settings: Settings) -> float:
     return float(settings.task_timeout * (settings.retries + 2))
 
 
-class Budget:
+class JobTimeLeft:
     """Whether a job may take one more step: time left before RQ's timeout, and no shutdown asked."""
 
     def __init__(self, timeout: float | None, step_seconds: float, margin: float = MARGIN) -> None:

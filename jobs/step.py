@@ -54,10 +54,10 @@ def run_slot() -> str:
     execution_id = eng.store.ready.take(job.id)
     if execution_id is None:
         return "nobody was ready"
-    budget = chaining.Budget(job.timeout, chaining.step_worst_case(eng.settings))
+    time_left = chaining.JobTimeLeft(job.timeout, chaining.step_worst_case(eng.settings))
 
     def keep(ex: Brief) -> bool:
-        return budget.allows() and eng.store.ready.keep(job.id, ex.id, ex.installation_id)
+        return time_left.allows() and eng.store.ready.keep(job.id, ex.id, ex.installation_id)
 
     outcomes: list[str] = []
     try:

@@ -54,21 +54,21 @@ def test_keep_holds_the_execution_only_while_nobody_waits_and_counts_the_turn(st
 
 
 def test_budget_allows_another_step_only_with_time_for_a_whole_one(monkeypatch) -> None:
-    assert chaining.Budget(None, 10**6).allows() and chaining.Budget(-1, 10**6).allows()  # RQ: no timeout
-    assert chaining.Budget(1000, 900).allows()  # 1000 s ≥ 900 s + the 60 s margin
-    assert not chaining.Budget(1000, 950).allows()
-    late = chaining.Budget(1000, 500)
+    assert chaining.JobTimeLeft(None, 10**6).allows() and chaining.JobTimeLeft(-1, 10**6).allows()  # RQ: no timeout
+    assert chaining.JobTimeLeft(1000, 900).allows()  # 1000 s ≥ 900 s + the 60 s margin
+    assert not chaining.JobTimeLeft(1000, 950).allows()
+    late = chaining.JobTimeLeft(1000, 500)
     late.started -= 450  # 550 s left: not enough for 500 + 60
     assert not late.allows()
 
-    orphan = chaining.Budget(None, 1)
+    orphan = chaining.JobTimeLeft(None, 1)
     monkeypatch.setattr(os, "getppid", lambda: orphan.parent + 1)  # the worker that forked us is gone
     assert not orphan.allows()
     monkeypatch.undo()
 
     chaining.winding_down.set()
     try:
-        assert not chaining.Budget(None, 1).allows()
+        assert not chaining.JobTimeLeft(None, 1).allows()
     finally:
         chaining.winding_down.clear()
 
