@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from clarity import budget as budgets
 from clarity.actors import literal
+from github_app.roles import Role
 
 PREFIX = "/clarity"
 SHOWN_CHARS = 60  # echo at most this much of a bad word back to the user
@@ -95,11 +96,17 @@ class OptionSpec:
 
 @dataclass(frozen=True, slots=True)
 class VerbSpec:
-    """One verb of the grammar: spellings, positional argument (fills `task_id`), options, help."""
+    """One command, whole: its spellings, help, the role it needs, its handler, its arguments and options.
+
+    `handler` names the function that carries the command out, `"module:function"` (a function of
+    `jobs`, which github_app may not import: jobs.comments resolves every name once, at import).
+    """
 
     verb: Verb
     names: tuple[tuple[str, ...], ...]
     summary: str
+    role: Role  # the least role that may give the command (DESIGN §5)
+    handler: str
     argument: ValueSpec | None = None  # a positional argument (fills `argument_field`)
     argument_required: bool = False
     options: tuple[OptionSpec, ...] = ()

@@ -1,8 +1,10 @@
-"""The `/clarity` commands: one table, `GRAMMAR`, drives both the parser and the help text.
+"""The `/clarity` commands: one row each, holding its grammar, help, the role it needs and its handler.
 
-After Atlantis' comment parser (`parse` returns Commands and Replies, or nothing; it never acts) and
-Prow's plugin help. The parser (github_app.command_parser) and the help (github_app.command_help) read
-the table; this module holds it and is what callers import. Pure and I/O free.
+After Prow's plugins (a handler registers with its help, which names who may use it) and Atlantis'
+comment parser (`parse` returns Commands and Replies, or nothing; it never acts). `GRAMMAR` is the only
+list of commands: the parser (github_app.command_parser) and the help (github_app.command_help) read
+it, intake refuses a command to anyone below its row's `role`, and jobs.comments runs its row's
+`handler`. This module holds the table and is what callers import. Pure and I/O free.
 
 Decisions where the grammar is silent:
 - Task ids also accept their own trailing dot (`1.` is task 1), and `N.0` means `N`, `02` means `2`;
@@ -13,6 +15,8 @@ Decisions where the grammar is silent:
 - `budget` takes every word up to the next option (`budget 30m $5 until 2.3`); the words are
   clarity.budget's (`30m`, `$5`, `attempts=40`, `tokens=500k`) and come back in its canonical form.
 - Tool names are lower-cased (agents are named in lower case).
+- The reads (status, help) change nothing, so whoever may read the repository may ask; managers
+  re-prioritise the queue; every other command needs team_member (DESIGN §5).
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ from github_app.command_spec import (
     Verb,
     VerbSpec,
 )
+from github_app.roles import Role
 
 __all__ = [
     "GRAMMAR", "MAX_BODY_CHARS", "MAX_COMMANDS", "PREFIX", "REASON_CHARS", "TASK_ID", "Command", "OptionSpec",
-    "Reply", "ValueSpec", "Verb", "VerbSpec", "help_text", "parse",
+    "Reply", "ValueSpec", "Verb", "VerbSpec", "help_text", "needed", "parse",
 ]
 
 BUDGET = OptionSpec(
@@ -54,6 +59,8 @@ GRAMMAR: tuple[VerbSpec, ...] = (
         Verb.RUN,
         (("run",),),
         "Start working through `tasks_list.md`, one task after another.",
+        Role.TEAM_MEMBER,
+        "jobs.verbs:run",
         options=(
             OptionSpec(
                 "until",
@@ -73,26 +80,34 @@ GRAMMAR: tuple[VerbSpec, ...] = (
         Verb.STOP_POINT,
         (("stop-point",), ("stop_point",), ("stoppoint",), ("stop", "point"), ("stop", "after")),
         "Change the stop point of the running execution.",
+        Role.TEAM_MEMBER,
+        "jobs.verbs:set_stop_point",
         argument=TASK_ID,
         argument_required=True,
     ),
-    VerbSpec(Verb.PAUSE, (("pause",),), "Pause the running execution after the task in progress."),
+    VerbSpec(Verb.PAUSE, (("pause",),), "Pause the running execution after the task in progress.",
+             Role.TEAM_MEMBER, "jobs.verbs:pause"),
     VerbSpec(Verb.RESUME, (("resume",),), "Resume a paused execution; one paused by its budget resumes only"
-             " once the budget allows it (raise it with `budget`).", options=(BUDGET,)),
-    VerbSpec(Verb.STOP, (("stop",),), stopping.MEANS),
+             " once the budget allows it (raise it with `budget`).", Role.TEAM_MEMBER, "jobs.verbs:resume",
+             options=(BUDGET,)),
+    VerbSpec(Verb.STOP, (("stop",),), stopping.MEANS, Role.TEAM_MEMBER, "jobs.verbs:stop"),
     VerbSpec(
         Verb.RETRY,
         (("retry",),),
         "Run a failed or skipped task again (without an id: every failed task) and continue the execution;"
         " a named task that did not fail is refused, with the reason.",
+        Role.TEAM_MEMBER,
+        "jobs.verbs:retry",
         argument=TASK_ID,
     ),
     VerbSpec(Verb.STATUS, (("status",),), "Reply with the state of this issue's execution and the command that"
-             " moves it on; anyone who can read the repository may ask."),
+             " moves it on; anyone who can read the repository may ask.", Role.VIEWER, "jobs.verbs:status"),
     VerbSpec(
         Verb.PRIORITY,
         (("priority",),),
         "Change the queue priority of this issue's execution, 1 to 10 (10 runs first; managers only).",
+        Role.MANAGER,
+        "jobs.verbs:prioritise",
         argument=PRIORITY,
         argument_required=True,
         argument_field="priority",
@@ -103,6 +118,8 @@ GRAMMAR: tuple[VerbSpec, ...] = (
         "Mark a blocked, failed or open task as done (ticked and committed by Clarity, without the agent)"
         " or skipped (never run; tasks that depend on it cannot run either), then continue the execution."
         " Either way `task_outcomes.md`, the PR and the commit record who, when and why.",
+        Role.TEAM_MEMBER,
+        "jobs.verbs:override",
         argument=TASK_ID,
         argument_required=True,
         second=OUTCOME,
@@ -110,8 +127,9 @@ GRAMMAR: tuple[VerbSpec, ...] = (
         options=(OptionSpec("reason", (("because",), ("reason",), ("reason:",)), WHY,
                             "why, in your words: the rest of the line", rest=True),),
     ),
-    VerbSpec(Verb.HELP, (("help",),), "Show this help."),
+    VerbSpec(Verb.HELP, (("help",),), "Show this help.", Role.VIEWER, "jobs.verbs:show_help"),
 )
+_ROWS = {spec.verb: spec for spec in GRAMMAR}
 
 
 def parse(body: str, grammar: tuple[VerbSpec, ...] = GRAMMAR) -> list[Command | Reply]:
@@ -122,3 +140,8 @@ def parse(body: str, grammar: tuple[VerbSpec, ...] = GRAMMAR) -> list[Command | 
 def help_text(grammar: tuple[VerbSpec, ...] = GRAMMAR) -> str:
     """Markdown help, generated from the same grammar table the parser reads."""
     return command_help.help_text(grammar)
+
+
+def needed(verb: Verb) -> Role:
+    """The least role that may give a command: its row's `role`."""
+    return _ROWS[verb].role

@@ -49,11 +49,6 @@ def refusal(permission: str, login: str) -> str:
             f"(your permission here is `{permission}`). Ask a maintainer to run the command.")
 
 
-# Commands that need another role than team_member (DESIGN §5): managers re-prioritise the queue; the reads
-# (status, help) change nothing, so whoever may read the repository may ask.
-NEEDED: dict[str, Role] = {"priority": Role.MANAGER, "status": Role.VIEWER, "help": Role.VIEWER}
-
-
 def refusal_for(verb: str, needed: Role, role: Role, login: str) -> str:
     """The reply for someone whose role is too low for one command."""
     return (f"@{login} `/clarity {verb}` needs the {needed} role; yours here is {role}. "
