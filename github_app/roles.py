@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import Any
 
 
 class Role(StrEnum):
@@ -41,6 +42,22 @@ def role_for(permission: str, login: str, managers: Iterable[str] = ()) -> Role:
     if role is Role.TEAM_MEMBER and login.lower() in {m.lower() for m in managers}:
         return Role.MANAGER
     return role
+
+
+def role_for_flags(flags: Mapping[str, Any] | None) -> Role:
+    """DESIGN §5 from a repository's permission flags (the dashboard's sign-in reads these): admin → admin;
+    maintain or push → team_member; anything else → viewer."""
+    found = flags or {}
+    if found.get("admin"):
+        return Role.ADMIN
+    if found.get("maintain") or found.get("push"):
+        return Role.TEAM_MEMBER
+    return Role.VIEWER
+
+
+def best_role(held: Iterable[Role]) -> Role:
+    """The most powerful of some roles (viewer when there are none)."""
+    return max(held, key=lambda role: role.rank, default=Role.VIEWER)
 
 
 def refusal(permission: str, login: str) -> str:
