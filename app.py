@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         QueueCollector(rq_connection, settings.namespace, (settings.intake_queue,)), ExecutionCollector(store)))
     auth.configure(app, settings, ApiTokens(store.r, settings.namespace),  # sign-in, tokens, CSRF: first
                    Sessions(store.r, settings.namespace))
-    signin.init_app(app, OAuthSignIn(settings))  # /login, /auth/callback, /logout: GitHub's side in github_app
+    signin.init_app(app, OAuthSignIn(settings))  # /login, /auth/callback, /logout; GitHub's side: github_app
     headers.init_app(app, settings)  # CSP, no framing, no sniffing, HSTS over https: on every answer
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(ops_bp)

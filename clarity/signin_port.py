@@ -36,5 +36,5 @@ class SignInPort(Protocol):
         ...
 
     def read_viewer(self, token: str) -> SignedIn:
-        """Who the token's user is, and their role in each installation they reach; SignInError if GitHub fails."""
+        """Who the token's user is, and their role in each installation they reach (SignInError if not)."""
         ...

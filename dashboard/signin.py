@@ -1,4 +1,4 @@
-"""Sign-in with GitHub: `/login` → GitHub's authorize page → `/auth/callback` → a signed-in session; `/logout`.
+"""Sign-in with GitHub: `/login` → GitHub's authorize page → `/auth/callback` → a session; `/logout`.
 
 The callback checks the `state` it sent, then asks GitHub, through the sign-in port app.create_app
 hands over (clarity.signin_port; github_app.oauth speaks to GitHub), for the user access token and who

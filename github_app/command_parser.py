@@ -1,4 +1,4 @@
-"""`/clarity` comments → Commands and problem Replies, read against a grammar table (Atlantis' comment parser).
+"""A comment → `/clarity` Commands and problem Replies, read against a grammar table (Atlantis' parser).
 
 Pure and I/O free. Only the lines github_app.comment_lines shows are read; each is judged on its own,
 so one bad line never hides a good one. A command is a line whose first word is `/clarity` (any case);

@@ -1,4 +1,4 @@
-"""`issue_comment.created`: read the `/clarity` commands, check who asks, acknowledge, run each command's handler.
+"""`issue_comment.created`: read the `/clarity` commands, check who asks, acknowledge, run their handlers.
 
 Every command is one row of github_app.commands.GRAMMAR: its grammar, help, the role it needs and its
 handler, named `"module:function"` because github_app may not import jobs. The names are resolved here

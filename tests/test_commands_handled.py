@@ -45,7 +45,7 @@ def test_a_handler_name_that_names_nothing_fails_to_resolve() -> None:
 
 
 def test_the_roles_of_design_section_5_are_in_the_rows() -> None:
-    """Managers re-prioritise; the reads (status, help) are anyone's who can read; the rest is team_member's."""
+    """Managers re-prioritise; the reads (status, help) are for anyone who can read; the rest, team_member."""
     assert {verb: needed(verb) for verb in Verb} == {
         **{verb: Role.TEAM_MEMBER for verb in Verb}, Verb.PRIORITY: Role.MANAGER,
         Verb.STATUS: Role.VIEWER, Verb.HELP: Role.VIEWER}

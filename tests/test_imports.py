@@ -22,7 +22,7 @@ EVERYTHING = frozenset((*PACKAGES, "app"))
 # DESIGN §2: which packages of ours each package may import (besides itself).
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "app": EVERYTHING,  # the composition root
-    "devstack": EVERYTHING,  # a dev tool that composes the whole stack, like app.py; product code never imports it
+    "devstack": EVERYTHING,  # a dev tool composing the whole stack, like app.py; product code never imports it
     "bench": EVERYTHING,
     "tests": EVERYTHING,
     "github_app": frozenset({"clarity"}),
@@ -53,7 +53,7 @@ def modules() -> dict[str, Path]:
 
 
 def _imported(module: str, path: Path) -> Iterator[str]:
-    """The dotted names a module imports, anywhere in it (`from a import b` names `a.b` when that is a module)."""
+    """The dotted names a module imports, anywhere in it (`from a import b` is `a.b` when that is a module)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     known = modules()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
@@ -129,8 +129,8 @@ def test_the_graph_sees_module_level_function_level_and_type_checking_imports() 
 
 
 def test_the_cycle_finder_finds_a_cycle_hidden_behind_a_lazy_import() -> None:
-    assert cycles({"a": frozenset({"b"}), "b": frozenset({"c"}), "c": frozenset({"a"}), "d": frozenset({"a"})}) \
-        == [["a", "b", "c"]]
+    edges = {"a": frozenset({"b"}), "b": frozenset({"c"}), "c": frozenset({"a"}), "d": frozenset({"a"})}
+    assert cycles(edges) == [["a", "b", "c"]]
 
 
 def test_no_import_cycle_among_our_modules() -> None:
@@ -147,9 +147,9 @@ def test_imports_follow_design_section_2(package: str) -> None:
 
 
 def test_the_dashboard_does_not_speak_to_github() -> None:
-    """DESIGN §2 keeps GitHub in github_app: the sign-in reaches it through clarity.signin_port, passed in by app.py."""
-    speaking = sorted(f"{module} -> {name}" for module, path in modules().items() if module.split(".")[0] == "dashboard"
-                      for name in _imported(module, path)
+    """DESIGN §2 keeps GitHub in github_app: sign-in reaches it through clarity.signin_port, passed in by app.py."""
+    speaking = sorted(f"{module} -> {name}" for module, path in modules().items()
+                      if module.split(".")[0] == "dashboard" for name in _imported(module, path)
                       if name.split(".")[0] == "githubkit" or name == "clarity.github_api")
     assert speaking == []
 
