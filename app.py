@@ -14,11 +14,12 @@ from clarity.redaction import install_logging, redact
 from clarity.sessions import Sessions
 from clarity.settings import Settings
 from clarity.store import Store
-from dashboard import api, appctx, auth, controls, headers, insights, live, pages
+from dashboard import api, appctx, auth, controls, headers, insights, live, pages, signin
 from dashboard.ops import OpsConfig
 from dashboard.ops import bp as ops_bp
 from dashboard.views import bp as dashboard_bp
 from github_app.identity import OwnPushes
+from github_app.oauth import OAuthSignIn
 from github_app.webhooks import INTAKE_JOB, MAX_BODY, WebhookConfig, WebhookEndpoint
 from jobs import context as engine_context
 from jobs.api_engine import ApiEngine
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         QueueCollector(rq_connection, settings.namespace, (settings.intake_queue,)), ExecutionCollector(store)))
     auth.configure(app, settings, ApiTokens(store.r, settings.namespace),  # sign-in, tokens, CSRF: first
                    Sessions(store.r, settings.namespace))
+    signin.init_app(app, OAuthSignIn(settings))  # /login, /auth/callback, /logout; GitHub's side: github_app
     headers.init_app(app, settings)  # CSP, no framing, no sniffing, HSTS over https: on every answer
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(ops_bp)

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from clarity import numbers
+from clarity import rates
 from clarity.status import ExecutionStatus, TaskStatus
 
 
@@ -56,8 +56,8 @@ class Execution:
 
     @property
     def success_rate(self) -> float:
-        """Tasks that passed / tasks that finished, as the wire carries it (clarity.numbers.wire_rate)."""
-        return numbers.wire_rate(self.tasks_passed, self.tasks_failed)
+        """Tasks that passed / tasks that finished, as the wire carries it (clarity.rates.wire_rate)."""
+        return rates.wire_rate(self.tasks_passed, self.tasks_failed)
 
     def to_redis(self) -> dict[str, str]:
         """Flat string mapping for a Redis hash (None is stored as the empty string)."""

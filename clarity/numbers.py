@@ -27,6 +27,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from clarity.rates import rate, rate_text, wire_rate  # numbers.rate & co. stay where callers look for them
 from clarity.status import TaskStatus
 
 if TYPE_CHECKING:
@@ -34,29 +35,10 @@ if TYPE_CHECKING:
     from clarity.tasklist import TaskList
 
 OPEN = frozenset({TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.VERIFYING, TaskStatus.ERROR_SOLVING})
-NO_RATE = "—"  # the success rate before any task finished
 # Numbers field → the execution record's field that keeps it (the seed's names where it has them).
 RECORD = {"done": "tasks_completed", "total": "tasks_total", "left": "tasks_left", "passed": "tasks_passed",
           "failed": "tasks_failed", "attempts": "attempts", "errors": "error_count", "retries": "retry_count"}
 FIELDS = frozenset(RECORD.values())
-
-
-def rate(passed: int, failed: int) -> float | None:
-    """THE success rate: tasks that passed / tasks that finished (passed or failed); None if none finished."""
-    finished = passed + failed
-    return passed / finished if finished else None
-
-
-def rate_text(passed: int, failed: int) -> str:
-    """The rate as people read it: "75%", or "—" before any task finished."""
-    found = rate(passed, failed)
-    return NO_RATE if found is None else f"{found * 100:.0f}%"
-
-
-def wire_rate(passed: int, failed: int) -> float:
-    """The rate as the API and the history carry it: three places, 0.0 before any task finished."""
-    found = rate(passed, failed)
-    return round(found, 3) if found is not None else 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,9 +107,7 @@ class AuthConfig:
 
 
 def configure(app: Flask, settings: Settings, tokens: ApiTokens, sessions: Sessions) -> None:
-    """Sessions (signed cookie, live in Redis), the guard, the template helpers and the sign-in routes."""
-    from dashboard.signin import bp  # the sign-in views use this module's helpers
-
+    """Sessions (signed cookie, live in Redis), the guard and the template helpers; dashboard.signin signs in."""
     app.secret_key = session_key(settings)
     app.config.update(SESSION_COOKIE_NAME="clarity_session", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=settings.public_url.startswith("https:"),
@@ -124,7 +122,6 @@ def configure(app: Flask, settings: Settings, tokens: ApiTokens, sessions: Sessi
     app.before_request(guard)
     app.add_template_global(csrf_token, "csrf_token")
     app.context_processor(lambda: {"viewer": current_viewer(), "sign_in": settings.dashboard_auth == "github"})
-    app.register_blueprint(bp)
 
 
 def session_key(settings: Settings) -> bytes:
@@ -320,18 +317,3 @@ def visible_executions(store: Store, viewer: Viewer, limit: int = 200) -> list[E
         return store.executions(limit=limit)
     found = [ex for inst in viewer.roles for ex in store.executions(installation_id=inst, limit=limit)]
     return sorted(found, key=lambda ex: ex.created_at, reverse=True)[:limit]
-
-
-def role_for_permissions(permissions: Mapping[str, Any] | None) -> str:
-    """DESIGN §5 from a repository's permission flags: admin → admin; maintain/push → team_member; else viewer."""
-    flags = permissions or {}
-    if flags.get("admin"):
-        return "admin"
-    if flags.get("maintain") or flags.get("push"):
-        return "team_member"
-    return "viewer"
-
-
-def best_role(roles: list[str]) -> str:
-    """The most powerful of some roles (viewer when there are none)."""
-    return max(roles, key=ROLES.index, default="viewer")

@@ -1,4 +1,4 @@
-"""What Clarity reads from GitHub about a repository: permissions, default branch, pull requests."""
+"""What Clarity reads from GitHub about a repository: permissions and the role they grant, branches, PRs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
 
+from clarity import repoconfig
 from github_app import roles
 
 
@@ -32,6 +33,20 @@ def permission(gh: GitHub, repo: str, login: str) -> str:
             return "none"
         raise
     return roles.repository_role(str(data.permission), getattr(data, "role_name", None))
+
+
+def authorize(gh: GitHub, repo: str, login: str) -> tuple[roles.Role, str]:
+    """The user's Clarity role on the repository, and the GitHub permission it came from."""
+    held = permission(gh, repo, login)
+    return roles.role_for(held, login, _managers(gh, repo)), held
+
+
+def _managers(gh: GitHub, repo: str) -> tuple[str, ...]:
+    """Managers named in `.github/clarity.yml` on the default branch (none if absent or invalid)."""
+    try:
+        return repoconfig.parse(read_file(gh, repo, repoconfig.CONFIG_PATH)).managers
+    except (RequestFailed, repoconfig.ConfigError):
+        return ()
 
 
 def default_branch(gh: GitHub, repo: str) -> str:

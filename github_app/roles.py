@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import Any
 
 
 class Role(StrEnum):
@@ -43,15 +44,26 @@ def role_for(permission: str, login: str, managers: Iterable[str] = ()) -> Role:
     return role
 
 
+def role_for_flags(flags: Mapping[str, Any] | None) -> Role:
+    """DESIGN §5 from a repository's permission flags (the dashboard's sign-in reads these): admin → admin;
+    maintain or push → team_member; anything else → viewer."""
+    found = flags or {}
+    if found.get("admin"):
+        return Role.ADMIN
+    if found.get("maintain") or found.get("push"):
+        return Role.TEAM_MEMBER
+    return Role.VIEWER
+
+
+def best_role(held: Iterable[Role]) -> Role:
+    """The most powerful of some roles (viewer when there are none)."""
+    return max(held, key=lambda role: role.rank, default=Role.VIEWER)
+
+
 def refusal(permission: str, login: str) -> str:
     """The reply for someone who may not steer Clarity on this repository."""
     return (f"@{login} only people with write access to this repository can steer Clarity "
             f"(your permission here is `{permission}`). Ask a maintainer to run the command.")
-
-
-# Commands that need another role than team_member (DESIGN §5): managers re-prioritise the queue; the reads
-# (status, help) change nothing, so whoever may read the repository may ask.
-NEEDED: dict[str, Role] = {"priority": Role.MANAGER, "status": Role.VIEWER, "help": Role.VIEWER}
 
 
 def refusal_for(verb: str, needed: Role, role: Role, login: str) -> str:

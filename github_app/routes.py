@@ -2,8 +2,9 @@
 
 On GitHub every Actions job of every installed repository sends `check_run.created` and `.completed`,
 every push a `push` and a `check_suite`, every PR change a `pull_request`; Clarity acts on a handful of
-them. The endpoint answers the rest 204 without queueing (github_app.webhooks), and `jobs.router.Router`
-refuses a handler for a pair missing here, so the table and the routers cannot drift apart.
+them. The endpoint answers the rest 204 without queueing (github_app.webhooks). github_app may not import
+jobs, so the table cannot be read off the routers: `jobs.router.Router` refuses a handler for a pair
+missing here, and tests/test_webhook_volume.py holds the routers jobs.routes composes equal to it.
 
 Pre-filtered at the endpoint beyond (event, action), because the handler ignores them whatever the store
 holds: pushes that are not to a branch, and Clarity's own pushes (its bot sent them, or they carry a commit

@@ -40,9 +40,9 @@ from github_app import repos
 from github_app.client import describe_error
 from github_app.commands import Command, Verb
 from github_app.reporting import Reporter
-from jobs import admission, control, scheduler
+from jobs import admission, control, scheduler, verbs
+from jobs.comment_event import CommentEvent
 from jobs.context import PRIORITIES, Engine
-from jobs.intake import CommentEvent
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -138,7 +138,7 @@ class ApiEngine:
                              author=start.actor, author_is_bot=False)
         command = Command(Verb.RUN, 0, "initialize (REST API)", until=start.stop_point, tool=start.tool,
                           priority=start.priority, budget=start.budget or None)
-        result = control.run(self.eng, reporter, event, command)
+        result = verbs.run(self.eng, reporter, event, command)
         if result == "refused: unknown task":
             raise Unprocessable(reporter.last(result), "stopPoint")
         return self._done(reporter, result, result.rsplit(" ", 1)[-1])

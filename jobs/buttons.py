@@ -6,12 +6,11 @@ from typing import Any
 
 from clarity.models import Execution
 from clarity.store import NotFound
-from github_app import roles
+from github_app import repos, roles
 from github_app.payloads import Payload
 from github_app.reporting import Reporter, check_owner
 from jobs import control
 from jobs.context import Engine
-from jobs.intake import authorize
 from jobs.router import Router
 
 router = Router()
@@ -40,7 +39,7 @@ def _steer(eng: Engine, read: Payload, external_id: str, act: str) -> str:
     execution, task_id = found
     gh = eng.github.client(execution.installation_id)
     reporter = Reporter(gh, execution.repo)
-    role, permission = authorize(gh, execution.repo, sender)
+    role, permission = repos.authorize(gh, execution.repo, sender)
     if role.rank < roles.Role.TEAM_MEMBER.rank:
         reporter.comment(execution.issue_number, roles.refusal(permission, sender))
         return f"refused: {sender} has {permission}"

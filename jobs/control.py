@@ -1,14 +1,15 @@
-"""The engine's controls: what run, stop, pause, resume, stop-point, retry, override and status do.
+"""The engine's controls on one execution: stop, pause, resume, stop point, retry, replay, override, priority.
 
-Comment commands (and later the REST API) call these; each one changes state through the store
-and answers the person who asked.
+Every way in acts through these, with the execution in hand: the comment commands (jobs.verbs), the
+check-run buttons (jobs.buttons), the dashboard's buttons (jobs.control_jobs), GitHub's events
+(jobs.lifecycle) and the REST API (jobs.api_engine). Each changes state through the store and answers
+on the execution's issue.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import TYPE_CHECKING
 
 from githubkit.exception import RequestFailed
 
@@ -19,59 +20,29 @@ from clarity.models import Execution
 from clarity.status import ExecutionStatus, TaskStatus
 from clarity.tasklist import TaskListError
 from github_app import repos
-from github_app.commands import Command
 from github_app.reporting import Reporter
 from jobs import admission, budgets, overrides, reports, reruns, scheduler
 from jobs.context import Engine
-
-if TYPE_CHECKING:
-    from jobs.intake import CommentEvent
 
 S = ExecutionStatus
 RESUMABLE = (S.PAUSED, S.BLOCKED)
 
 
-def _link(eng: Engine, execution: Execution) -> str:
+def link(eng: Engine, execution: Execution) -> str:
+    """The execution's id, linked to its dashboard page."""
     return f"[`{execution.id}`]({eng.dashboard_url(execution.id)})"
 
 
-def _scope(execution: Execution) -> str:
+def scope(execution: Execution) -> str:
+    """How far the execution runs: "only task 2", "until 2.3" or "to the end of the list"."""
     if execution.only:
         return f"only task {execution.only}"
     return f"until {execution.stop_point}" if execution.stop_point else "to the end of the list"
 
 
-def _current(eng: Engine, event: CommentEvent, statuses: tuple[ExecutionStatus, ...]) -> Execution | None:
-    """The newest execution of this issue/PR in one of `statuses`."""
-    found = eng.store.find(event.repo, event.issue_number, statuses)
-    return found[0] if found else None
-
-
-def _target_or_say(eng: Engine, reporter: Reporter, event: CommentEvent,
-                   statuses: tuple[ExecutionStatus, ...], nothing: str) -> Execution | None:
-    """The issue's execution a command applies to; when there is none, say so on the issue."""
-    target = _current(eng, event, statuses)
-    if target is None:
-        newest = eng.store.find(event.repo, event.issue_number)
-        if newest:  # say where the issue's execution is, and what moves it from there
-            nothing += f" {_link(eng, newest[0])} is {newest[0].status}. {reports.next_move(newest[0])}".rstrip()
-        reporter.comment(event.issue_number, nothing)
-    return target
-
-
-def _live_statuses() -> tuple[ExecutionStatus, ...]:
+def live_statuses() -> tuple[ExecutionStatus, ...]:
+    """The statuses of an execution someone is working on or waiting for: active, or queued."""
     return tuple(s for s in ExecutionStatus if s.is_active) + (S.QUEUED,)
-
-
-def new_execution(event: CommentEvent, command: Command, branch: str, base: str) -> Execution:
-    """The record for a fresh `run`, before it is stored."""
-    return Execution(
-        id="", installation_id=event.installation_id, repo=event.repo, account=event.account,
-        issue_number=event.issue_number, is_pull_request=event.is_pull_request, branch=branch,
-        base_branch=base, requester=event.author, status=S.QUEUED, stop_point=command.until,
-        only=command.only, tool=command.tool, priority=command.priority or 5,
-        trigger_comment_id=event.comment_id, budget=command.budget or "",
-    )
 
 
 def unknown_task(reporter: Reporter, repo: str, refs: tuple[str, ...], task_id: str | None) -> str | None:
@@ -104,72 +75,6 @@ def _first_file(reporter: Reporter, repo: str, path: str, refs: tuple[str, ...])
     return None
 
 
-def run(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
-    """Start an execution, or resume this issue's paused/blocked one with the new scope."""
-    live = _current(eng, event, _live_statuses())
-    if live:
-        reporter.comment(event.issue_number, (
-            f"An execution is already working here: {_link(eng, live)} ({live.status.badge} {live.status}, "
-            f"{_scope(live)}). Change its stop point with `/clarity stop-point <id>` or end it with "
-            "`/clarity stop`."))
-        return f"refused: {live.id} already live"
-    previous = _current(eng, event, RESUMABLE)
-    branch = previous.branch if previous else f"clarity/issue-{event.issue_number}"
-    refs = (branch, previous.base_branch) if previous else (branch, "")
-    config = admission.config_at(reporter, event.repo, refs if not event.is_pull_request or previous else ("",))
-    disabled = admission.refusal(config)
-    if disabled:
-        reporter.comment(event.issue_number, disabled)
-        return admission.REFUSED
-    problem = unknown_task(reporter, event.repo, refs if not event.is_pull_request or previous else ("",),
-                           command.until or command.only)
-    if problem:
-        reporter.comment(event.issue_number, f"{problem}. Nothing was started; `/clarity status` shows the list.")
-        return "refused: unknown task"
-    if previous:
-        execution = eng.store.update(previous.id, stop_point=command.until, only=command.only,
-                                     tool=command.tool, priority=command.priority or previous.priority,
-                                     requester=event.author, trigger_comment_id=event.comment_id)
-        if command.budget:  # new limits replace the same ones, the others stay
-            execution = budgets.set_limits(eng.store, execution, command.budget, event.author)
-        _reset_failed(eng, execution, None)
-        _rescope(eng, reporter, execution)
-        verb = "Resuming"
-    else:
-        if event.is_pull_request:
-            head = repos.pull_head(reporter.gh, event.repo, event.issue_number)
-            if head.head_repo and head.head_repo != event.repo:
-                reporter.comment(event.issue_number, (
-                    f"This pull request comes from the fork `{head.head_repo}`: Clarity can only push to "
-                    "branches of this repository. Open the PR from a branch here, or comment on an issue."))
-                return "refused: fork"
-            branch, base = head.head_ref, head.base_ref
-        else:
-            branch, base = f"clarity/issue-{event.issue_number}", repos.default_branch(reporter.gh, event.repo)
-        execution = eng.store.create(new_execution(event, command, branch, base), actor=event.author)
-        verb = "Starting"
-    execution = scheduler.submit(eng, execution, event.author)
-    if execution.status is S.QUEUED:
-        holder = eng.store.lease_holder(execution.repo) or "another execution"
-        reporter.comment(event.issue_number, (
-            f"Queued {_link(eng, execution)} ({_scope(execution)}): this repository runs one execution at a "
-            f"time and `{holder}` is working now. Position {scheduler.position(eng, execution)} in line."))
-        return f"queued {execution.id}"
-    reporter.comment(event.issue_number, (
-        f"{verb} execution {_link(eng, execution)} on branch `{execution.branch}`, {_scope(execution)}. "
-        "Progress appears as check runs and on the dashboard." + admission.parallel_note(config)))
-    return f"started {execution.id}"
-
-
-def stop(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
-    """End this issue's execution (clarity.stopping.MEANS says how)."""
-    target = _target_or_say(eng, reporter, event, _live_statuses() + RESUMABLE,
-                            "Nothing to stop: no execution is live on this issue.")
-    if not target:
-        return "nothing to stop"
-    return stop_execution(eng, reporter, target, event.author)
-
-
 def stop_execution(eng: Engine, reporter: Reporter | None, target: Execution, actor: str,
                    why: str = "") -> str:
     """Stop one execution (from a comment, a button or an event); tell its issue when a reporter is given.
@@ -181,43 +86,23 @@ def stop_execution(eng: Engine, reporter: Reporter | None, target: Execution, ac
         # Nobody is working on it (waiting, settled, or its worker died and the lease expired): stop now.
         eng.store.remove_waiting(target.repo, target.id)
         eng.store.transition(target.id, S.STOPPED, actor, reason)
-        message = f"Stopped {_link(eng, target)}" + (f": {why}." if why else ".") + " " + stopping.sentence(stopping.AFTER)
+        message = f"Stopped {link(eng, target)}" + (f": {why}." if why else ".") + " " + stopping.sentence(stopping.AFTER)
     elif target.status.is_terminal:
         return f"already {target.status}"
     else:
         eng.store.set_flag(target.id, Flag.STOP, actor)
-        message = (f"Stopping {_link(eng, target)}" + (f" ({why})" if why else "")
+        message = (f"Stopping {link(eng, target)}" + (f" ({why})" if why else "")
                    + f": {stopping.RUNNING}. {stopping.sentence(stopping.AFTER)}")
     if reporter is not None:
         reporter.comment(target.issue_number, message)
     return f"stop {target.id}"
 
 
-def pause(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
-    """Pause after the current task."""
-    target = _target_or_say(eng, reporter, event, _live_statuses(),
-                            "Nothing to pause: no execution is running on this issue.")
-    if not target:
-        return "nothing to pause"
-    return pause_execution(eng, reporter, target, event.author)
-
-
 def pause_execution(eng: Engine, reporter: Reporter, target: Execution, actor: str) -> str:
     """Pause one execution after its current task (a comment or the dashboard's Pause button)."""
     eng.store.set_flag(target.id, Flag.PAUSE, actor)
-    reporter.comment(target.issue_number, f"{_link(eng, target)} will pause after the current task.")
+    reporter.comment(target.issue_number, f"{link(eng, target)} will pause after the current task.")
     return f"pause {target.id}"
-
-
-def resume(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
-    """Continue a paused or blocked execution where it stopped."""
-    target = _target_or_say(eng, reporter, event, RESUMABLE,
-                            "Nothing to resume: no paused or blocked execution on this issue.")
-    if not target:
-        return "nothing to resume"
-    if command.budget:
-        target = budgets.set_limits(eng.store, target, command.budget, event.author)
-    return resume_execution(eng, reporter, target, event.author)
 
 
 def resume_execution(eng: Engine, reporter: Reporter, target: Execution, actor: str) -> str:
@@ -225,38 +110,20 @@ def resume_execution(eng: Engine, reporter: Reporter, target: Execution, actor: 
     return _continue(eng, reporter, target, actor, None, "resume")
 
 
-def set_stop_point(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
-    """Move the stop point of the live (or paused) execution."""
-    target = _target_or_say(eng, reporter, event, _live_statuses() + RESUMABLE,
-                            "No execution here to change: start one with `/clarity run`.")
-    if not target or not command.task_id:
-        return "no execution"
-    return move_stop_point(eng, reporter, target, command.task_id)
-
-
 def move_stop_point(eng: Engine, reporter: Reporter, target: Execution, task_id: str) -> str:
     """Give one execution another stop point (a comment or the API); a stop point reached before is behind it."""
-    if target.status not in (*_live_statuses(), *RESUMABLE):
-        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: its stop point "
+    if target.status not in (*live_statuses(), *RESUMABLE):
+        reporter.comment(target.issue_number, f"{link(eng, target)} is {target.status}: its stop point "
                                               "cannot change any more.")
         return f"refused: {target.status}"
     problem = unknown_task(reporter, target.repo, (target.branch, target.base_branch), task_id)
     if problem:
-        reporter.comment(target.issue_number, f"{problem}. The stop point stays {_scope(target)}.")
+        reporter.comment(target.issue_number, f"{problem}. The stop point stays {scope(target)}.")
         return "refused: unknown task"
-    _rescope(eng, reporter, eng.store.update(target.id, stop_point=task_id))
+    rescope(eng, reporter, eng.store.update(target.id, stop_point=task_id))
     eng.store.clear_flag(target.id, Flag.STOP_POINT_REACHED)  # else a resume would drop the new stop point
-    reporter.comment(target.issue_number, f"{_link(eng, target)} now stops after task {task_id}.")
+    reporter.comment(target.issue_number, f"{link(eng, target)} now stops after task {task_id}.")
     return f"stop-point {target.id} {task_id}"
-
-
-def retry(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
-    """Re-run a blocked execution's failed task (or the named one)."""
-    target = _target_or_say(eng, reporter, event, RESUMABLE,
-                            "Nothing to retry: no blocked or paused execution on this issue.")
-    if not target:
-        return "nothing to retry"
-    return retry_execution(eng, reporter, target, event.author, command.task_id)
 
 
 def retry_execution(eng: Engine, reporter: Reporter, target: Execution, actor: str, task_id: str | None) -> str:
@@ -279,7 +146,7 @@ def replay_execution(eng: Engine, reporter: Reporter, target: Execution, actor: 
     run nothing again (the task is done, say) is refused with the reason, and changes nothing (jobs.reruns).
     """
     if target.status not in RESUMABLE:
-        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to replay. "
+        reporter.comment(target.issue_number, f"{link(eng, target)} is {target.status}: nothing to replay. "
                                               f"{reports.next_move(target)}".rstrip())
         return f"nothing to replay: {target.status}"
     refs = (target.branch, target.base_branch)
@@ -290,14 +157,14 @@ def replay_execution(eng: Engine, reporter: Reporter, target: Execution, actor: 
             return f"refused: {problem}"
     rerun = reruns.replay(eng.store.tasks(target.id), from_task)
     if rerun.refusal:
-        reporter.comment(target.issue_number, f"{_link(eng, target)}: {rerun.refusal}. Nothing was replayed.")
+        reporter.comment(target.issue_number, f"{link(eng, target)}: {rerun.refusal}. Nothing was replayed.")
         return f"refused: {rerun.refusal}"
     if tool or stop_point:
         target = eng.store.update(target.id, **({"tool": tool} if tool else {}),
                                   **({"stop_point": stop_point} if stop_point else {}))
         if stop_point:
             eng.store.clear_flag(target.id, Flag.STOP_POINT_REACHED)
-            _rescope(eng, reporter, target)
+            rescope(eng, reporter, target)
     eng.store.log(target.id, f"replay of {reruns.listed(rerun.tasks)} by {shown(actor)}"
                              + (f", tool {tool}" if tool else "") + (f", until {stop_point}" if stop_point else ""))
     return _continue(eng, reporter, target, actor, None, "replay", rerun.tasks)
@@ -308,46 +175,37 @@ def _continue(eng: Engine, reporter: Reporter, target: Execution, actor: str, ta
     """Resume, retry or replay: failed tasks (all, or `task_id`, or exactly `reopen`) become eligible and the
     execution goes back in line; the reply names what runs again."""
     if target.status not in RESUMABLE:
-        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to {verb}. "
+        reporter.comment(target.issue_number, f"{link(eng, target)} is {target.status}: nothing to {verb}. "
                                               f"{reports.next_move(target)}".rstrip())
         return f"nothing to {verb}: {target.status}"
     config = admission.config_at(reporter, target.repo, (target.branch, target.base_branch))
     disabled = admission.refusal(config)
     if disabled:
-        reporter.comment(target.issue_number, f"{_link(eng, target)} stays {target.status}. {disabled}")
+        reporter.comment(target.issue_number, f"{link(eng, target)} stays {target.status}. {disabled}")
         return admission.REFUSED
     over = budgets.over_budget(config, target) if config is not None else None  # unreadable: the step pauses
     if over:
-        reporter.comment(target.issue_number, f"{_link(eng, target)} stays {target.status}: {over}. "
+        reporter.comment(target.issue_number, f"{link(eng, target)} stays {target.status}: {over}. "
                                               f"To go on, {budgets.HINT}.")
         return f"refused: {over}"
     reset = [one for named in (reopen if reopen is not None else (task_id,))
-             for one in _reset_failed(eng, target, named)]
+             for one in reset_failed(eng, target, named)]
     if target.stop_point and eng.store.flag(target.id, Flag.STOP_POINT_REACHED):
         target = eng.store.update(target.id, stop_point=None)  # that stop point is behind us: run on
-        _rescope(eng, reporter, target)
+        rescope(eng, reporter, target)
     target = scheduler.submit(eng, target, actor)
     if verb == "resume":
-        message = f"Resuming {_link(eng, target)}, {_scope(target)} ({shown(actor)})."
+        message = f"Resuming {link(eng, target)}, {scope(target)} ({shown(actor)})."
     elif verb == "replay":
-        message = (f"Replaying {reruns.listed(reset)} in {_link(eng, target)}, {_scope(target)}"
+        message = (f"Replaying {reruns.listed(reset)} in {link(eng, target)}, {scope(target)}"
                    + (f", with `{target.tool}`" if target.tool else "") + f" ({shown(actor)}).")
     elif reset:
         what = f"task {task_id}" if task_id else f"the failed {reruns.listed(reset)}"
-        message = f"Retrying {what} in {_link(eng, target)} ({shown(actor)})."
+        message = f"Retrying {what} in {link(eng, target)} ({shown(actor)})."
     else:
-        message = f"Retrying {_link(eng, target)}: no task of it had failed; it goes on, {_scope(target)} ({shown(actor)})."
+        message = f"Retrying {link(eng, target)}: no task of it had failed; it goes on, {scope(target)} ({shown(actor)})."
     reporter.comment(target.issue_number, message)
     return f"{verb} {target.id}"
-
-
-def override(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
-    """`/clarity override <id> done|skipped [because …]`: a person settles a task; a paused/blocked execution resumes."""
-    target = _target_or_say(eng, reporter, event, _live_statuses() + RESUMABLE,
-                            "Nothing to override: no execution on this issue. Start one with `/clarity run`.")
-    if not target or not command.task_id or not command.outcome:
-        return "nothing to override"
-    return override_task(eng, reporter, target, command.task_id, command.outcome, event.author, command.reason or "")
 
 
 def override_task(eng: Engine, reporter: Reporter, target: Execution, task_id: str, outcome: str, actor: str,
@@ -356,8 +214,8 @@ def override_task(eng: Engine, reporter: Reporter, target: Execution, task_id: s
 
     The override is an outcome like any other: the next step commits it to `task_outcomes.md` (who, when,
     `reason`), and the PR's task table marks it (jobs.overrides)."""
-    if target.status not in (*_live_statuses(), *RESUMABLE):
-        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: nothing to override.")
+    if target.status not in (*live_statuses(), *RESUMABLE):
+        reporter.comment(target.issue_number, f"{link(eng, target)} is {target.status}: nothing to override.")
         return f"refused: {target.status}"
     tasks = _read_tasks(reporter, target.repo, (target.branch, target.base_branch))
     progress = eng.store.task(target.id, task_id)
@@ -377,14 +235,14 @@ def override_task(eng: Engine, reporter: Reporter, target: Execution, task_id: s
     effect = (f"Clarity ticks it on `{target.branch}` in its own commit, without running the agent"
               if outcome == "done" else "it will not run, nor will tasks that depend on it")
     why = f" (reason: {literal(reason)})" if reason else ""
-    reporter.comment(target.issue_number, f"Task {task_id} of {_link(eng, target)} marked **{outcome}** by "
+    reporter.comment(target.issue_number, f"Task {task_id} of {link(eng, target)} marked **{outcome}** by "
                                           f"{shown(actor)}{why}: {effect}; `task_outcomes.md` records it.")
     if target.status in RESUMABLE:
         return _continue(eng, reporter, eng.store.get(target.id), actor, None, "resume")
     return f"override {target.id} {task_id} {outcome}"
 
 
-def _rescope(eng: Engine, reporter: Reporter, target: Execution) -> None:
+def rescope(eng: Engine, reporter: Reporter, target: Execution) -> None:
     """Count the execution's numbers over its new stop point at once (its next step counts them again)."""
     tasks = _read_tasks(reporter, target.repo, (target.branch, target.base_branch))
     if tasks is not None:
@@ -402,37 +260,29 @@ def _read_tasks(reporter: Reporter, repo: str, refs: tuple[str, ...]) -> tasklis
         return None
 
 
-def prioritise(eng: Engine, reporter: Reporter, event: CommentEvent, command: Command) -> str:
-    """Give this issue's live or queued execution another priority (a manager's command)."""
-    target = _target_or_say(eng, reporter, event, _live_statuses(),
-                            "Nothing to re-prioritise: no execution is live or queued on this issue.")
-    if not target or command.priority is None:
-        return "nothing to re-prioritise"
-    return prioritise_execution(eng, reporter, target, command.priority, event.author)
-
-
 def prioritise_execution(eng: Engine, reporter: Reporter, target: Execution, priority: int, actor: str) -> str:
     """Give one execution another priority (a manager's comment or the API)."""
     if not (target.status.is_active or target.status is S.QUEUED):
-        reporter.comment(target.issue_number, f"{_link(eng, target)} is {target.status}: it waits for nobody, "
+        reporter.comment(target.issue_number, f"{link(eng, target)} is {target.status}: it waits for nobody, "
                                               "so its priority cannot change.")
         return f"refused: {target.status}"
     before = target.priority
     target = scheduler.reprioritise(eng, target, priority, actor)
     reporter.comment(target.issue_number, (
-        f"{_link(eng, target)} now has priority {target.priority} (was {before}; 10 runs first). "
-        f"Next step: {_starts(eng, target)}."))
+        f"{link(eng, target)} now has priority {target.priority} (was {before}; 10 runs first). "
+        f"Next step: {starts(eng, target)}."))
     return f"priority {target.id} {target.priority}"
 
 
-def _starts(eng: Engine, execution: Execution) -> str:
+def starts(eng: Engine, execution: Execution) -> str:
+    """When the execution's next step starts: "now", "in about 5 min" or "not scheduled"."""
     est = scheduler.estimate(eng, execution)
     if est.starts_in is None:
         return "not scheduled"
     return "now" if est.starts_in == 0 else f"in {scheduler.eta_text(est.starts_in)}"
 
 
-def _reset_failed(eng: Engine, execution: Execution, task_id: str | None) -> list[str]:
+def reset_failed(eng: Engine, execution: Execution, task_id: str | None) -> list[str]:
     """Make failed/skipped tasks eligible again (all of them, or just `task_id`); the ids made so.
 
     A task a person marked skipped (`/clarity override`) stays skipped unless it is named. Its attempts stay
@@ -448,41 +298,3 @@ def _reset_failed(eng: Engine, execution: Execution, task_id: str | None) -> lis
             eng.store.reset_recoveries(execution.id, progress.task_id)  # a person's retry: a fresh count
             reset.append(progress.task_id)
     return reset
-
-
-def _eta_line(eng: Engine, execution: Execution) -> str:
-    """". Priority 5; next step now; done in about 12 min" for a live execution, else nothing."""
-    est = scheduler.estimate(eng, execution)
-    if est.finishes_in is None:
-        return ""
-    where = f"position {scheduler.position(eng, execution)} in this repository's line; " \
-        if execution.status is S.QUEUED else ""
-    return (f". Priority {execution.priority}; {where}next step {_starts(eng, execution)}; "
-            f"done in {scheduler.eta_text(est.finishes_in)} (tasks take {scheduler.eta_text(est.task_seconds)})")
-
-
-def status_text(eng: Engine, repo: str, issue_number: int) -> str:
-    """A compact status reply: the newest execution of this issue with its task table."""
-    found = eng.store.find(repo, issue_number)
-    if not found:
-        return "No execution on this issue yet. Start one with `/clarity run until <task id>`."
-    execution = found[0]
-    # Each fact once: a running execution's reason is the engine's note of its last move ("task 2"), which
-    # "working on 2" already says; a stop point reached is its scope, said again.
-    reason = execution.reason if execution.status.is_settled else ""
-    scope = "" if reason and execution.stop_point and f"stop point {execution.stop_point}" in reason \
-        else f"{_scope(execution)}, "
-    lines = [
-        f"**Execution {_link(eng, execution)}**: {execution.status.badge} {execution.status}, "
-        f"{scope}{numbers.of(execution).tasks_text()}"
-        + (f", working on {execution.current_task}" if execution.current_task else "")
-        + (f". {reason[0].upper()}{reason[1:]}" if reason else "") + _eta_line(eng, execution) + ".", "",
-        "| task | title | status | attempts |", "|---|---|---|---|",
-    ]
-    for progress in eng.store.tasks(execution.id).values():
-        lines.append(f"| {progress.task_id} | {progress.title} | {progress.status} | {progress.attempts} |")
-    if execution.pr_url:
-        lines += ["", f"Pull request: {execution.pr_url}"]
-    if reports.next_move(execution):
-        lines += ["", reports.next_move(execution)]
-    return "\n".join(lines)

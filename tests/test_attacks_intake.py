@@ -34,7 +34,7 @@ import devstack
 from clarity.httpframe import REQUEST_DEADLINE
 from github_app.webhooks import HANDLED_EVENTS
 from jobs import context, intake
-from jobs.router import compose
+from jobs.routes import router
 from tests.conftest import WEBHOOK_FIXTURES
 from tests.conftest_forge import ForgeHandle
 from tests.e2e import REPO, make_repo, store_of, tasks_md, wait_settled
@@ -303,9 +303,6 @@ def fixture_payloads() -> list[tuple[str, dict[str, Any]]]:
 
 def routed(fixtures: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
     """The fixtures some intake handler acts on (the others are ignored before any field is read)."""
-    from jobs import buttons, lifecycle
-
-    router = compose(intake.router, buttons.router, lifecycle.router)
     return [(event, payload) for event, payload in fixtures if router.handler_for(event, payload.get("action"))]
 
 

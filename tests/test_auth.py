@@ -22,7 +22,7 @@ from clarity.app_credentials import load_settings
 from clarity.models import Execution
 from clarity.settings import Settings, SettingsError
 from clarity.store import Store
-from dashboard.auth import role_for_permissions
+from github_app.roles import role_for_flags
 from github_app.setup import SetupServer
 from tests.conftest_forge import ForgeHandle
 from tests.test_setup import Browser, browser, env_for, setup, setup_settings  # noqa: F401 (fixtures)
@@ -152,7 +152,7 @@ def test_read_access_makes_a_viewer_and_no_access_sees_nothing(
     (None, "viewer"),
 ])
 def test_repository_permissions_map_to_roles_as_design_section_5(flags: dict[str, bool] | None, role: str) -> None:
-    assert role_for_permissions(flags) == role
+    assert role_for_flags(flags) == role
 
 
 def test_pages_redirect_to_login_and_json_answers_401_until_signed_in(web: Flask, world: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from github_app.commands import (
     help_text,
     parse,
 )
+from github_app.roles import Role
 
 
 def only_item(body: str) -> Command | Reply:
@@ -424,7 +425,7 @@ def test_help_is_generated_from_the_table_that_the_parser_reads() -> None:
         replace(spec, options=(*spec.options, extra_option)) if spec.verb is Verb.RUN else spec
         for spec in GRAMMAR
         if spec.verb is not Verb.PAUSE
-    ) + (VerbSpec(Verb.STATUS, (("ping",),), "A verb added for the test."),)
+    ) + (VerbSpec(Verb.STATUS, (("ping",),), "A verb added for the test.", Role.VIEWER, "jobs.verbs:status"),)
     text = help_text(extended)
     assert "`/clarity ping` | A verb added for the test. |" in text
     assert "[before <id>]" in text

@@ -11,8 +11,8 @@ from clarity.flags import Flag
 from clarity.status import ExecutionStatus as E
 from github_app.commands import Command, Verb
 from github_app.reporting import Reporter
-from jobs import context, control, scheduler
-from jobs.intake import CommentEvent
+from jobs import context, scheduler, verbs
+from jobs.comment_event import CommentEvent
 from tests.conftest_forge import ForgeHandle
 
 REPO = "acme/widgets"
@@ -43,12 +43,12 @@ def bot_comments(forge: ForgeHandle) -> list[str]:
 def test_run_starts_then_a_second_issue_waits_in_line(engine, reporter, forge) -> None:
     forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
     forge.admin("POST", f"/repos/{REPO}/issues", {"title": "two", "user": "acme"})
-    assert control.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="1")).startswith("started")
+    assert verbs.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="1")).startswith("started")
     first = engine.store.find(REPO, 1)[0]
     assert first.status is E.INITIALIZING and first.branch == "clarity/issue-1" and first.base_branch == "main"
     assert scheduler.slots_queued(engine) == 1 and engine.queue_for(5).count == 1
     assert [r.execution_id for r in scheduler.ready_order(engine)] == [first.id]
-    assert control.run(engine, reporter, event(2), Command(Verb.RUN, 1, "")).startswith("queued")
+    assert verbs.run(engine, reporter, event(2), Command(Verb.RUN, 1, "")).startswith("queued")
     second = engine.store.find(REPO, 2)[0]
     assert second.status is E.QUEUED and scheduler.position(engine, second) == 1
     assert "Position 1 in line" in bot_comments(forge)[-1]
@@ -58,25 +58,25 @@ def test_run_starts_then_a_second_issue_waits_in_line(engine, reporter, forge) -
 
 def test_run_on_an_issue_with_a_live_execution_is_refused_with_its_link(engine, reporter, forge) -> None:
     forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
-    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
-    assert control.run(engine, reporter, event(1), Command(Verb.RUN, 1, "")).startswith("refused")
+    verbs.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
+    assert verbs.run(engine, reporter, event(1), Command(Verb.RUN, 1, "")).startswith("refused")
     assert "already working here" in bot_comments(forge)[-1]
 
 
 def test_stop_of_an_execution_nobody_works_on_is_immediate(engine, reporter, forge) -> None:
     forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
-    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
+    verbs.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
     ex = engine.store.find(REPO, 1)[0]
     engine.store.release_lease(REPO, ex.id)  # as if its worker died and the lease expired
-    control.stop(engine, reporter, event(1), Command(Verb.STOP, 1, ""))
+    verbs.stop(engine, reporter, event(1), Command(Verb.STOP, 1, ""))
     assert engine.store.get(ex.id).status is E.STOPPED
 
 
 def test_stop_of_a_running_execution_raises_the_flag_for_the_step(engine, reporter, forge) -> None:
     forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
-    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
+    verbs.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
     ex = engine.store.find(REPO, 1)[0]
-    control.stop(engine, reporter, event(1, author="ada"), Command(Verb.STOP, 1, ""))
+    verbs.stop(engine, reporter, event(1, author="ada"), Command(Verb.STOP, 1, ""))
     assert engine.store.get(ex.id).status is E.INITIALIZING
     assert engine.store.flag(ex.id, Flag.STOP) == "ada"
 
@@ -87,30 +87,30 @@ def test_stop_of_a_running_execution_raises_the_flag_for_the_step(engine, report
 ])
 def test_commands_without_an_execution_say_so(engine, reporter, forge, verb: Verb, reply: str) -> None:
     forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
-    act = {Verb.STOP: control.stop, Verb.PAUSE: control.pause, Verb.RESUME: control.resume,
-           Verb.RETRY: control.retry, Verb.STOP_POINT: control.set_stop_point}[verb]
+    act = {Verb.STOP: verbs.stop, Verb.PAUSE: verbs.pause, Verb.RESUME: verbs.resume,
+           Verb.RETRY: verbs.retry, Verb.STOP_POINT: verbs.set_stop_point}[verb]
     act(engine, reporter, event(1), Command(verb, 1, "", task_id="1"))
     assert bot_comments(forge)[-1].startswith(reply)
 
 
 def test_status_without_execution_explains_how_to_start(engine) -> None:
-    assert control.status_text(engine, REPO, 9).startswith("No execution on this issue yet.")
+    assert verbs.status_text(engine, REPO, 9).startswith("No execution on this issue yet.")
 
 
 def test_run_until_an_unknown_task_is_answered_at_once(engine, reporter, forge) -> None:
     forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
-    outcome = control.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="9.9"))
+    outcome = verbs.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="9.9"))
     assert outcome == "refused: unknown task"
     assert bot_comments(forge)[-1].startswith("task 9.9 is not in tasks_list.md. Nothing was started")
     assert engine.store.executions(repo=REPO) == []
-    assert control.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="1")).startswith("started")
+    assert verbs.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="1")).startswith("started")
 
 
 def test_stop_point_to_an_unknown_task_is_refused_and_kept(engine, reporter, forge) -> None:
     forge.admin("POST", f"/repos/{REPO}/issues", {"title": "one", "user": "acme"})
-    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="1"))
+    verbs.run(engine, reporter, event(1), Command(Verb.RUN, 1, "", until="1"))
     ex = engine.store.find(REPO, 1)[0]
-    outcome = control.set_stop_point(engine, reporter, event(1), Command(Verb.STOP_POINT, 1, "", task_id="7"))
+    outcome = verbs.set_stop_point(engine, reporter, event(1), Command(Verb.STOP_POINT, 1, "", task_id="7"))
     assert outcome == "refused: unknown task"
     assert "task 7 is not in tasks_list.md" in bot_comments(forge)[-1]
     assert engine.store.get(ex.id).stop_point == "1"
@@ -121,20 +121,20 @@ def test_status_gives_priority_place_in_line_and_estimates_from_measured_duratio
         forge.admin("POST", f"/repos/{REPO}/issues", {"title": f"issue {issue}", "user": "acme"})
     for seconds in (30.0, 90.0, 600.0):  # the median (90 s) resists the slow one
         engine.store.record_duration(REPO, seconds)
-    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
+    verbs.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
     first = engine.store.find(REPO, 1)[0]
     engine.store.update(first.id, tasks_total=4, tasks_completed=1, tasks_left=3)
-    control.run(engine, reporter, event(2), Command(Verb.RUN, 1, "", priority=8))
+    verbs.run(engine, reporter, event(2), Command(Verb.RUN, 1, "", priority=8))
     second = engine.store.find(REPO, 2)[0]
     engine.store.update(second.id, tasks_total=2, tasks_left=2)
 
     estimate = scheduler.estimate(engine, engine.store.get(second.id))
     assert estimate.task_seconds == 90.0
     assert (estimate.starts_in, estimate.finishes_in) == (3 * 90.0, 5 * 90.0)  # behind 3 tasks left, then 2
-    text = control.status_text(engine, REPO, 2)
+    text = verbs.status_text(engine, REPO, 2)
     assert "Priority 8; position 1 in this repository's line; next step in about 5 min" in text
     assert "done in about 8 min (tasks take about 2 min)" in text
-    running = control.status_text(engine, REPO, 1)
+    running = verbs.status_text(engine, REPO, 1)
     assert "Priority 5; next step now" in running  # ready for a worker, the first in line
 
 
@@ -143,13 +143,13 @@ def test_reprioritised_execution_is_taken_first_and_the_audit_says_who(engine, r
     for repo in (REPO, "acme/gadgets"):
         forge.admin("POST", f"/repos/{repo}/issues", {"title": "one", "user": "acme"})
     gadgets = Reporter(engine.github.client(engine.github.installation_id_for("acme/gadgets")), "acme/gadgets")
-    control.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
+    verbs.run(engine, reporter, event(1), Command(Verb.RUN, 1, ""))
     other = dataclasses.replace(event(1), repo="acme/gadgets")
-    control.run(engine, gadgets, other, Command(Verb.RUN, 1, ""))
+    verbs.run(engine, gadgets, other, Command(Verb.RUN, 1, ""))
     low, high = engine.store.find(REPO, 1)[0], engine.store.find("acme/gadgets", 1)[0]
     assert [r.execution_id for r in scheduler.ready_order(engine)] == [low.id, high.id]
 
-    assert control.prioritise(engine, gadgets, other, Command(Verb.PRIORITY, 1, "", priority=9)).startswith("priority")
+    assert verbs.prioritise(engine, gadgets, other, Command(Verb.PRIORITY, 1, "", priority=9)).startswith("priority")
     assert [r.execution_id for r in scheduler.ready_order(engine)] == [high.id, low.id]
     assert engine.queue_for(9).count == 1  # a slot on the faster queue, so a worker comes for it first
     assert engine.store.ready.take("job-1") == high.id

@@ -32,9 +32,9 @@ from clarity.status import TaskStatus as T
 from clarity.store import Store
 from github_app import commands
 from github_app.reporting import Reporter
-from jobs import context, control, publish, reports, scheduler
+from jobs import context, control, publish, reports, scheduler, verbs
 from jobs.checkout import track_scope
-from jobs.intake import CommentEvent
+from jobs.comment_event import CommentEvent
 from jobs.taskrun import attempt_hook
 from tests.conftest_forge import ForgeHandle
 
@@ -179,8 +179,8 @@ def say(eng: context.Engine, reporter: Reporter, body: str) -> None:
     """A person's comment command, parsed as intake parses it and acted on by the same control function."""
     [command] = commands.parse(body)
     assert isinstance(command, commands.Command), command
-    act = {"run": control.run, "stop": control.stop, "pause": control.pause, "resume": control.resume,
-           "retry": control.retry, "stop-point": control.set_stop_point, "override": control.override}
+    act = {"run": verbs.run, "stop": verbs.stop, "pause": verbs.pause, "resume": verbs.resume,
+           "retry": verbs.retry, "stop-point": verbs.set_stop_point, "override": verbs.override}
     act[str(command.verb)](eng, reporter, EVENT, command)
 
 
@@ -362,7 +362,7 @@ def replies_agree(eng: context.Engine) -> None:
     found = eng.store.executions(repo=REPO)
     if found:
         assert eng.store.recount(found[0].id) == numbers.of(found[0])
-        assert f", {numbers.of(found[0]).tasks_text()}" in control.status_text(eng, REPO, 1)
+        assert f", {numbers.of(found[0]).tasks_text()}" in verbs.status_text(eng, REPO, 1)
 
 
 def pages_agree(web: Any, eng: context.Engine) -> None:

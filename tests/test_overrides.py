@@ -13,8 +13,8 @@ from clarity.status import TaskStatus as T
 from clarity.tasklist import parse as parse_tasks
 from github_app.commands import Command, Verb, help_text, parse
 from github_app.reporting import Reporter
-from jobs import context, control, overrides, scheduler
-from jobs.intake import CommentEvent
+from jobs import context, control, overrides, scheduler, verbs
+from jobs.comment_event import CommentEvent
 from tests.conftest_forge import ForgeHandle
 
 REPO = "acme/widgets"
@@ -152,7 +152,7 @@ def bot_comments(forge: ForgeHandle) -> list[str]:
 
 def blocked(engine: context.Engine, reporter: Reporter, failed: str = "1") -> str:
     """An execution blocked on a failed task, its repository free, as a step leaves it."""
-    control.run(engine, reporter, event(), Command(Verb.RUN, 1, ""))
+    verbs.run(engine, reporter, event(), Command(Verb.RUN, 1, ""))
     ex = engine.store.find(REPO, 1)[0]
     engine.store.set_task_status(ex.id, failed, T.IN_PROGRESS, title="One")
     engine.store.set_task_status(ex.id, failed, T.FAILED, last_error="boom", error_class="timeout")
@@ -161,7 +161,7 @@ def blocked(engine: context.Engine, reporter: Reporter, failed: str = "1") -> st
 
 
 def override(engine: context.Engine, reporter: Reporter, task_id: str, outcome: str, who: str = "ada") -> str:
-    return control.override(engine, reporter, event(who),
+    return verbs.override(engine, reporter, event(who),
                             Command(Verb.OVERRIDE, 1, "", task_id=task_id, outcome=outcome))
 
 
@@ -213,7 +213,7 @@ def test_override_without_an_execution_says_so(engine, reporter, forge) -> None:
 
 
 def test_override_of_the_running_task_is_refused(engine, reporter, forge) -> None:
-    control.run(engine, reporter, event(), Command(Verb.RUN, 1, ""))
+    verbs.run(engine, reporter, event(), Command(Verb.RUN, 1, ""))
     ex = engine.store.find(REPO, 1)[0]
     engine.store.update(ex.id, current_task="1")
     engine.store.set_task_status(ex.id, "1", T.IN_PROGRESS)

@@ -9,7 +9,8 @@ import pytest
 
 from github_app.roles import Role, role_for
 from jobs import context
-from jobs.intake import CommentEvent, handle_comment
+from jobs.comment_event import CommentEvent
+from jobs.comments import handle_comment
 from tests.conftest_forge import ForgeHandle
 
 REPO = "acme/widgets"

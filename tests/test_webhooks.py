@@ -18,7 +18,8 @@ from rq.job import Job, JobStatus
 from app import create_app
 from clarity.settings import Settings
 from github_app import routes
-from jobs.intake import PayloadError, parse_comment
+from github_app.payloads import PayloadError
+from jobs.comment_event import parse_comment
 from tests.conftest import WEBHOOK_FIXTURES, WEBHOOK_SECRET
 
 FIXTURES = sorted(WEBHOOK_FIXTURES.glob("*.payload.json"))

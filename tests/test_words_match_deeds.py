@@ -21,9 +21,9 @@ from clarity.status import ExecutionStatus as E
 from clarity.status import TaskStatus as T
 from github_app.commands import Command, Verb, help_text
 from github_app.reporting import Reporter
-from jobs import context, control, scheduler
+from jobs import context, control, scheduler, verbs
 from jobs.api_engine import ApiEngine
-from jobs.intake import CommentEvent
+from jobs.comment_event import CommentEvent
 from tests.conftest_forge import ForgeHandle
 from tests.e2e import REPO, make_repo, store_of, tasks_md, wait_comment, wait_settled
 
@@ -101,7 +101,7 @@ def settled(engine: context.Engine, reporter: Reporter, status: E, **tasks: T) -
     event = CommentEvent(delivery="d", installation_id=1000, repo=REPO, account="acme", issue_number=1,
                          is_pull_request=False, locked=False, comment_id=1, body="", author="ada",
                          author_is_bot=False)
-    control.run(engine, reporter, event, Command(Verb.RUN, 1, ""))
+    verbs.run(engine, reporter, event, Command(Verb.RUN, 1, ""))
     ex = engine.store.find(REPO, 1)[0]
     for key, task_status in tasks.items():
         task_id = key.lstrip("_")
