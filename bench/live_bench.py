@@ -3,7 +3,7 @@
 Run: `.venv/bin/python bench/live_bench.py [--events 200] [--sockets 500] [--fanout-events 50] [--executions 50]`.
 
 One web process as devstack serves it (werkzeug, a thread per connection) on a Redis from
-`clarity.localredis.ensure(REDIS_URL)` and a throw-away CLARITY_NAMESPACE, deleted at the end. No worker:
+`devstack.localredis.ensure(REDIS_URL)` and a throw-away CLARITY_NAMESPACE, deleted at the end. No worker:
 the bench writes through `clarity.store.Store` as the engine does, and every event carries the time it
 was published, so latencies are measured on the machine's one clock.
 
@@ -41,11 +41,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.serving import make_server
 
 from app import create_app
-from clarity import localredis
 from clarity.models import Execution
 from clarity.settings import Settings
 from clarity.status import ExecutionStatus
 from clarity.store import Store
+from devstack import localredis
 
 CHROMIUM = "/usr/bin/chromium"
 GOALS = {"first_load_ms": 300.0, "dom_p95_ms": 200.0, "fanout_p95_ms": 250.0}

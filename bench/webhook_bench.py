@@ -3,7 +3,7 @@
 Run: `.venv/bin/python bench/webhook_bench.py [--rate 200] [--seconds 10] [--flat-seconds 5]`.
 
 Both apps run under the Procfile's command (`gunicorn --workers 2 --threads 8`), one after the
-other, on a Redis from `clarity.localredis.ensure(REDIS_URL)` and a throw-away CLARITY_NAMESPACE
+other, on a Redis from `devstack.localredis.ensure(REDIS_URL)` and a throw-away CLARITY_NAMESPACE
 whose keys (and RQ jobs) are deleted at the end. For each app: a warm-up second, then open-loop load
 at a fixed rate (latency p50/p95/p99 from the moment each request was due), then closed-loop load
 flat out (maximum throughput). Requests are real `issue_comment` deliveries from the shared
@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from loadgen import Run, fixed_rate, flat_out  # bench/ is on sys.path when this file is run as a script
 from rq import Queue
 
-from clarity import localredis
+from devstack import localredis
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "github-webhooks" / "issue_comment.created.payload.json"

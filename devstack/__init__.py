@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from app import create_app
-from clarity import localredis
 from clarity.settings import Settings
+from devstack import localredis
 from forge.config import ForgeConfig
 from forge.server import RunningForge, serve_in_thread
 from jobs.sandboxes import shortfall

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import devstack
-from clarity import localredis
 from clarity.settings import Settings
 from clarity.store import Store
+from devstack import localredis
 
 # `forge`: a running GitHub stand-in; the API app; the real agent CLIs (`agent_tools`, their versions in the summary)
 pytest_plugins = ["tests.conftest_forge", "tests.api_fixtures", "tests.agent_tools"]

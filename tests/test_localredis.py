@@ -7,7 +7,7 @@ import shutil
 import pytest
 import redis
 
-from clarity import localredis
+from devstack import localredis
 
 
 def test_reachable_url_is_used_as_is(redis_url: str) -> None:

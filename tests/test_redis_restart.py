@@ -30,11 +30,12 @@ import pytest
 import redis
 
 import devstack
-from clarity import leases, localredis
+from clarity import leases
 from clarity.settings import Settings
 from clarity.status import ExecutionStatus as E
 from clarity.status import TaskStatus as T
 from clarity.store import Store
+from devstack import localredis
 from jobs import context, heartbeat
 from jobs.step import Step
 from runner.workspace import git_dir_of

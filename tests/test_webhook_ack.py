@@ -22,9 +22,9 @@ from rq.utils import utcparse
 from werkzeug.test import Client
 
 from app import create_app
-from clarity import localredis
 from clarity.deliveries import PER_DELIVERY, DeliveryQueue, timestamp
 from clarity.settings import Settings
+from devstack import localredis
 from github_app.webhooks import WebhookConfig, WebhookEndpoint
 from jobs.worker import SteadyWorker
 from tests.conftest import WEBHOOK_FIXTURES, WEBHOOK_SECRET
