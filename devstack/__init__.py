@@ -93,7 +93,7 @@ class Stack:
         so a test can kill exactly that worker.
         """
         log = open(log_path or self.base / f"worker-{len(self.workers)}.log", "ab")  # noqa: SIM115
-        argv = [sys.executable, "-m", "clarity.cli", "worker", *(["--role", role] if role != "all" else [])]
+        argv = [sys.executable, "-m", "cli", "worker", *(["--role", role] if role != "all" else [])]
         process = subprocess.Popen(argv, env=self.env,
                                    stdout=log, stderr=subprocess.STDOUT, cwd=self.base, start_new_session=True)
         self.workers.append(process)

@@ -48,7 +48,7 @@ def python(path: str | None = None) -> str:
 
 def clarity(path: str | None = None) -> str:
     """The `clarity` command of this environment."""
-    return program("clarity", path) or f"{python(path)} -m clarity.cli"
+    return program("clarity", path) or f"{python(path)} -m cli"
 
 
 def recipes(demo: Running, path: str | None = None) -> list[str]:

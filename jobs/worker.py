@@ -198,7 +198,7 @@ def learn_identity(eng: Engine) -> str:
 
 def supervise(roles: tuple[str, ...], burst: bool) -> int:
     """Start one child per role and stop them all together (TERM/INT are passed on)."""
-    argv = [sys.executable, "-m", "clarity.cli", "worker"]
+    argv = [sys.executable, "-m", "cli", "worker"]
     children = [subprocess.Popen([*argv, "--role", role, *(["--burst"] if burst else [])]) for role in roles]
 
     stopping = False

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clarity.cli import main
+from cli import main
 
 TASKS = """\
 # Tasks
@@ -117,7 +117,7 @@ def test_usage_errors_and_help_are_exit_statuses(capsys: pytest.CaptureFixture[s
 def test_runs_as_a_module(tasks_file: Path) -> None:
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     ok = subprocess.run(
-        [sys.executable, "-m", "clarity.cli", "tasks", str(tasks_file), "--json"],
+        [sys.executable, "-m", "cli", "tasks", str(tasks_file), "--json"],
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -128,7 +128,7 @@ def test_runs_as_a_module(tasks_file: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["order"] == ["1.2", "3", "2.3.1"]
     bad = subprocess.run(
-        [sys.executable, "-m", "clarity.cli", "tasks", str(tasks_file), "--until", "4"],
+        [sys.executable, "-m", "cli", "tasks", str(tasks_file), "--until", "4"],
         capture_output=True,
         text=True,
         encoding="utf-8",

@@ -31,7 +31,7 @@ def demo(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """The demo, run once for the tests of this module (its own runtime dir: no one else's demo file)."""
     runtime = tmp_path_factory.mktemp("runtime")
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "clarity.cli", "demo"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "cli", "demo"], capture_output=True, text=True,
                             check=False, timeout=120,
                             env={**os.environ, "REDIS_URL": redis_url, "XDG_RUNTIME_DIR": str(runtime)})
     return DemoRun(result, time.monotonic() - started, runtime)

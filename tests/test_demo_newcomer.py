@@ -88,7 +88,7 @@ def test_what_clarity_demo_keep_prints_works_as_printed_and_ctrl_c_leaves_nothin
     shell_env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CLARITY_NAMESPACE", "FORGE_URL")}
     shell_env["XDG_RUNTIME_DIR"] = str(runtime)
     with open(tmp_path / "demo.stderr", "w") as stderr:
-        demo = subprocess.Popen([sys.executable, "-m", "clarity.cli", "demo", "--keep"], stdout=subprocess.PIPE,
+        demo = subprocess.Popen([sys.executable, "-m", "cli", "demo", "--keep"], stdout=subprocess.PIPE,
                                 stderr=stderr, text=True, env={**shell_env, "REDIS_URL": redis_url})
     assert demo.stdout is not None
     lines = _lines(demo.stdout)

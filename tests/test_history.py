@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from clarity import cli, history
+import cli
+from clarity import history
 from clarity.history import DAY, Record, Tally
 from clarity.models import Execution, TaskProgress
 from clarity.settings import Settings, SettingsError

@@ -23,8 +23,8 @@ import httpx
 import jwt
 import pytest
 
+import cli
 import devstack
-from clarity import cli
 from clarity.settings import Settings
 from clarity.status import ExecutionStatus
 from github_app import hook_deliveries

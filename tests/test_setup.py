@@ -24,9 +24,9 @@ from werkzeug.serving import make_server
 from app import create_app
 from clarity import app_credentials
 from clarity.app_credentials import AppCredentials, load_settings
-from clarity.cli import main
 from clarity.settings import Settings, SettingsError, web_url_for
 from clarity.vault import NO_KEYS, Vault, generate_key
+from cli import main
 from forge.app_identity import AppRegistry, PendingApp, initial_identity
 from forge.config import ForgeConfig
 from github_app.client import GitHubApp

@@ -11,10 +11,10 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from clarity.cli import main
 from clarity.redaction import MASK, redact
 from clarity.settings import Settings, SettingsError
 from clarity.vault import RotationReport, Vault, VaultError, generate_key
+from cli import main
 
 TOKEN = "ghp_" + "A1b2C3d4E5" * 4
 VALUES = {"OPENAI_API_KEY": "sk-live-9f8e7d6c5b4a39281706", "github.token": TOKEN, "db_pw": "correct horse battery"}
