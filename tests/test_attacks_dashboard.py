@@ -30,8 +30,9 @@ from simple_websocket import Client, ConnectionClosed
 from simple_websocket import ConnectionError as HandshakeRefused
 from werkzeug.serving import make_server
 
+import cli
 from app import create_app
-from clarity import artifacts, cli
+from clarity import artifacts
 from clarity.apitokens import ApiTokens
 from clarity.settings import Settings
 from clarity.store import Store

@@ -15,8 +15,9 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+import cli
 from app import create_app
-from clarity import artifacts, cli
+from clarity import artifacts
 from clarity.apitokens import TOUCH_EVERY, ApiTokens
 from clarity.app_credentials import load_settings
 from clarity.models import Execution
