@@ -90,6 +90,26 @@ def settings(redis_url: str, private_key_pem: str, tmp_path: Path, namespace: st
                     namespace=namespace, dashboard_auth="open", sandbox=_SANDBOX_HERE())
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of the `stack` fixture is e2e; a test that starts the stack another way is marked in its module."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def _stack_starts_only_in_e2e_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts the whole stack but is not marked e2e fails, or `make check` would wait on it."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+
+    def refused(*args: object, **kwargs: object) -> devstack.Stack:
+        pytest.fail(f"{request.node.nodeid} starts the whole stack (devstack.start): mark it @pytest.mark.e2e",
+                    pytrace=False)
+
+    monkeypatch.setattr(devstack, "start", refused)
+
+
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path) -> Iterator[devstack.Stack]:
     """The whole product (forge, web, a `clarity worker`) in a namespace of its own, with the test agent."""

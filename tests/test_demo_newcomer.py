@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import pytest
 import redis
+
+pytestmark = pytest.mark.e2e  # `clarity demo --keep`: the whole stack
 
 READY = "Servers keep running; press Ctrl-C to stop."
 
