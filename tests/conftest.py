@@ -22,8 +22,8 @@ from clarity.store import Store
 # `forge`: a running GitHub stand-in; the API app; the real agent CLIs (`agent_tools`, their versions in the summary)
 pytest_plugins = ["tests.conftest_forge", "tests.api_fixtures", "tests.agent_tools"]
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-WEBHOOK_FIXTURES = SHARED / "fixtures" / "github-webhooks"
+# Real GitHub payloads (octokit/webhooks, MIT: see its README), copied from ../shared so a clone needs nothing beside it
+WEBHOOK_FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
 WEBHOOK_SECRET = "test-webhook-secret-8c1f2e"
 AGENT = Path(__file__).parent / "fixtures" / "agents" / "scripted.py"  # the deterministic test agent
 TEST_DB = 13  # on a shared Redis, keep to one database; tests also keep to namespaces of their own
