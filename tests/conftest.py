@@ -55,7 +55,7 @@ def redis_client(redis_url: str, namespace: str) -> Iterator[redis.Redis]:
     """A decoded client; the test's keys (store and RQ queues) are deleted afterwards."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
-    keys = [*client.scan_iter(f"{namespace}:*"), *client.scan_iter(f"rq:*{namespace}:*")]
+    keys = [*client.scan_iter(f"{namespace}:*", count=1000), *client.scan_iter(f"rq:*{namespace}:*", count=1000)]
     if keys:
         client.delete(*keys)
 

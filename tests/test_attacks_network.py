@@ -373,7 +373,7 @@ def test_an_ollama_agent_that_goes_for_redis_gets_nothing_and_still_completes_it
         assert asked["body"]["attack"] == ["direct: ConnectionRefusedError", "proxy: HTTP/1.1 403 Forbidden"]
         assert client.get(f"{namespace}:pwned") is None
         assert "pwned-job" not in client.lrange(f"rq:queue:{namespace}:intake", 0, -1)
-        assert not [key for key in client.scan_iter("*pwned*")]
+        assert not [key for key in client.scan_iter("*pwned*", count=1000)]
     finally:
         stack.forget()
         stack.stop()

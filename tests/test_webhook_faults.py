@@ -337,7 +337,8 @@ def procfile_web(redis_url: str, private_key_pem: str, workdir: Path,
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         queue.delete(delete_jobs=True)
-        keys = [*connection.scan_iter(f"{namespace}:*"), *connection.scan_iter(f"rq:*{namespace}:*")]
+        keys = [*connection.scan_iter(f"{namespace}:*", count=1000),
+                *connection.scan_iter(f"rq:*{namespace}:*", count=1000)]
         if keys:
             connection.delete(*keys)
 

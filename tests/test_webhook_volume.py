@@ -71,7 +71,7 @@ def queue(settings: Settings, redis_client: redis.Redis) -> Queue:
 
 
 def claimed(redis_client: redis.Redis, settings: Settings) -> list[str]:
-    return list(redis_client.scan_iter(f"{settings.namespace}:delivery:*"))
+    return list(redis_client.scan_iter(f"{settings.namespace}:delivery:*", count=1000))
 
 
 def ignored_count(event: str) -> float:
