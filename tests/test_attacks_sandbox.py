@@ -155,6 +155,7 @@ def test_writing_1_2_gb_into_the_workspace_is_stopped_and_reported_as_disk(tmp_p
     assert "over the disk limit of 1024 MiB" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_deleted_file_held_open_counts_against_the_disk_limit(tmp_path: Path) -> None:
     # Three files of 400 MB, each under the file size limit, unlinked while written: no walk of the
     # workspace finds them, the file system still fills.

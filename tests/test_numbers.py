@@ -431,6 +431,7 @@ def feed(engine: context.Engine) -> Iterator[Feed]:
 @settings(max_examples=500, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(moves, min_size=1, max_size=10))
+@pytest.mark.slow
 def test_numbers_hold_and_every_surface_agrees_whatever_people_and_workers_do(
         engine: context.Engine, reporter: Reporter, web: Any, feed: Feed, script: list[tuple[str, Any]]) -> None:
     fresh(engine.store)
