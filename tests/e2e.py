@@ -158,4 +158,3 @@ def seeded_origin(tmp_path: Path) -> Path:
     bare = tmp_path / "origin.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(source), str(bare)], check=True)
     return bare
-

@@ -448,4 +448,3 @@ def test_commands_in_indented_code_pre_details_and_comments_run_nothing(stack: d
     assert state["reactions"] == []
     assert [c for c in state["comments"] if c["author"] == stack.bot_login] == []
     assert store_of(stack).executions(repo=REPO) == []
-
