@@ -4,13 +4,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test check lint clean
 
 demo: $(VENV)/.installed
 	$(BIN)/clarity demo
 
 test: lint
 	$(BIN)/pytest -q -n 4 --dist worksteal
+
+# The fast loop before a commit: lint, then the tests that start no stack, browser or docker engine and
+# take under ~3 s each (markers in pyproject.toml). `make test` runs everything.
+check: lint
+	$(BIN)/pytest -q -n 4 --dist worksteal -m "not e2e and not browser and not docker and not slow"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

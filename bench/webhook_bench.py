@@ -43,7 +43,7 @@ from rq import Queue
 from devstack import localredis
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "github-webhooks" / "issue_comment.created.payload.json"
+FIXTURE = ROOT / "tests" / "fixtures" / "github-webhooks" / "issue_comment.created.payload.json"
 HOST = "127.0.0.1"
 GOAL_P99_MS = 25.0
 GOAL_RATIO = 0.5

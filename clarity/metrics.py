@@ -179,4 +179,3 @@ def exposition(collectors: Iterable[Any] = ()) -> tuple[bytes, str]:
         registry.register(_Process())
     registry.register(_Guarded(collectors))
     return generate_latest(registry), CONTENT_TYPE_LATEST
-

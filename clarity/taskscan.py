@@ -324,5 +324,3 @@ def _parent_id(task_id: str, drafts: dict[str, Draft]) -> str | None:
         if candidate in drafts:
             return candidate
     return None
-
-

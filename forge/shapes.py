@@ -1,6 +1,6 @@
 """GitHub-shaped JSON for accounts, the app, installations, repos, issues, comments and reactions.
 
-Field sets follow real payloads (shared/fixtures/github-webhooks) so githubkit's strict models parse them.
+Field sets follow real payloads (tests/fixtures/github-webhooks) so githubkit's strict models parse them.
 """
 
 from __future__ import annotations

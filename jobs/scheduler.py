@@ -185,4 +185,3 @@ def ready_wait(engine: Engine, execution_id: str, per_task: float) -> float:
 def capacity(engine: Engine) -> int:
     """Workers taking steps now (at least one, so estimates stay finite while none is up)."""
     return max(len(Worker.all(queue=engine.steps_queues[0])), 1)
-

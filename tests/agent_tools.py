@@ -58,7 +58,7 @@ def agent_tools() -> Path:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Name the tools' versions whenever the real-agent tests ran (also under xdist: this runs in the controller)."""
     ran = any(getattr(report, "nodeid", "").startswith(TESTS)
-              for reports in terminalreporter.stats.values() for report in reports)
+              for kind, reports in terminalreporter.stats.items() if kind != "deselected" for report in reports)
     if not ran:
         return
     terminalreporter.section("real agent CLIs")

@@ -22,8 +22,8 @@ from devstack import localredis
 # `forge`: a running GitHub stand-in; the API app; the real agent CLIs (`agent_tools`, their versions in the summary)
 pytest_plugins = ["tests.conftest_forge", "tests.api_fixtures", "tests.agent_tools"]
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-WEBHOOK_FIXTURES = SHARED / "fixtures" / "github-webhooks"
+# Real GitHub payloads (octokit/webhooks, MIT: see its README), copied from ../shared so a clone needs nothing beside it
+WEBHOOK_FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
 WEBHOOK_SECRET = "test-webhook-secret-8c1f2e"
 AGENT = Path(__file__).parent / "fixtures" / "agents" / "scripted.py"  # the deterministic test agent
 TEST_DB = 13  # on a shared Redis, keep to one database; tests also keep to namespaces of their own
@@ -55,7 +55,7 @@ def redis_client(redis_url: str, namespace: str) -> Iterator[redis.Redis]:
     """A decoded client; the test's keys (store and RQ queues) are deleted afterwards."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
-    keys = [*client.scan_iter(f"{namespace}:*"), *client.scan_iter(f"rq:*{namespace}:*")]
+    keys = [*client.scan_iter(f"{namespace}:*", count=1000), *client.scan_iter(f"rq:*{namespace}:*", count=1000)]
     if keys:
         client.delete(*keys)
 
@@ -88,6 +88,26 @@ def settings(redis_url: str, private_key_pem: str, tmp_path: Path, namespace: st
     return Settings(app_id=4242, private_key=private_key_pem, webhook_secret=WEBHOOK_SECRET,
                     github_api_url="http://127.0.0.1:9/api/v3", redis_url=redis_url, data_dir=tmp_path / "data",
                     namespace=namespace, dashboard_auth="open", sandbox=_SANDBOX_HERE())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of the `stack` fixture is e2e; a test that starts the stack another way is marked in its module."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def _stack_starts_only_in_e2e_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts the whole stack but is not marked e2e fails, or `make check` would wait on it."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+
+    def refused(*args: object, **kwargs: object) -> devstack.Stack:
+        pytest.fail(f"{request.node.nodeid} starts the whole stack (devstack.start): mark it @pytest.mark.e2e",
+                    pytrace=False)
+
+    monkeypatch.setattr(devstack, "start", refused)
 
 
 @pytest.fixture

@@ -116,7 +116,7 @@ def dump_redis(stack: devstack.Stack) -> str:
     """The values of every key of the stack's namespace, as text."""
     client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
     parts = []
-    for key in client.scan_iter(f"{stack.settings.namespace}:*"):
+    for key in client.scan_iter(f"{stack.settings.namespace}:*", count=1000):
         kind = client.type(key)
         if kind == "hash":
             parts.append(json.dumps(client.hgetall(key)))
@@ -158,4 +158,3 @@ def seeded_origin(tmp_path: Path) -> Path:
     bare = tmp_path / "origin.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(source), str(bare)], check=True)
     return bare
-

@@ -46,6 +46,7 @@ def api_schema(settings: Settings, store: Store, admin_headers: dict[str, str], 
     return schemathesis.openapi.from_wsgi("/api/openapi.json", create_app(settings), headers=admin_headers)
 
 
+@pytest.mark.slow
 def test_every_answer_is_declared_and_none_is_a_server_error(api_schema: Any, admin_headers: dict[str, str]) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) == 17

@@ -414,6 +414,7 @@ def hostile(settings: Settings, store: Store, world: dict[str, Any]) -> dict[str
             "url": f"/executions/{world['ex_a'].id}/artifacts/1"}
 
 
+@pytest.mark.slow
 def test_a_check_swapping_links_in_its_artifacts_folder_never_gets_foreign_bytes_served(
         settings: Settings, hostile: dict[str, Any], tmp_path: Path) -> None:
     client = create_app(replace(settings, dashboard_auth="open")).test_client()

@@ -141,6 +141,7 @@ def test_a_check_that_plants_git_machinery_never_runs_code_in_the_workers_git(tm
 
 @pytest.mark.skipif(os.getuid() != 0, reason="the docker sandbox lends a root worker's workspace to nobody")
 @pytest.mark.parametrize("attack", ["commondir", "config", "include", "hooks", "alternates"])
+@pytest.mark.docker
 def test_a_check_in_a_docker_sandbox_cannot_reach_the_workers_git_either(tmp_path: Path, attack: str) -> None:
     settings, ws, root = _attack_workspace(tmp_path)
     settings = docker_settings(settings)

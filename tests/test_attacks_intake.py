@@ -171,6 +171,7 @@ def test_more_stalled_requests_than_threads_leave_healthz_and_deliveries_answere
 
 @pytest.mark.parametrize(("first", "trickle"), [(STALLED_BODY, b" "), (STALLED_HEADERS, b"X-Slow: 1\r\n")],
                          ids=["body", "headers"])
+@pytest.mark.slow
 def test_a_stalled_or_trickling_request_is_cut_off_within_seconds(web: Web, first: bytes, trickle: bytes) -> None:
     with socket.create_connection((HOST, web.port), timeout=5) as sock:
         sock.sendall(first)
@@ -367,6 +368,7 @@ def engine(forge: ForgeHandle, settings: Any) -> context.Engine:
     return forge.engine(settings)
 
 
+@pytest.mark.slow
 def test_no_well_signed_payload_shape_crashes_an_intake_job(engine: context.Engine,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     rng = random.Random(13)
@@ -443,4 +445,3 @@ def test_commands_in_indented_code_pre_details_and_comments_run_nothing(stack: d
     assert state["reactions"] == []
     assert [c for c in state["comments"] if c["author"] == stack.bot_login] == []
     assert store_of(stack).executions(repo=REPO) == []
-

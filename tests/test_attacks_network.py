@@ -248,6 +248,7 @@ def docker_jail(client: Any, *local: str) -> Any:
                          egress=Rules(local=tuple(parse_endpoint(e) for e in local)))
 
 
+@pytest.mark.docker
 def test_a_networked_docker_run_has_no_network_but_its_model_through_the_proxy(
         docker_client: Any, tmp_path: Path, model: ModelServer) -> None:
     assert listening(REDIS)
@@ -269,6 +270,7 @@ def test_a_networked_docker_run_has_no_network_but_its_model_through_the_proxy(
     assert (missing.exit_code, missing.stderr) == (127, "command not found: no-such-agent-xyz\n")
 
 
+@pytest.mark.docker
 def test_a_networked_docker_run_in_an_image_without_python3_says_so(
         docker_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from runner import docker_sandbox
@@ -337,6 +339,7 @@ def visible_bin() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.e2e
 def test_an_ollama_agent_that_goes_for_redis_gets_nothing_and_still_completes_its_task(
         redis_url: str, tmp_path: Path, visible_bin: Path, model: ModelServer) -> None:
     namespace = f"attack-{uuid.uuid4().hex[:8]}"
@@ -370,7 +373,7 @@ def test_an_ollama_agent_that_goes_for_redis_gets_nothing_and_still_completes_it
         assert asked["body"]["attack"] == ["direct: ConnectionRefusedError", "proxy: HTTP/1.1 403 Forbidden"]
         assert client.get(f"{namespace}:pwned") is None
         assert "pwned-job" not in client.lrange(f"rq:queue:{namespace}:intake", 0, -1)
-        assert not [key for key in client.scan_iter("*pwned*")]
+        assert not [key for key in client.scan_iter("*pwned*", count=1000)]
     finally:
         stack.forget()
         stack.stop()

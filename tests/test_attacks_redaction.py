@@ -272,6 +272,7 @@ def _installation_token(stack: devstack.Stack) -> str:
     return app.installation_token(app.installation_id_for(REPO))
 
 
+@pytest.mark.e2e
 def test_encoded_secrets_reach_no_sink(leaky_stack: devstack.Stack, tmp_path: Path,
                                        caplog: pytest.LogCaptureFixture) -> None:
     stack = leaky_stack

@@ -155,6 +155,7 @@ def test_writing_1_2_gb_into_the_workspace_is_stopped_and_reported_as_disk(tmp_p
     assert "over the disk limit of 1024 MiB" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_deleted_file_held_open_counts_against_the_disk_limit(tmp_path: Path) -> None:
     # Three files of 400 MB, each under the file size limit, unlinked while written: no walk of the
     # workspace finds them, the file system still fills.
@@ -319,6 +320,7 @@ def _check_runs(stack: devstack.Stack) -> list[dict[str, object]]:
     return [r for r in stack.admin("GET", "/state")["check_runs"] if not str(r["name"]).startswith("Clarity: run")]
 
 
+@pytest.mark.e2e
 def test_a_fork_bomb_check_in_a_real_execution_is_stopped_and_named(product: Start, tmp_path: Path) -> None:
     stack = product()
     source = tmp_path / "bomb-repo"
@@ -351,6 +353,7 @@ def _path_without_bwrap(tmp_path: Path) -> str:
     return str(folder)
 
 
+@pytest.mark.e2e
 def test_without_bubblewrap_a_task_is_refused_not_run_unsandboxed(product: Start, tmp_path: Path) -> None:
     # The check would read the App's private key, which the worker keeps at GITHUB_PRIVATE_KEY_PATH.
     stack = product(PATH=_path_without_bwrap(tmp_path))
@@ -365,6 +368,7 @@ def test_without_bubblewrap_a_task_is_refused_not_run_unsandboxed(product: Start
     assert not _check_runs(stack) or all(r["conclusion"] != "success" for r in _check_runs(stack))
 
 
+@pytest.mark.e2e
 def test_unsandboxed_on_purpose_says_so_on_every_check_run_and_the_dashboard(product: Start, tmp_path: Path) -> None:
     stack = product(CLARITY_SANDBOX="none")
     make_repo(stack, tmp_path, tasks_md(("1", "Plain", False)))
@@ -377,6 +381,7 @@ def test_unsandboxed_on_purpose_says_so_on_every_check_run_and_the_dashboard(pro
     assert "unsandboxed" in page
 
 
+@pytest.mark.e2e
 def test_an_agent_installed_under_tmp_runs_in_a_real_execution(product: Start, tmp_path: Path,
                                                                 venv_tool: Path) -> None:
     tool = venv_tool.parent / "writes-done"

@@ -335,7 +335,7 @@ def test_tokens_are_created_listed_used_and_revoked(
     assert token not in out
 
     # Redis holds the SHA-256, never the token
-    keys = list(redis_client.scan_iter(f"{namespace}:apitokens*"))
+    keys = list(redis_client.scan_iter(f"{namespace}:apitokens*", count=1000))
     dumped = " ".join(str(redis_client.hgetall(k)) for k in keys)
     assert hashlib.sha256(token.encode()).hexdigest() in dumped and token not in dumped
     assert token.split("_", 2)[2] not in dumped

@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # each bench starts a stack of its own
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 

@@ -25,6 +25,8 @@ from clarity.status import ExecutionStatus
 from clarity.store import Store
 from tests.e2e import REPO, make_repo, store_of, tasks_md, wait_comment
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 GEARS = "acme/gears"

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from werkzeug.serving import make_server
 
 import devstack
@@ -27,6 +28,8 @@ from dashboard.auth import Viewer
 from tests.conftest import WEBHOOK_FIXTURES
 from tests.e2e import REPO, make_repo, store_of, tasks_md
 from tests.test_browser import ARTIFACTS, TABLET, browser, sign_in, sync_api, watch  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.browser
 
 expect = sync_api.expect
 BARE = "acme/bare"

@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 import devstack
 from tests.e2e import REPO, make_repo, store_of, tasks_md
 from tests.test_browser import browser, sign_in, sync_api, watch  # noqa: F401 (browser: a fixture)
+
+pytestmark = pytest.mark.browser
 
 expect = sync_api.expect
 DESKTOP = {"width": 1440, "height": 1000}

@@ -31,6 +31,8 @@ from clarity.store import Store
 from dashboard.auth import Viewer
 from tests.test_browser import ARTIFACTS, browser, sync_api  # noqa: F401 (browser: a fixture)
 
+pytestmark = pytest.mark.browser
+
 S, T = ExecutionStatus, TaskStatus
 ACME = 7
 WIDTHS = {"phone": {"width": 375, "height": 812}, "tablet": {"width": 768, "height": 1024},

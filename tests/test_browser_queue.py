@@ -12,11 +12,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import devstack
 from clarity.status import ExecutionStatus
 from tests.e2e import REPO, make_repo, store_of, tasks_md
 from tests.test_api_e2e import call, token
 from tests.test_browser import ARTIFACTS, TABLET, browser, sign_in, sync_api  # noqa: F401 (browser: a fixture)
+
+pytestmark = pytest.mark.browser
 
 REPOS = (REPO, "acme/gears", "acme/bolts", "acme/nuts")
 WAITING = "#queue section[aria-labelledby=for-worker] tbody tr"

@@ -124,6 +124,7 @@ def fetches(stack: devstack.Stack) -> int:
                and c["path"].endswith("/info/refs") and c["query"].get("service") == "git-upload-pack")
 
 
+@pytest.mark.e2e
 def test_an_execution_nobody_competes_with_runs_its_steps_in_one_job_fetching_once(
         steps_stack: devstack.Stack, tmp_path: Path) -> None:
     stack = steps_stack
@@ -142,6 +143,7 @@ def test_an_execution_nobody_competes_with_runs_its_steps_in_one_job_fetching_on
     assert [t.status.value for t in store.tasks(ex.id).values()] == ["completed"] * 4
 
 
+@pytest.mark.e2e
 def test_a_waiting_customer_ends_the_chain_and_the_two_take_turns(steps_stack: devstack.Stack, tmp_path: Path) -> None:
     stack = steps_stack
     other = "zeta/gadgets"
@@ -162,6 +164,7 @@ def test_a_waiting_customer_ends_the_chain_and_the_two_take_turns(steps_stack: d
     assert order[:6] in ([first.id, second.id] * 3, [second.id, first.id] * 3), order
 
 
+@pytest.mark.e2e
 def test_a_worker_asked_to_stop_ends_its_chain_after_the_step_in_hand(steps_stack: devstack.Stack,
                                                                      tmp_path: Path) -> None:
     stack = steps_stack
@@ -183,6 +186,7 @@ def test_a_worker_asked_to_stop_ends_its_chain_after_the_step_in_hand(steps_stac
     assert len(set(jobs)) == 2 and jobs[:2] == [jobs[0]] * 2 and jobs[2] != jobs[0], jobs
 
 
+@pytest.mark.e2e
 def test_someone_elses_push_during_a_task_pauses_the_execution_and_resume_goes_on_from_it(
         steps_stack: devstack.Stack, tmp_path: Path) -> None:
     stack = steps_stack
@@ -217,6 +221,7 @@ def test_someone_elses_push_during_a_task_pauses_the_execution_and_resume_goes_o
     assert branch_file(stack, "tasks_list.md").count("- [x]") == 3
 
 
+@pytest.mark.e2e
 def test_workers_asked_to_stop_are_gone_in_seconds(steps_stack: devstack.Stack) -> None:
     """RQ's pub/sub thread could hold a stopping worker for a minute (jobs.worker.SteadyWorker.unsubscribe)."""
     import redis

@@ -195,6 +195,7 @@ def sandbox() -> LocalSandbox:
     return LocalSandbox()
 
 
+@pytest.mark.docker
 def test_http_check_in_the_docker_sandbox_uses_the_containers_loopback(site: Path, port: int) -> None:
     try:
         client = docker_sandbox.connect()

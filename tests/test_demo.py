@@ -16,6 +16,8 @@ import pytest
 
 import devstack
 
+pytestmark = pytest.mark.e2e
+
 
 @dataclass(frozen=True)
 class DemoRun:

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import pytest
 import redis
+
+pytestmark = pytest.mark.e2e  # `clarity demo --keep`: the whole stack
 
 READY = "Servers keep running; press Ctrl-C to stop."
 
@@ -145,5 +148,5 @@ def test_what_clarity_demo_keep_prints_works_as_printed_and_ctrl_c_leaves_nothin
     assert _closed(web) and _closed(forge), "the demo left a server listening"
     assert not (runtime / "clarity" / "demo.json").exists(), "the demo left its state file"
     client = redis.Redis.from_url(redis_url)
-    assert not [*client.scan_iter(f"{namespace}:*"), *client.scan_iter(f"rq:*{namespace}:*")]
+    assert not [*client.scan_iter(f"{namespace}:*", count=1000), *client.scan_iter(f"rq:*{namespace}:*", count=1000)]
     shutil.rmtree(kept, ignore_errors=True)  # --keep keeps the logs for a person to read; the test needs none

@@ -279,6 +279,7 @@ def sandbox(client: docker.DockerClient, run_label: str) -> Iterator[DockerSandb
     assert left == [], "the sandbox left containers behind"
 
 
+@pytest.mark.docker
 def test_a_command_sees_its_workspace_and_writes_as_the_owner_gets_back(sandbox: DockerSandbox,
                                                                         tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("from the host\n")
@@ -293,6 +294,7 @@ def test_a_command_sees_its_workspace_and_writes_as_the_owner_gets_back(sandbox:
     assert {p.stat().st_uid for p in (tmp_path, *tmp_path.rglob("*"))} == {os.getuid()}
 
 
+@pytest.mark.docker
 def test_env_stdin_exit_codes_and_missing_programs(sandbox: DockerSandbox, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "host-secret")
@@ -310,6 +312,7 @@ def test_env_stdin_exit_codes_and_missing_programs(sandbox: DockerSandbox, tmp_p
     assert nowhere.exit_code == 126 and "working directory does not exist" in nowhere.stderr
 
 
+@pytest.mark.docker
 def test_the_network_is_off(sandbox: DockerSandbox, tmp_path: Path) -> None:
     program = ("import os, socket; print(sorted(os.listdir('/sys/class/net')))\n"
                "socket.create_connection(('1.1.1.1', 53), timeout=3)")
@@ -318,6 +321,7 @@ def test_the_network_is_off(sandbox: DockerSandbox, tmp_path: Path) -> None:
     assert "Network is unreachable" in result.stderr
 
 
+@pytest.mark.docker
 def test_a_loop_forever_is_killed_at_the_timeout_with_usage(sandbox: DockerSandbox, tmp_path: Path) -> None:
     started = time.monotonic()
     result = sandbox.run(["sh", "-c", "trap '' TERM; while :; do :; done"], tmp_path, {}, Limits(timeout=1))
@@ -327,6 +331,7 @@ def test_a_loop_forever_is_killed_at_the_timeout_with_usage(sandbox: DockerSandb
     assert result.usage["cpu_seconds"] > 0.1 and result.usage["memory_peak_bytes"] > 0
 
 
+@pytest.mark.docker
 def test_cancel_kills_the_container_at_once(sandbox: DockerSandbox, tmp_path: Path) -> None:
     cancel = threading.Event()
     threading.Timer(0.3, cancel.set).start()
@@ -336,6 +341,7 @@ def test_cancel_kills_the_container_at_once(sandbox: DockerSandbox, tmp_path: Pa
     assert result.killed_by == "cancelled" and not result.timed_out and not result.ok
 
 
+@pytest.mark.docker
 def test_ten_thousand_forks_hit_the_pids_limit(sandbox: DockerSandbox, tmp_path: Path) -> None:
     program = ("import os, sys, time\nn = 0\ntry:\n    for _ in range(10_000):\n"
                "        if os.fork() == 0:\n            time.sleep(60)\n            os._exit(0)\n        n += 1\n"
@@ -348,6 +354,7 @@ def test_ten_thousand_forks_hit_the_pids_limit(sandbox: DockerSandbox, tmp_path:
     assert "the process limit refused" in result.stderr
 
 
+@pytest.mark.docker
 def test_allocating_50_gb_is_an_oom_kill(sandbox: DockerSandbox, tmp_path: Path) -> None:
     program = "blocks = []\nfor _ in range(500):\n    blocks.append(b'x' * (100 * 1024 * 1024))\nprint('allocated')"
     limits = Limits(timeout=30, memory_bytes=256 * 1024**2)
@@ -356,6 +363,7 @@ def test_allocating_50_gb_is_an_oom_kill(sandbox: DockerSandbox, tmp_path: Path)
     assert result.usage["memory_peak_bytes"] <= 256 * 1024**2
 
 
+@pytest.mark.docker
 def test_writing_10_gb_stops_at_the_file_size_limit(sandbox: DockerSandbox, tmp_path: Path) -> None:
     limits = Limits(timeout=30, file_size_bytes=1_000_000)
     result = sandbox.run(["sh", "-c", "exec head -c 10737418240 /dev/zero > big.bin"], tmp_path, {}, limits)
@@ -366,6 +374,7 @@ def test_writing_10_gb_stops_at_the_file_size_limit(sandbox: DockerSandbox, tmp_
     assert not refused.ok and "File too large" in refused.stderr
 
 
+@pytest.mark.docker
 def test_output_is_capped_to_its_tail(sandbox: DockerSandbox, tmp_path: Path) -> None:
     script = "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done; head -c 3000000 /dev/zero >&2"
     result = sandbox.run(["sh", "-c", script], tmp_path, {}, Limits(timeout=20, output_bytes=1000))
@@ -373,6 +382,7 @@ def test_output_is_capped_to_its_tail(sandbox: DockerSandbox, tmp_path: Path) ->
     assert len(result.stderr.split("\n", 1)[1].encode()) == 1000
 
 
+@pytest.mark.docker
 def test_leftovers_of_a_dead_worker_are_removed_and_live_ones_kept(client: docker.DockerClient,
                                                                    run_label: str) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -394,6 +404,7 @@ def test_leftovers_of_a_dead_worker_are_removed_and_live_ones_kept(client: docke
                 pass
 
 
+@pytest.mark.docker
 def test_a_missing_image_that_cannot_be_pulled_is_a_clear_error(client: docker.DockerClient, tmp_path: Path) -> None:
     sandbox = DockerSandbox(client, DockerConfig(image="127.0.0.1:9/clarity/no-such-image:1"))
     with pytest.raises(DockerError, match=r"image `127.0.0.1:9/clarity/no-such-image:1` is not on the docker engine"):
@@ -417,6 +428,8 @@ def docker_stack(client: docker.DockerClient, redis_url: str, tmp_path: Path) ->
         running.stop()
 
 
+@pytest.mark.docker
+@pytest.mark.e2e
 def test_an_execution_passes_with_agents_and_checks_in_docker(docker_stack: devstack.Stack, tmp_path: Path) -> None:
     source = tmp_path / "src"
     (source / ".agent").mkdir(parents=True)
@@ -440,6 +453,7 @@ def test_an_execution_passes_with_agents_and_checks_in_docker(docker_stack: devs
     assert "scripted agent: task 1.1 attempt 1" in log
 
 
+@pytest.mark.e2e
 def test_an_unreachable_engine_blocks_the_execution_with_the_reason(redis_url: str, tmp_path: Path) -> None:
     stack = devstack.start(tmp_path / "stack", redis_url, agent_command="true",
                            namespace=f"e2e-{uuid.uuid4().hex[:8]}",

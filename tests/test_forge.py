@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 # fixtures live in a plugin module, so a root conftest can load them the same way
 
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github-webhooks"
+FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

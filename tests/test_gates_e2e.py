@@ -14,6 +14,8 @@ from clarity.status import ExecutionStatus
 from tests.conftest import AGENT
 from tests.e2e import check_for, git, store_of, wait_comment, wait_settled
 
+pytestmark = pytest.mark.e2e
+
 CONFIG = """\
 setup: ["mkdir -p build && echo ready > build/setup.txt"]
 gates:

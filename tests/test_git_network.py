@@ -110,6 +110,7 @@ def _create_repo(url: str, ca: PrivateCA, full_name: str) -> None:
     assert response.status_code == 201, response.text
 
 
+@pytest.mark.e2e
 def test_a_whole_run_reaches_the_forge_through_the_operators_proxy(redis_url: str, tmp_path: Path) -> None:
     """The worker's REST calls and its git both go through `http_proxy`; the run completes."""
     proxy = RecordingProxy()

@@ -157,6 +157,7 @@ def test_catch_up_refuses_executions_of_other_installations(server: Server) -> N
     assert ws.receive(timeout=0.5) is None
 
 
+@pytest.mark.slow
 def test_a_slow_subscriber_is_dropped_and_never_holds_back_the_hub_or_the_others(store: Store) -> None:
     hub = Hub(store.r, store.events_channel)
     slow, quick = hub.subscribe(OPERATOR, queue_size=20), hub.subscribe(OPERATOR)
@@ -191,6 +192,7 @@ def test_a_socket_that_fell_behind_is_told_to_resync_and_closed(server: Server) 
     assert ws.close_reason == 4000
 
 
+@pytest.mark.slow
 def test_past_the_socket_cap_a_page_is_told_to_poll(server: Server) -> None:
     cap = server.app.extensions["clarity.settings"].live_max_sockets
     sockets = [server.socket() for _ in range(cap)]

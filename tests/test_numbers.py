@@ -436,6 +436,7 @@ SHARDS = 4  # 4 × 125 = 500 sequences, each shard its own seed: they spread ove
 def sequences(shard: int) -> Any:
     """One shard of the property test: 500 / SHARDS random sequences, reproducible from its seed."""
 
+    @pytest.mark.slow
     @seed(shard)
     @settings(max_examples=500 // SHARDS, deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -256,6 +256,7 @@ MULTIPROCESS_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_multiprocess_metrics_merge_web_processes_and_work_horses(tmp_path: Path, redis_url: str,
                                                                   namespace: str, raw: redis.Redis) -> None:
     metrics_dir = tmp_path / "metrics"

@@ -34,6 +34,8 @@ from clarity.vault import Vault, generate_key
 from tests.e2e import SETTLED, git, store_of, tasks_md
 from tests.model_servers import AnthropicServer, Fault, OllamaServer, OpenAIServer, Script, ScriptedServer
 
+pytestmark = pytest.mark.e2e
+
 FAULT_TIMEOUT = "45s"  # the task's wall clock in the fault scenarios: long enough for each tool to meet its model
 STARTING = 3  # tools starting at once (see run_all)
 FLEET_SECONDS = 240  # for every execution to settle, at worst

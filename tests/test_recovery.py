@@ -361,6 +361,7 @@ def kill_tree(pid: int) -> None:
 RANDOM_KILLS = 9  # and a tenth once the last task is in git, before the store hears of it
 
 
+@pytest.mark.e2e
 def test_killing_the_steps_worker_again_and_again_loses_nothing_and_repeats_nothing(crash_stack, tmp_path) -> None:
     stack = crash_stack
     # More tasks than kills: under load a kill cycle may let a task more through; the last is held.
@@ -464,6 +465,7 @@ EPHEMERAL = ("rq:*{ns}:*", "{ns}:ready*", "{ns}:slot:*", "{ns}:served*", "{ns}:r
              "{ns}:repo:*:waiting")
 
 
+@pytest.mark.e2e
 def test_lost_queues_and_leases_are_rebuilt_and_the_execution_resumes_from_git(crash_stack, tmp_path) -> None:
     """Redis restarted without its queue state (or an operator flushed it) while the workers were down."""
     stack = crash_stack

@@ -302,6 +302,7 @@ def outage_stack(tmp_path: Path) -> Iterator[tuple[devstack.Stack, AofRedis]]:
         yield running
 
 
+@pytest.mark.e2e
 def test_a_run_answered_503_while_redis_was_away_is_redelivered_and_runs_exactly_once(
         outage_stack: tuple[devstack.Stack, AofRedis], tmp_path: Path) -> None:
     stack, server = outage_stack

@@ -149,6 +149,7 @@ def test_readyz_never_shows_the_password(acl_redis: AclRedis, settings: Settings
     assert answer.json["redis"] == "ok" and WEB_PASSWORD not in answer.get_data(as_text=True)  # type: ignore[index]
 
 
+@pytest.mark.e2e
 def test_the_whole_product_runs_on_the_acl_users_and_never_logs_their_passwords(
         acl_redis: AclRedis, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)

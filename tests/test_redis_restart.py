@@ -264,6 +264,7 @@ def aof_stack(tmp_path: Path) -> Iterator[tuple[devstack.Stack, AofRedis]]:
 DOWN = 3.0  # seconds Redis stays down: longer than the lease (2 s), so the step's lease key expires
 
 
+@pytest.mark.e2e
 def test_redis_crashing_mid_task_and_coming_back_after_the_lease_expired_loses_and_repeats_nothing(
         aof_stack: tuple[devstack.Stack, AofRedis], tmp_path: Path) -> None:
     """Two crashes. During task 1 the agent sleeps through the outage: the step rides it out and takes

@@ -391,6 +391,7 @@ def routed_stack(redis_url: str, tmp_path: Path, visible_bin: Path) -> Iterator[
         running.stop()
 
 
+@pytest.mark.e2e
 def test_primary_fails_its_checks_and_the_fallback_passes_end_to_end(routed_stack: devstack.Stack,
                                                                      tmp_path: Path) -> None:
     stack = routed_stack

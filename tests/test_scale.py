@@ -12,10 +12,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import devstack
 from clarity.status import ExecutionStatus as E
 from tests.conftest import AGENT
 from tests.e2e import git, make_repo, store_of, tasks_md
+
+pytestmark = pytest.mark.e2e
 
 # Installation acme runs six repositories, globex three, initech one (its repository comes last):
 # served first come first, initech would wait for nine others; served per customer, it goes third.

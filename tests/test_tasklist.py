@@ -809,6 +809,7 @@ def task_files(draw: st.DrawFn, with_depends: bool = False) -> Generated:
 
 @PROPERTY
 @given(task_files())
+@pytest.mark.slow
 def test_parse_reads_back_what_was_generated(generated: Generated) -> None:
     tasks = parse(generated.text)
     assert ids(tasks) == list(generated.nodes)
@@ -820,6 +821,7 @@ def test_parse_reads_back_what_was_generated(generated: Generated) -> None:
 
 @PROPERTY
 @given(task_files(), st.data())
+@pytest.mark.slow
 def test_tick_changes_only_the_boxes_of_ticked_lines(generated: Generated, data: st.DataObject) -> None:
     open_leaves = [i for i in generated.leaves() if not generated.nodes[i].done]
     chosen = data.draw(st.lists(st.sampled_from(open_leaves), unique=True) if open_leaves else st.just([]))
@@ -836,6 +838,7 @@ def test_tick_changes_only_the_boxes_of_ticked_lines(generated: Generated, data:
 
 @PROPERTY
 @given(task_files(), st.data())
+@pytest.mark.slow
 def test_tick_is_idempotent(generated: Generated, data: st.DataObject) -> None:
     leaves = generated.leaves()
     chosen = data.draw(st.lists(st.sampled_from(leaves), unique=True) if leaves else st.just([]))
@@ -846,6 +849,7 @@ def test_tick_is_idempotent(generated: Generated, data: st.DataObject) -> None:
 
 @PROPERTY
 @given(task_files(with_depends=True), st.data())
+@pytest.mark.slow
 def test_next_task_only_offers_tasks_whose_depends_are_done(
     generated: Generated, data: st.DataObject
 ) -> None:
@@ -866,6 +870,7 @@ def test_next_task_only_offers_tasks_whose_depends_are_done(
 
 @settings(max_examples=60, deadline=None)
 @given(task_files(with_depends=True), st.data())
+@pytest.mark.slow
 def test_run_order_is_next_task_repeated_with_ticks(generated: Generated, data: st.DataObject) -> None:
     until = data.draw(st.sampled_from([None, *generated.nodes]))
     expected = parse(generated.text).run_order(until)

@@ -85,6 +85,7 @@ def queued_jobs(queue: Queue) -> list[Job]:
 # --- duplicates under concurrency -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_1000_deliveries_with_30_percent_duplicates_queue_each_delivery_exactly_once(
     app: Flask, intake: Queue
 ) -> None:
@@ -241,6 +242,7 @@ FUZZ = settings(max_examples=5_000, deadline=None, database=None,
 
 @FUZZ
 @given(request=requests(signed=False))
+@pytest.mark.slow
 def test_5000_fuzzed_requests_with_bad_signatures_are_refused_with_4xx_and_queue_nothing(
     app: Flask, intake: Queue, request: tuple[bytes, dict[str, str]]
 ) -> None:
@@ -253,6 +255,7 @@ def test_5000_fuzzed_requests_with_bad_signatures_are_refused_with_4xx_and_queue
 
 @FUZZ
 @given(request=requests(signed=True))
+@pytest.mark.slow
 def test_5000_fuzzed_signed_requests_are_answered_without_a_5xx(
     app: Flask, intake: Queue, request: tuple[bytes, dict[str, str]]
 ) -> None:
@@ -337,7 +340,8 @@ def procfile_web(redis_url: str, private_key_pem: str, workdir: Path,
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         queue.delete(delete_jobs=True)
-        keys = [*connection.scan_iter(f"{namespace}:*"), *connection.scan_iter(f"rq:*{namespace}:*")]
+        keys = [*connection.scan_iter(f"{namespace}:*", count=1000),
+                *connection.scan_iter(f"rq:*{namespace}:*", count=1000)]
         if keys:
             connection.delete(*keys)
 
@@ -381,6 +385,7 @@ def read_response(sock: socket.socket, timeout: float) -> tuple[int, bytes]:
     return response.status, response.read()
 
 
+@pytest.mark.slow
 def test_a_declared_30_mb_body_is_refused_after_the_headers_alone(web: Web) -> None:
     with socket.create_connection((HOST, web.port), timeout=5) as sock:
         sock.sendall(request_head(f"Content-Length: {30 * 1024 * 1024}\r\n", f"big-{uuid.uuid4()}"))
@@ -395,6 +400,7 @@ def test_a_declared_30_mb_body_is_refused_after_the_headers_alone(web: Web) -> N
     assert web.intake.count == 0
 
 
+@pytest.mark.slow
 def test_a_chunked_body_is_cut_at_25_mb_and_refused(web: Web) -> None:
     # No Content-Length to refuse early: the app reads at most MAX_CONTENT_LENGTH (25 MB) of the
     # stream, then answers. What it read is not the body that was signed, so the answer is a 4xx.
@@ -439,6 +445,7 @@ def slow_client(port: int, kind: str, stop: threading.Event, opened: threading.B
             sock.sendall(next(trickle))
 
 
+@pytest.mark.slow
 def test_deliveries_are_answered_within_2_s_while_20_slow_clients_hold_connections(web: Web) -> None:
     stop = threading.Event()
     opened = threading.Barrier(SLOW_CLIENTS + 1)

@@ -71,13 +71,14 @@ def queue(settings: Settings, redis_client: redis.Redis) -> Queue:
 
 
 def claimed(redis_client: redis.Redis, settings: Settings) -> list[str]:
-    return list(redis_client.scan_iter(f"{settings.namespace}:delivery:*"))
+    return list(redis_client.scan_iter(f"{settings.namespace}:delivery:*", count=1000))
 
 
 def ignored_count(event: str) -> float:
     return float(metrics.DELIVERIES.labels(event, "ignored")._value.get())
 
 
+@pytest.mark.slow
 def test_a_thousand_irrelevant_check_deliveries_are_answered_204_and_queue_nothing(
         client: Any, queue: Queue, redis_client: redis.Redis, settings: Settings) -> None:
     before = (queue.count, ignored_count("check_run"), ignored_count("check_suite"))

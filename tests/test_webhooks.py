@@ -178,6 +178,7 @@ def test_concurrent_copies_of_one_delivery_queue_exactly_one_job(settings: Setti
     assert intake.count == 1
 
 
+@pytest.mark.slow
 def test_redis_failure_while_queueing_answers_503_and_leaves_the_delivery_unclaimed(
         client, intake: Queue, settings: Settings, redis_client: redis.Redis) -> None:
     # The queue key holds a string, so pushing the job id fails after the claim and the job hash were written.
